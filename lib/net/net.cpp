@@ -1,0 +1,92 @@
+#include "net/net.h"
+
+namespace mg::net {
+
+const char* to_string(ParseStatus s) noexcept {
+  switch (s) {
+    case ParseStatus::kOk: return "ok";
+    case ParseStatus::kTruncated: return "truncated";
+    case ParseStatus::kBadVersion: return "bad_version";
+    case ParseStatus::kBadIhl: return "bad_ihl";
+    case ParseStatus::kBadLength: return "bad_length";
+    case ParseStatus::kBadExtHeader: return "bad_ext_header";
+  }
+  return "unknown";
+}
+
+static ParseStatus parse_v4(const uint8_t* p, uint32_t len, L3Info* out) noexcept {
+  if (len < sizeof(Ipv4Hdr)) return ParseStatus::kTruncated;
+  const uint32_t ihl = uint32_t(p[0] & 0x0f) * 4;
+  if (ihl < 20 || ihl > len) return ParseStatus::kBadIhl;
+  const uint32_t total = load_be16(p + 2);
+  if (total < ihl || total > len) return ParseStatus::kBadLength;
+  const uint16_t frag = load_be16(p + 6);
+  out->version = 4;
+  out->tos = p[1];
+  out->proto = p[9];
+  out->l4_off = uint16_t(ihl);
+  out->ip_len = total;
+  out->later_fragment = (frag & kIpv4OffMask) != 0;
+  out->fragment = out->later_fragment || (frag & kIpv4Mf) != 0;
+  return ParseStatus::kOk;
+}
+
+static ParseStatus parse_v6(const uint8_t* p, uint32_t len, L3Info* out) noexcept {
+  if (len < sizeof(Ipv6Hdr)) return ParseStatus::kTruncated;
+  const uint32_t total = 40u + load_be16(p + 4);
+  if (total > len) return ParseStatus::kBadLength;
+  out->version = 6;
+  out->tos = uint8_t((load_be16(p) >> 4) & 0xff);
+  out->ip_len = total;
+  out->fragment = false;
+  out->later_fragment = false;
+  uint8_t next = p[6];
+  uint32_t off = 40;
+  for (int i = 0; i < 8; ++i) {
+    switch (next) {
+      case kProtoHopOpts:
+      case kProtoRouting:
+      case kProtoDstOpts: {
+        if (off + 8 > total) return ParseStatus::kBadExtHeader;
+        const uint32_t hlen = (uint32_t(p[off + 1]) + 1) * 8;
+        if (off + hlen > total) return ParseStatus::kBadExtHeader;
+        next = p[off];
+        off += hlen;
+        continue;
+      }
+      case kProtoFragment: {
+        if (off + 8 > total) return ParseStatus::kBadExtHeader;
+        const uint16_t fo = load_be16(p + off + 2);
+        out->fragment = true;
+        out->later_fragment = (fo & 0xfff8) != 0;
+        next = p[off];
+        off += 8;
+        continue;
+      }
+      default:
+        out->proto = next;
+        out->l4_off = uint16_t(off);
+        return ParseStatus::kOk;
+    }
+  }
+  return ParseStatus::kBadExtHeader;
+}
+
+ParseStatus parse_l3(const uint8_t* p, uint32_t len, L3Info* out) noexcept {
+  if (len < 1) return ParseStatus::kTruncated;
+  switch (p[0] >> 4) {
+    case 4: return parse_v4(p, len, out);
+    case 6: return parse_v6(p, len, out);
+    default: return ParseStatus::kBadVersion;
+  }
+}
+
+uint16_t ipv4_header_checksum(const void* hdr, uint32_t hdr_len) noexcept {
+  const uint8_t* p = static_cast<const uint8_t*>(hdr);
+  uint32_t sum = 0;
+  for (uint32_t i = 0; i + 1 < hdr_len; i += 2) sum += load_be16(p + i);
+  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  return uint16_t(~sum);
+}
+
+}  // namespace mg::net

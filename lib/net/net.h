@@ -1,0 +1,109 @@
+// mg::net — wire-format views and validating parsers for IPv4, IPv6 (with extension headers), UDP, TCP,
+// ICMP and ESP. Pure functions over byte spans: no DPDK state, no allocation, safe on any input (every
+// read is bounds-checked against the length given). Thread-safe: no shared state.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+namespace mg::net {
+
+inline constexpr uint8_t kProtoHopOpts = 0;
+inline constexpr uint8_t kProtoIcmp = 1;
+inline constexpr uint8_t kProtoIpip = 4;   // IPv4-in-IP: ESP next header for an inner IPv4 packet
+inline constexpr uint8_t kProtoTcp = 6;
+inline constexpr uint8_t kProtoUdp = 17;
+inline constexpr uint8_t kProtoIpv6 = 41;  // ESP next header for an inner IPv6 packet
+inline constexpr uint8_t kProtoRouting = 43;
+inline constexpr uint8_t kProtoFragment = 44;
+inline constexpr uint8_t kProtoEsp = 50;
+inline constexpr uint8_t kProtoAh = 51;
+inline constexpr uint8_t kProtoIcmp6 = 58;
+inline constexpr uint8_t kProtoNoNext = 59;  // ESP dummy packet (RFC 4303 2.6)
+inline constexpr uint8_t kProtoDstOpts = 60;
+
+// All multi-byte fields are in network byte order, as on the wire.
+struct Ipv4Hdr {
+  uint8_t ver_ihl;
+  uint8_t tos;
+  uint16_t total_len;
+  uint16_t id;
+  uint16_t frag_off;
+  uint8_t ttl;
+  uint8_t proto;
+  uint16_t csum;
+  uint32_t src;
+  uint32_t dst;
+};
+static_assert(sizeof(Ipv4Hdr) == 20);
+
+struct Ipv6Hdr {
+  uint32_t vtc_flow;
+  uint16_t payload_len;
+  uint8_t next;
+  uint8_t hop_limit;
+  uint8_t src[16];
+  uint8_t dst[16];
+};
+static_assert(sizeof(Ipv6Hdr) == 40);
+
+struct EspHdr {
+  uint32_t spi;
+  uint32_t seq;
+};
+static_assert(sizeof(EspHdr) == 8);
+
+struct UdpHdr {
+  uint16_t sport, dport, len, csum;
+};
+static_assert(sizeof(UdpHdr) == 8);
+
+inline constexpr uint16_t kIpv4Df = 0x4000;
+inline constexpr uint16_t kIpv4Mf = 0x2000;
+inline constexpr uint16_t kIpv4OffMask = 0x1fff;
+
+enum class ParseStatus : uint8_t {
+  kOk = 0,
+  kTruncated,      // fewer bytes than the fixed header
+  kBadVersion,     // neither 4 nor 6
+  kBadIhl,         // IPv4 IHL < 5 or header beyond the data
+  kBadLength,      // total/payload length shorter than the header or beyond the data
+  kBadExtHeader,   // IPv6 extension header chain runs past the data or is too long
+};
+
+const char* to_string(ParseStatus s) noexcept;
+
+// What an L3 parse learnt. Offsets are from the start of the IP header.
+struct L3Info {
+  uint8_t version = 0;       // 4 or 6
+  uint8_t proto = 0;         // upper-layer protocol after any IPv6 extension headers
+  uint16_t l4_off = 0;       // where the upper-layer header (or ESP) starts
+  uint32_t ip_len = 0;       // datagram length claimed by the header (<= bytes available)
+  bool fragment = false;     // any fragment (IPv4 MF or offset, IPv6 fragment header)
+  bool later_fragment = false;  // offset != 0: no upper-layer header in this packet
+  uint8_t tos = 0;           // IPv4 TOS / IPv6 traffic class
+};
+
+// Validates an IPv4 or IPv6 header at p[0..len). Bytes past the claimed length (L2 padding, ESP TFC) are
+// allowed and ignored. IPv6 extension headers (hop-by-hop, routing, destination options, fragment) are
+// walked, up to 8 of them.
+ParseStatus parse_l3(const uint8_t* p, uint32_t len, L3Info* out) noexcept;
+
+// RFC 1071 one's complement checksum of an IPv4 header of ihl*4 bytes, csum field included as present.
+uint16_t ipv4_header_checksum(const void* hdr, uint32_t hdr_len) noexcept;
+
+inline uint16_t load_be16(const uint8_t* p) noexcept { return uint16_t(p[0] << 8 | p[1]); }
+inline uint32_t load_be32(const uint8_t* p) noexcept {
+  return uint32_t(p[0]) << 24 | uint32_t(p[1]) << 16 | uint32_t(p[2]) << 8 | p[3];
+}
+inline void store_be16(uint8_t* p, uint16_t v) noexcept { p[0] = uint8_t(v >> 8); p[1] = uint8_t(v); }
+inline void store_be32(uint8_t* p, uint32_t v) noexcept {
+  p[0] = uint8_t(v >> 24); p[1] = uint8_t(v >> 16); p[2] = uint8_t(v >> 8); p[3] = uint8_t(v);
+}
+inline void store_be64(uint8_t* p, uint64_t v) noexcept {
+  store_be32(p, uint32_t(v >> 32));
+  store_be32(p + 4, uint32_t(v));
+}
+
+}  // namespace mg::net

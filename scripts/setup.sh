@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs every Debian package that meshgate's build, tests, benchmarks and demo need.
+# Idempotent: when everything is present it only runs one dpkg-query and exits.
+set -euo pipefail
+
+PKGS=(
+  build-essential pkg-config meson ninja-build
+  libdpdk-dev dpdk
+  libipsec-mb-dev libsodium-dev
+  libgtest-dev libgmock-dev googletest libbenchmark-dev
+  libfmt-dev libtomlplusplus-dev libcli11-dev nlohmann-json3-dev
+  libpcap-dev libxxhash-dev
+  python3-scapy tshark
+  clang libclang-rt-14-dev
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  st=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
+  [ "$st" = "installed" ] || missing+=("$p")
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+
+echo "setup: installing ${missing[*]}"
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+# tshark asks whether non-root users may capture; answer once, non-interactively.
+echo "wireshark-common wireshark-common/install-setuid boolean false" | $SUDO debconf-set-selections
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
