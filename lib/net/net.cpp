@@ -1,5 +1,7 @@
 #include "net/net.h"
 
+#include <arpa/inet.h>
+
 namespace mg::net {
 
 const char* to_string(ParseStatus s) noexcept {
@@ -87,6 +89,28 @@ uint16_t ipv4_header_checksum(const void* hdr, uint32_t hdr_len) noexcept {
   for (uint32_t i = 0; i + 1 < hdr_len; i += 2) sum += load_be16(p + i);
   while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
   return uint16_t(~sum);
+}
+
+bool parse_ip(const char* text, IpAddr* out) noexcept {
+  IpAddr a;
+  if (text == nullptr) return false;
+  if (inet_pton(AF_INET, text, a.bytes) == 1) {
+    a.version = 4;
+  } else if (inet_pton(AF_INET6, text, a.bytes) == 1) {
+    a.version = 6;
+  } else {
+    return false;
+  }
+  *out = a;
+  return true;
+}
+
+const char* format_ip(const IpAddr& a, char* buf, size_t len) noexcept {
+  if (len == 0) return buf;
+  buf[0] = 0;
+  if (a.version == 4) inet_ntop(AF_INET, a.bytes, buf, socklen_t(len));
+  if (a.version == 6) inet_ntop(AF_INET6, a.bytes, buf, socklen_t(len));
+  return buf;
 }
 
 }  // namespace mg::net

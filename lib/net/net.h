@@ -93,6 +93,17 @@ ParseStatus parse_l3(const uint8_t* p, uint32_t len, L3Info* out) noexcept;
 // RFC 1071 one's complement checksum of an IPv4 header of ihl*4 bytes, csum field included as present.
 uint16_t ipv4_header_checksum(const void* hdr, uint32_t hdr_len) noexcept;
 
+// An IPv4 or IPv6 address in network byte order (IPv4 in the first 4 bytes).
+struct IpAddr {
+  uint8_t version = 0;  // 0 = unset, 4 or 6
+  uint8_t bytes[16] = {};
+  bool operator==(const IpAddr&) const = default;
+};
+// Parses "192.0.2.1" or "2001:db8::1"; false on anything else.
+bool parse_ip(const char* text, IpAddr* out) noexcept;
+// Writes the text form into buf (at least 46 bytes); returns buf.
+const char* format_ip(const IpAddr& a, char* buf, size_t len) noexcept;
+
 inline uint16_t load_be16(const uint8_t* p) noexcept { return uint16_t(p[0] << 8 | p[1]); }
 inline uint32_t load_be32(const uint8_t* p) noexcept {
   return uint32_t(p[0]) << 24 | uint32_t(p[1]) << 16 | uint32_t(p[2]) << 8 | p[3];

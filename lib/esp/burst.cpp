@@ -1,0 +1,384 @@
+// Encapsulation and decapsulation bursts. Each burst runs in stages over chunks of up to kChunk packets:
+// checks and header work per packet, then one AEAD burst per SA, then the verdicts. Failed mbufs are moved
+// behind the successful ones with std::rotate, which keeps both groups in order without allocating.
+#include <rte_mbuf.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "esp/esp.h"
+
+namespace mg::esp {
+
+namespace {
+
+constexpr uint16_t kChunk = 64;
+constexpr uint32_t kEspHdr = 8;
+constexpr uint32_t kIv = crypto::kIvLen;
+constexpr uint32_t kIcv = crypto::kIcvLen;
+constexpr uint32_t kMinEsp = kEspHdr + kIv + 2 + kIcv;  // header, IV, pad length + next header, ICV
+
+inline void count_drop(uint64_t* drops, Drop d) noexcept { ++drops[size_t(d)]; }
+
+inline uint8_t* mtod(rte_mbuf* m) noexcept { return rte_pktmbuf_mtod(m, uint8_t*); }
+
+inline uint8_t inner_tos(const uint8_t* ip, uint8_t ver) noexcept {
+  return ver == 4 ? ip[1] : uint8_t((ip[0] & 0x0f) << 4 | ip[1] >> 4);
+}
+
+// Moves the `good` mbufs of chunk [off, off+c) (already compacted inside the chunk: goods first) to
+// directly behind the goods of earlier chunks. Returns the new total of goods.
+inline uint16_t merge_chunk(rte_mbuf** pkts, uint16_t k, uint16_t off, uint16_t good) noexcept {
+  if (k != off && good != 0) std::rotate(pkts + k, pkts + off, pkts + off + good);
+  return uint16_t(k + good);
+}
+
+// Compacts chunk[0..c) by verdict (0 = good), goods first, each group in its original order.
+inline uint16_t compact(rte_mbuf** chunk, const uint8_t* bad, uint16_t c) noexcept {
+  rte_mbuf* fails[kChunk];
+  uint16_t g = 0, f = 0;
+  for (uint16_t i = 0; i < c; ++i) {
+    if (bad[i]) fails[f++] = chunk[i];
+    else chunk[g++] = chunk[i];
+  }
+  std::memcpy(chunk + g, fails, f * sizeof(rte_mbuf*));
+  return g;
+}
+
+inline void write_aad(uint8_t* aad, uint32_t spi, uint64_t seq, bool esn, uint32_t* aad_len) noexcept {
+  net::store_be32(aad, spi);
+  if (esn) {
+    net::store_be32(aad + 4, uint32_t(seq >> 32));
+    net::store_be32(aad + 8, uint32_t(seq));
+    *aad_len = 12;
+  } else {
+    net::store_be32(aad + 4, uint32_t(seq));
+    *aad_len = 8;
+  }
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------- outbound
+
+uint16_t encap_burst(Sa& sa, uint16_t worker, rte_mbuf* pkts[], uint16_t n) noexcept {
+  const SaRuntime& rt = sa.rt_;
+  SaCounters& ctr = sa.counters_[worker];
+  uint16_t k = 0;
+  for (uint16_t off = 0; off < n; off += kChunk) {
+    const uint16_t c = uint16_t(std::min<uint32_t>(kChunk, n - off));
+    rte_mbuf** chunk = pkts + off;
+    uint8_t bad[kChunk];
+    uint16_t valid = 0;
+
+    // Stage 1: everything that can fail before a sequence number is spent.
+    for (uint16_t i = 0; i < c; ++i) {
+      rte_mbuf* m = chunk[i];
+      Drop d = Drop::kCount;
+      const uint32_t ilen = rte_pktmbuf_pkt_len(m);
+      const uint8_t* ip = mtod(m);
+      const uint32_t pad = (4 - ((ilen + 2) & 3)) & 3;
+      const uint32_t tail = pad + 2 + kIcv;
+      const uint32_t head = rt.tmpl_len + kEspHdr + kIv;
+      if (m->nb_segs != 1) {
+        d = Drop::kOutChained;
+      } else if (ilen < 20 || !((ip[0] >> 4) == 4 || ((ip[0] >> 4) == 6 && ilen >= 40))) {
+        d = Drop::kOutBadInner;
+      } else if (rte_pktmbuf_headroom(m) < head) {
+        d = Drop::kOutNoHeadroom;
+      } else if (rte_pktmbuf_tailroom(m) < tail) {
+        d = Drop::kOutNoTailroom;
+      } else if (head + ilen + tail - (rt.outer_v6 ? 40 : 0) > 65535) {
+        d = Drop::kOutTooBig;
+      }
+      bad[i] = d != Drop::kCount;
+      if (bad[i]) count_drop(ctr.drops, d);
+      else ++valid;
+    }
+
+    // One reservation per chunk: any number of workers can share this SA without repeating a number.
+    uint64_t seq = valid ? sa.seq_.fetch_add(valid, std::memory_order_relaxed) + 1 : 0;
+
+    // Stage 2: headers, trailer and the AEAD op of each packet.
+    crypto::AeadOp ops[kChunk];
+    uint8_t aad[kChunk][crypto::kMaxAadLen];
+    uint16_t nops = 0;
+    for (uint16_t i = 0; i < c; ++i) {
+      if (bad[i]) continue;
+      const uint64_t s = seq++;
+      if (!rt.esn && s > 0xffffffffull) {
+        // RFC 4303 3.3.3: a non-ESN counter must not cycle; the key has to be replaced.
+        sa.needs_rekey_.store(true, std::memory_order_relaxed);
+        count_drop(ctr.drops, Drop::kOutSeqOverflow);
+        bad[i] = 1;
+        continue;
+      }
+      rte_mbuf* m = chunk[i];
+      const uint32_t ilen = rte_pktmbuf_pkt_len(m);
+      const uint8_t* ip = mtod(m);
+      const uint8_t ver = ip[0] >> 4;
+      const uint8_t tos = inner_tos(ip, ver);
+      const bool inner_df = ver == 4 ? (ip[6] & 0x40) != 0 : true;
+      const uint32_t pad = (4 - ((ilen + 2) & 3)) & 3;
+
+      uint8_t* t = reinterpret_cast<uint8_t*>(rte_pktmbuf_append(m, uint16_t(pad + 2 + kIcv)));
+      for (uint32_t p = 0; p < pad; ++p) t[p] = uint8_t(p + 1);
+      t[pad] = uint8_t(pad);
+      t[pad + 1] = ver == 4 ? net::kProtoIpip : net::kProtoIpv6;
+
+      uint8_t* o = reinterpret_cast<uint8_t*>(rte_pktmbuf_prepend(m, uint16_t(rt.tmpl_len + kEspHdr + kIv)));
+      std::memcpy(o, rt.tmpl, rt.tmpl_len);
+      const uint32_t total = rte_pktmbuf_pkt_len(m);
+      if (!rt.outer_v6) {
+        net::store_be16(o + 2, uint16_t(total));
+        net::store_be16(o + 4, uint16_t(s));  // varies per packet; DF datagrams need no more (RFC 6864)
+        if (rt.dscp_copy) o[1] = tos;
+        if (rt.df == uint8_t(DfPolicy::kCopy) && inner_df) o[6] |= 0x40;
+        net::store_be16(o + 10, net::ipv4_header_checksum(o, 20));
+      } else {
+        net::store_be16(o + 4, uint16_t(total - 40));
+        if (rt.dscp_copy) {
+          o[0] = uint8_t(0x60 | tos >> 4);
+          o[1] = uint8_t((o[1] & 0x0f) | tos << 4);
+        }
+      }
+      uint8_t* esp = o + rt.tmpl_len;
+      net::store_be32(esp, rt.spi);
+      net::store_be32(esp + 4, uint32_t(s));
+      net::store_be64(esp + 8, s);
+
+      crypto::AeadOp& op = ops[nops];
+      write_aad(aad[nops], rt.spi, s, rt.esn, &op.aad_len);
+      op.aad = aad[nops];
+      std::memcpy(op.iv, esp + 8, kIv);
+      op.data = esp + kEspHdr + kIv;
+      op.len = ilen + pad + 2;
+      op.icv = op.data + op.len;
+      ++nops;
+      ++ctr.packets;
+      ctr.bytes += ilen;
+    }
+
+    // Stage 3: one AEAD burst for the chunk.
+    if (nops) crypto::seal_burst(*rt.aead, ops, nops);
+
+    const uint16_t good = compact(chunk, bad, c);
+    k = merge_chunk(pkts, k, off, good);
+  }
+  return k;
+}
+
+// ---------------------------------------------------------------------------------------------- inbound
+
+struct DecapAccess {
+  static const SaRuntime& rt(const Sa& sa) noexcept { return sa.rt_; }
+  static SaCounters& ctr(Sa& sa, uint16_t w) noexcept { return sa.counters_[w]; }
+  static ReplayWindow& replay(Sa& sa) noexcept { return sa.replay_; }
+};
+
+namespace {
+
+struct Pending {
+  Sa* sa;
+  uint64_t seq;
+  uint16_t esp_off;
+  uint8_t outer_tos;
+  uint8_t op;  // index into ops
+};
+
+// RFC 6040 normal mode: congestion marked on the outer header survives decapsulation.
+inline void propagate_ce(uint8_t* inner, uint8_t ver, uint8_t outer_tos) noexcept {
+  if ((outer_tos & 3) != 3) return;
+  if (ver == 4) {
+    if ((inner[1] & 3) == 0 || (inner[1] & 3) == 3) return;
+    inner[1] |= 3;
+    inner[10] = inner[11] = 0;
+    net::store_be16(inner + 10, net::ipv4_header_checksum(inner, uint32_t(inner[0] & 0x0f) * 4));
+  } else {
+    const uint8_t ecn = (inner[1] >> 4) & 3;
+    if (ecn == 0 || ecn == 3) return;
+    inner[1] |= 0x30;
+  }
+}
+
+template <class Lookup>
+uint16_t decap_impl(Lookup&& lookup, uint64_t* pre_drops, uint16_t worker, rte_mbuf* pkts[],
+                    uint16_t n) noexcept {
+  uint16_t k = 0;
+  for (uint16_t off = 0; off < n; off += kChunk) {
+    const uint16_t c = uint16_t(std::min<uint32_t>(kChunk, n - off));
+    rte_mbuf** chunk = pkts + off;
+    uint8_t bad[kChunk];
+    Pending pend[kChunk];
+    crypto::AeadOp ops[kChunk];
+    uint8_t aad[kChunk][crypto::kMaxAadLen];
+    uint16_t nops = 0;
+
+    // Stage 1: outer header, SPI, length and replay pre-check; nothing here touches crypto.
+    for (uint16_t i = 0; i < c; ++i) {
+      rte_mbuf* m = chunk[i];
+      bad[i] = 1;
+      if (m->nb_segs != 1) {
+        count_drop(pre_drops, Drop::kInChained);
+        continue;
+      }
+      uint8_t* p = mtod(m);
+      net::L3Info li;
+      const net::ParseStatus ps = net::parse_l3(p, rte_pktmbuf_pkt_len(m), &li);
+      if (ps != net::ParseStatus::kOk) {
+        count_drop(pre_drops, ps == net::ParseStatus::kTruncated ? Drop::kInTruncated : Drop::kInBadOuter);
+        continue;
+      }
+      if (li.fragment) {
+        count_drop(pre_drops, Drop::kInFragment);
+        continue;
+      }
+      if (li.proto != net::kProtoEsp) {
+        count_drop(pre_drops, Drop::kInNotEsp);
+        continue;
+      }
+      const uint32_t esp_len = li.ip_len - li.l4_off;
+      uint8_t* esp = p + li.l4_off;
+      if (esp_len < kEspHdr) {
+        count_drop(pre_drops, Drop::kInRunt);
+        continue;
+      }
+      const uint32_t spi = net::load_be32(esp);
+      if (spi == 0) {
+        count_drop(pre_drops, Drop::kInZeroSpi);
+        continue;
+      }
+      Sa* sa = lookup(spi);
+      if (sa == nullptr) {
+        count_drop(pre_drops, Drop::kInUnknownSpi);
+        continue;
+      }
+      const SaRuntime& rt = DecapAccess::rt(*sa);
+      uint64_t* sdrops = DecapAccess::ctr(*sa, worker).drops;
+      if (esp_len < kMinEsp) {
+        count_drop(sdrops, Drop::kInRunt);
+        continue;
+      }
+      const ReplayWindow& rw = DecapAccess::replay(*sa);
+      const uint32_t seq_lo = net::load_be32(esp + 4);
+      uint64_t seq = seq_lo;
+      if (rt.esn && !rw.infer_esn(seq_lo, &seq)) {
+        count_drop(sdrops, Drop::kInTooOld);
+        continue;
+      }
+      const ReplayWindow::Result r = rw.check(seq);
+      if (r != ReplayWindow::Result::kOk) {
+        count_drop(sdrops, r == ReplayWindow::Result::kZero     ? Drop::kInSeqZero
+                           : r == ReplayWindow::Result::kReplay ? Drop::kInReplay
+                                                                : Drop::kInTooOld);
+        continue;
+      }
+      crypto::AeadOp& op = ops[nops];
+      write_aad(aad[nops], spi, seq, rt.esn, &op.aad_len);
+      op.aad = aad[nops];
+      std::memcpy(op.iv, esp + kEspHdr, kIv);
+      op.data = esp + kEspHdr + kIv;
+      op.len = esp_len - kEspHdr - kIv - kIcv;
+      op.icv = op.data + op.len;
+      op.ok = 0;
+      pend[i] = Pending{sa, seq, li.l4_off, li.tos, uint8_t(nops)};
+      ++nops;
+      bad[i] = 0;
+    }
+
+    // Stage 2: one AEAD burst per SA present in the chunk (usually one).
+    {
+      uint8_t done[kChunk] = {};
+      crypto::AeadOp group[kChunk];
+      uint8_t gidx[kChunk];
+      for (uint16_t i = 0; i < c; ++i) {
+        if (bad[i] || done[pend[i].op]) continue;
+        Sa* sa = pend[i].sa;
+        uint16_t g = 0;
+        for (uint16_t j = i; j < c; ++j) {
+          if (bad[j] || pend[j].sa != sa) continue;
+          gidx[g] = pend[j].op;
+          group[g++] = ops[pend[j].op];
+          done[pend[j].op] = 1;
+        }
+        crypto::open_burst(*DecapAccess::rt(*sa).aead, group, g);
+        for (uint16_t j = 0; j < g; ++j) ops[gidx[j]].ok = group[j].ok;
+      }
+    }
+
+    // Stage 3: verdicts. The window moves only for packets whose ICV verified.
+    for (uint16_t i = 0; i < c; ++i) {
+      if (bad[i]) continue;
+      bad[i] = 1;
+      const Pending& pd = pend[i];
+      const crypto::AeadOp& op = ops[pd.op];
+      SaCounters& ctr = DecapAccess::ctr(*pd.sa, worker);
+      if (!op.ok) {
+        count_drop(ctr.drops, Drop::kInAuth);
+        continue;
+      }
+      const ReplayWindow::Result r = DecapAccess::replay(*pd.sa).check_and_update(pd.seq);
+      if (r != ReplayWindow::Result::kOk) {  // a copy earlier in this burst got there first
+        count_drop(ctr.drops, r == ReplayWindow::Result::kReplay ? Drop::kInReplay : Drop::kInTooOld);
+        continue;
+      }
+      const uint8_t* pt = op.data;
+      const uint32_t len = op.len;
+      const uint8_t nh = pt[len - 1];
+      const uint32_t padlen = pt[len - 2];
+      if (padlen + 2 > len) {
+        count_drop(ctr.drops, Drop::kInBadPadLen);
+        continue;
+      }
+      const uint32_t ilen = len - 2 - padlen;
+      bool pad_ok = true;
+      for (uint32_t p = 0; p < padlen; ++p) pad_ok &= pt[ilen + p] == uint8_t(p + 1);
+      if (!pad_ok) {
+        count_drop(ctr.drops, Drop::kInBadPadding);
+        continue;
+      }
+      if (nh == net::kProtoNoNext) {
+        count_drop(ctr.drops, Drop::kInDummy);
+        continue;
+      }
+      if (nh != net::kProtoIpip && nh != net::kProtoIpv6) {
+        count_drop(ctr.drops, Drop::kInBadNextHeader);
+        continue;
+      }
+      net::L3Info in;
+      if (net::parse_l3(pt, ilen, &in) != net::ParseStatus::kOk ||
+          in.version != (nh == net::kProtoIpip ? 4 : 6)) {
+        count_drop(ctr.drops, Drop::kInBadInner);
+        continue;
+      }
+      rte_mbuf* m = chunk[i];
+      propagate_ce(const_cast<uint8_t*>(pt), in.version, pd.outer_tos);
+      rte_pktmbuf_adj(m, uint16_t(pd.esp_off + kEspHdr + kIv));
+      // Drops ESP trailer, ICV, TFC padding (RFC 4303 2.4) and any L2 padding behind the outer datagram.
+      rte_pktmbuf_trim(m, uint16_t(rte_pktmbuf_pkt_len(m) - in.ip_len));
+      m->hash.usr = DecapAccess::rt(*pd.sa).user_id;
+      ++ctr.packets;
+      ctr.bytes += in.ip_len;
+      bad[i] = 0;
+    }
+
+    const uint16_t good = compact(chunk, bad, c);
+    k = merge_chunk(pkts, k, off, good);
+  }
+  return k;
+}
+
+}  // namespace
+
+uint16_t decap_burst(SaTable& table, uint16_t worker, rte_mbuf* pkts[], uint16_t n) noexcept {
+  return decap_impl([&table](uint32_t spi) { return table.find(spi); }, table.drops(worker), worker, pkts, n);
+}
+
+uint16_t decap_burst(Sa& sa, uint16_t worker, rte_mbuf* pkts[], uint16_t n) noexcept {
+  Sa* s = &sa;
+  const uint32_t want = sa.spi();
+  return decap_impl([s, want](uint32_t spi) { return spi == want ? s : nullptr; },
+                    DecapAccess::ctr(sa, worker).drops, worker, pkts, n);
+}
+
+}  // namespace mg::esp

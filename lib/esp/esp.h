@@ -1,0 +1,229 @@
+// mg::esp — tunnel-mode ESP (RFC 4303) over rte_mbuf bursts: SAs, encapsulation, decapsulation, sequence
+// numbers with ESN, and the anti-replay window.
+//
+// Packets are L3: an outbound burst takes mbufs whose data starts at the inner IPv4/IPv6 header and leaves
+// them starting at the outer header; an inbound burst takes the outer header and leaves the inner packet.
+// L2 is the caller's. Mbufs must be one segment (chained ones are dropped with a reason).
+//
+// Burst contract (as DPDK's rte_ipsec): f(..., pkts, n) returns k, the number that succeeded; pkts[0..k)
+// are those, in their original order, and pkts[k..n) the failed ones, which the caller frees. Every failure
+// is counted under one Drop reason in the SA's (or the table's) per-worker counters.
+//
+// Threads: an outbound SA may be used by any number of workers at once (sequence numbers are reserved per
+// burst with one atomic fetch-add). An inbound SA's replay window has one writer: a given inbound SA must be
+// processed by one worker at a time (RSS on the outer addresses gives this: all of an SA's packets share
+// them). Counters are per worker (index `worker` < max_workers given at creation), read by anyone.
+// An Sa owns its key; destroying it wipes the key and every expanded key schedule.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "crypto/aead.h"
+#include "net/net.h"
+
+struct rte_mbuf;
+
+namespace mg::esp {
+
+enum class Drop : uint8_t {
+  // outbound
+  kOutChained,       // multi-segment mbuf
+  kOutBadInner,      // not an IPv4/IPv6 packet, or shorter than its header
+  kOutNoHeadroom,    // no room to prepend outer header + ESP header + IV
+  kOutNoTailroom,    // no room for padding, trailer and ICV
+  kOutTooBig,        // outer datagram would exceed 65535 bytes
+  kOutSeqOverflow,   // non-ESN sequence number would cycle: the SA needs a rekey
+  // inbound, before an SA is known
+  kInChained,
+  kInTruncated,      // shorter than an IP header
+  kInBadOuter,       // bad version, IHL, length or extension header chain
+  kInFragment,       // outer fragment (reassembly is not done here)
+  kInNotEsp,         // outer protocol is not 50
+  kInZeroSpi,
+  kInUnknownSpi,
+  // inbound, SA known
+  kInRunt,           // shorter than ESP header + IV + trailer + ICV: dropped before any crypto
+  kInSeqZero,        // sequence number 0 is never sent
+  kInReplay,         // already seen
+  kInTooOld,         // left of the replay window
+  kInAuth,           // ICV did not verify
+  kInBadPadLen,      // pad length runs beyond the payload
+  kInBadPadding,     // padding bytes are not 1, 2, 3, ...
+  kInDummy,          // next header 59: dummy packet (RFC 4303 2.6), dropped silently
+  kInBadNextHeader,  // next header other than 4 (IPv4) or 41 (IPv6)
+  kInBadInner,       // inner header invalid, of the other IP version, or longer than the payload
+  kCount
+};
+inline constexpr size_t kDropCount = size_t(Drop::kCount);
+const char* to_string(Drop d) noexcept;
+
+enum class Direction : uint8_t { kOutbound, kInbound };
+enum class DfPolicy : uint8_t { kCopy, kSet, kClear };  // outer IPv4 DF bit
+enum class DscpPolicy : uint8_t { kCopy, kSet };         // outer TOS / traffic class
+
+struct SaConfig {
+  uint32_t spi = 0;
+  crypto::Cipher cipher = crypto::Cipher::kAesGcm128;
+  crypto::Engine engine = crypto::Engine::kIpsecMb;
+  std::vector<uint8_t> keymat;  // key || 4-byte salt; wiped by Sa::create
+  bool esn = false;
+  uint32_t replay_window = 1024;  // inbound: power of two in [64, 65536]
+  // Outbound tunnel endpoints (both the same IP version). Inbound SAs keep them for reporting only.
+  net::IpAddr outer_src, outer_dst;
+  uint8_t ttl = 64;
+  DscpPolicy dscp_policy = DscpPolicy::kCopy;
+  uint8_t tos = 0;  // used with DscpPolicy::kSet
+  DfPolicy df = DfPolicy::kCopy;
+  uint32_t user_id = 0;  // caller's tag (tunnel id), stored in mbuf->hash.usr by inbound bursts
+};
+
+// Validates and normalises an SA spec string, the syntax of the gateway config and meshgate-esp:
+//   spi=0x1001,cipher=aes-gcm-128,key=<hex key+salt>,src=192.0.2.1,dst=198.51.100.1[,esn=1]
+//   [,window=1024][,engine=ipsecmb|sodium][,ttl=64][,df=copy|set|clear][,dscp=copy|<0-63>]
+// Returns false with a message naming the field on any error.
+bool parse_sa_spec(const std::string& spec, SaConfig* out, std::string* err);
+
+struct alignas(64) SaCounters {
+  uint64_t packets;
+  uint64_t bytes;  // inner bytes
+  uint64_t drops[kDropCount];
+};
+
+struct SaStats {
+  uint64_t packets = 0, bytes = 0;
+  uint64_t drops[kDropCount] = {};
+  uint64_t total_drops() const noexcept;
+};
+
+// The anti-replay window of RFC 4303 3.4.3 with the ESN inference of Appendix A2. A ring of 64-bit
+// words (RFC 6479) so that sliding costs one cleared word per 64 sequence numbers. Single writer.
+class ReplayWindow {
+ public:
+  enum class Result : uint8_t { kOk, kZero, kReplay, kTooOld };
+  explicit ReplayWindow(uint32_t size);  // power of two in [64, 65536]; checked by the caller
+  // Full 64-bit number for a received low half. False when it lies before sequence number 1.
+  bool infer_esn(uint32_t seq_lo, uint64_t* seq) const noexcept;
+  Result check(uint64_t seq) const noexcept;
+  // Check again and record; the caller does this only after the ICV verified.
+  Result check_and_update(uint64_t seq) noexcept;
+  uint64_t top() const noexcept { return top_; }
+  uint32_t size() const noexcept { return size_; }
+
+ private:
+  uint64_t top_ = 0;
+  uint32_t size_;
+  uint32_t word_mask_;
+  std::vector<uint64_t> words_;
+};
+
+// The hot, read-only part of an SA: what a burst needs, in one cache line.
+struct alignas(64) SaRuntime {
+  const crypto::AeadCtx* aead;
+  uint32_t spi;  // host order
+  uint32_t user_id;
+  uint8_t esn;
+  uint8_t outer_v6;
+  uint8_t tmpl_len;  // 20 or 40
+  uint8_t dscp_copy;
+  uint8_t df;        // DfPolicy
+  uint8_t pad_[3];
+  uint8_t tmpl[40];  // outer IP header: lengths, IPv4 id and checksum filled per packet
+};
+static_assert(sizeof(SaRuntime) == 64);  // one cache line per SA on the hot path
+static_assert(std::is_trivially_copyable_v<SaRuntime>);
+
+class Sa {
+ public:
+  // Null with *err set on an invalid config. cfg.keymat is wiped either way.
+  static std::unique_ptr<Sa> create(SaConfig& cfg, Direction dir, uint16_t max_workers, std::string* err);
+  ~Sa();
+  Sa(const Sa&) = delete;
+  Sa& operator=(const Sa&) = delete;
+
+  uint32_t spi() const noexcept { return rt_.spi; }
+  Direction direction() const noexcept { return dir_; }
+  const SaConfig& config() const noexcept { return cfg_; }  // keymat is empty here
+  uint16_t max_workers() const noexcept { return max_workers_; }
+
+  // Outbound: the last sequence number handed out (0 before the first packet).
+  uint64_t last_seq() const noexcept { return seq_.load(std::memory_order_relaxed); }
+  // Outbound: continue after `seq` (for a reset that keeps the key; never lower it).
+  bool resume_after(uint64_t seq) noexcept;
+  // Outbound, non-ESN: a packet was refused because the 32-bit sequence number would cycle.
+  bool needs_rekey() const noexcept { return needs_rekey_.load(std::memory_order_relaxed); }
+  // Inbound: the replay window (single writer: the worker processing this SA).
+  const ReplayWindow& replay() const noexcept { return replay_; }
+
+  SaStats stats() const noexcept;
+  const SaCounters& counters(uint16_t worker) const noexcept { return counters_[worker]; }
+  void clear_counters() noexcept;
+
+ private:
+  Sa(const SaConfig& cfg, Direction dir, uint16_t max_workers);
+  friend uint16_t encap_burst(Sa&, uint16_t, rte_mbuf**, uint16_t) noexcept;
+  friend struct DecapAccess;
+
+  SaRuntime rt_;
+  alignas(64) std::atomic<uint64_t> seq_{0};
+  std::atomic<bool> needs_rekey_{false};
+  alignas(64) ReplayWindow replay_;
+  SaCounters* counters_ = nullptr;
+  uint16_t max_workers_;
+  Direction dir_;
+  SaConfig cfg_;
+  crypto::AeadPtr aead_;
+};
+
+// Inbound SAs by SPI: an immutable open-addressing table (a few to a few thousand SAs, looked up once per
+// packet; a flat array beats a general hash here). Holds non-owning pointers; the SAs must outlive it.
+// Counts the drops that happen before an SA is known, per worker.
+class SaTable {
+ public:
+  // Null with *err on a duplicate or zero SPI, or an outbound SA.
+  static std::unique_ptr<SaTable> build(std::span<Sa* const> sas, uint16_t max_workers, std::string* err);
+  ~SaTable();
+  Sa* find(uint32_t spi) const noexcept {
+    for (uint32_t i = hash(spi) & mask_;; i = (i + 1) & mask_) {
+      const Slot& s = slots_[i];
+      if (s.spi == spi) return s.sa;
+      if (s.sa == nullptr) return nullptr;
+    }
+  }
+  SaStats stats() const noexcept;  // pre-SA drops only
+  uint64_t* drops(uint16_t worker) noexcept { return counters_[worker].drops; }
+  uint16_t max_workers() const noexcept { return max_workers_; }
+
+ private:
+  struct Slot {
+    uint32_t spi;
+    Sa* sa;
+  };
+  static uint32_t hash(uint32_t spi) noexcept { return (spi * 0x9e3779b1u) >> 8; }
+  SaTable() = default;
+  std::vector<Slot> slots_;
+  uint32_t mask_ = 0;
+  SaCounters* counters_ = nullptr;
+  uint16_t max_workers_ = 0;
+};
+
+// Outbound: encrypts pkts[0..n) with `sa` (ESP tunnel mode). Sequence numbers from 1; IV = the 64-bit
+// sequence number; padding 1, 2, 3, ... to 4-byte alignment; next header 4 or 41.
+uint16_t encap_burst(Sa& sa, uint16_t worker, rte_mbuf* pkts[], uint16_t n) noexcept;
+
+// Inbound through a table: outer checks, SPI lookup, replay, ICV, trailer and inner checks.
+// On success mbuf->hash.usr holds the SA's user_id.
+uint16_t decap_burst(SaTable& table, uint16_t worker, rte_mbuf* pkts[], uint16_t n) noexcept;
+
+// Inbound for one SA (packets with another SPI are dropped as unknown SPI and counted on `sa`).
+uint16_t decap_burst(Sa& sa, uint16_t worker, rte_mbuf* pkts[], uint16_t n) noexcept;
+
+// Largest ESP overhead: outer IPv6 + ESP header + IV + at most 3 pad + 2 trailer + ICV.
+inline constexpr uint32_t kMaxOverhead = 40 + 8 + 8 + 3 + 2 + 16;
+
+}  // namespace mg::esp

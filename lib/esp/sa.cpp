@@ -1,0 +1,289 @@
+#include <charconv>
+#include <cstring>
+#include <string_view>
+
+#include "esp/esp.h"
+
+namespace mg::esp {
+
+const char* to_string(Drop d) noexcept {
+  switch (d) {
+    case Drop::kOutChained: return "out_chained";
+    case Drop::kOutBadInner: return "out_bad_inner";
+    case Drop::kOutNoHeadroom: return "out_no_headroom";
+    case Drop::kOutNoTailroom: return "out_no_tailroom";
+    case Drop::kOutTooBig: return "out_too_big";
+    case Drop::kOutSeqOverflow: return "out_seq_overflow";
+    case Drop::kInChained: return "in_chained";
+    case Drop::kInTruncated: return "in_truncated";
+    case Drop::kInBadOuter: return "in_bad_outer";
+    case Drop::kInFragment: return "in_fragment";
+    case Drop::kInNotEsp: return "in_not_esp";
+    case Drop::kInZeroSpi: return "in_zero_spi";
+    case Drop::kInUnknownSpi: return "in_unknown_spi";
+    case Drop::kInRunt: return "in_runt";
+    case Drop::kInSeqZero: return "in_seq_zero";
+    case Drop::kInReplay: return "in_replay";
+    case Drop::kInTooOld: return "in_too_old";
+    case Drop::kInAuth: return "in_auth";
+    case Drop::kInBadPadLen: return "in_bad_pad_len";
+    case Drop::kInBadPadding: return "in_bad_padding";
+    case Drop::kInDummy: return "in_dummy";
+    case Drop::kInBadNextHeader: return "in_bad_next_header";
+    case Drop::kInBadInner: return "in_bad_inner";
+    case Drop::kCount: break;
+  }
+  return "unknown";
+}
+
+uint64_t SaStats::total_drops() const noexcept {
+  uint64_t t = 0;
+  for (uint64_t d : drops) t += d;
+  return t;
+}
+
+static SaCounters* alloc_counters(uint16_t n) {
+  auto* c = new SaCounters[n];
+  std::memset(static_cast<void*>(c), 0, sizeof(SaCounters) * n);
+  return c;
+}
+
+static SaStats sum_counters(const SaCounters* c, uint16_t n) noexcept {
+  SaStats s;
+  for (uint16_t w = 0; w < n; ++w) {
+    s.packets += c[w].packets;
+    s.bytes += c[w].bytes;
+    for (size_t d = 0; d < kDropCount; ++d) s.drops[d] += c[w].drops[d];
+  }
+  return s;
+}
+
+Sa::Sa(const SaConfig& cfg, Direction dir, uint16_t max_workers)
+    : replay_(cfg.replay_window), max_workers_(max_workers), dir_(dir) {
+  counters_ = alloc_counters(max_workers);
+  cfg_.spi = cfg.spi;
+  cfg_.cipher = cfg.cipher;
+  cfg_.engine = cfg.engine;
+  cfg_.esn = cfg.esn;
+  cfg_.replay_window = cfg.replay_window;
+  cfg_.outer_src = cfg.outer_src;
+  cfg_.outer_dst = cfg.outer_dst;
+  cfg_.ttl = cfg.ttl;
+  cfg_.dscp_policy = cfg.dscp_policy;
+  cfg_.tos = cfg.tos;
+  cfg_.df = cfg.df;
+  cfg_.user_id = cfg.user_id;
+}
+
+Sa::~Sa() {
+  delete[] counters_;
+  // aead_'s deleter wipes the key schedule; the runtime copy holds only a pointer to it.
+  crypto::secure_wipe(&rt_, sizeof(rt_));
+}
+
+static bool is_pow2_in(uint32_t v, uint32_t lo, uint32_t hi) { return v >= lo && v <= hi && (v & (v - 1)) == 0; }
+
+std::unique_ptr<Sa> Sa::create(SaConfig& cfg, Direction dir, uint16_t max_workers, std::string* err) {
+  struct Wipe {
+    std::vector<uint8_t>& k;
+    ~Wipe() {
+      if (!k.empty()) crypto::secure_wipe(k.data(), k.size());
+      k.clear();
+    }
+  } wipe{cfg.keymat};
+  auto fail = [&](std::string m) -> std::unique_ptr<Sa> {
+    if (err) *err = std::move(m);
+    return nullptr;
+  };
+  if (cfg.spi == 0) return fail("spi: must not be 0 (RFC 4303 reserves it)");
+  if (max_workers == 0) return fail("max_workers: must be at least 1");
+  if (dir == Direction::kInbound && !is_pow2_in(cfg.replay_window, 64, 65536))
+    return fail("window: replay window must be a power of two from 64 to 65536, got " +
+                std::to_string(cfg.replay_window));
+  if (dir == Direction::kOutbound) {
+    if (cfg.outer_src.version == 0 || cfg.outer_dst.version == 0)
+      return fail("src/dst: an outbound SA needs outer tunnel addresses");
+    if (cfg.outer_src.version != cfg.outer_dst.version)
+      return fail("src/dst: outer addresses must be of one IP version");
+    if (cfg.ttl == 0) return fail("ttl: must be at least 1");
+  }
+  if (dir == Direction::kOutbound) cfg.replay_window = 64;  // unused: the smallest allocation
+  std::string aerr;
+  crypto::AeadPtr aead = crypto::make_aead(cfg.cipher, cfg.engine, cfg.keymat, &aerr);
+  if (!aead) return fail("key: " + aerr);
+
+  std::unique_ptr<Sa> sa(new Sa(cfg, dir, max_workers));
+  sa->aead_ = std::move(aead);
+  SaRuntime& rt = sa->rt_;
+  std::memset(&rt, 0, sizeof(rt));
+  rt.aead = sa->aead_.get();
+  rt.spi = cfg.spi;
+  rt.user_id = cfg.user_id;
+  rt.esn = cfg.esn ? 1 : 0;
+  rt.dscp_copy = cfg.dscp_policy == DscpPolicy::kCopy ? 1 : 0;
+  rt.df = uint8_t(cfg.df);
+  if (dir == Direction::kOutbound) {
+    const uint8_t tos = cfg.dscp_policy == DscpPolicy::kSet ? cfg.tos : 0;
+    if (cfg.outer_src.version == 4) {
+      rt.outer_v6 = 0;
+      rt.tmpl_len = 20;
+      uint8_t* t = rt.tmpl;
+      t[0] = 0x45;
+      t[1] = tos;
+      if (cfg.df == DfPolicy::kSet) t[6] = 0x40;
+      t[8] = cfg.ttl;
+      t[9] = net::kProtoEsp;
+      std::memcpy(t + 12, cfg.outer_src.bytes, 4);
+      std::memcpy(t + 16, cfg.outer_dst.bytes, 4);
+    } else {
+      rt.outer_v6 = 1;
+      rt.tmpl_len = 40;
+      uint8_t* t = rt.tmpl;
+      t[0] = uint8_t(0x60 | (tos >> 4));
+      t[1] = uint8_t(tos << 4);
+      t[6] = net::kProtoEsp;
+      t[7] = cfg.ttl;
+      std::memcpy(t + 8, cfg.outer_src.bytes, 16);
+      std::memcpy(t + 24, cfg.outer_dst.bytes, 16);
+    }
+  }
+  return sa;
+}
+
+bool Sa::resume_after(uint64_t seq) noexcept {
+  uint64_t cur = seq_.load(std::memory_order_relaxed);
+  while (cur < seq) {
+    if (seq_.compare_exchange_weak(cur, seq, std::memory_order_relaxed)) return true;
+  }
+  return cur == seq;
+}
+
+SaStats Sa::stats() const noexcept { return sum_counters(counters_, max_workers_); }
+
+void Sa::clear_counters() noexcept {
+  std::memset(static_cast<void*>(counters_), 0, sizeof(SaCounters) * max_workers_);
+}
+
+std::unique_ptr<SaTable> SaTable::build(std::span<Sa* const> sas, uint16_t max_workers, std::string* err) {
+  auto fail = [&](std::string m) -> std::unique_ptr<SaTable> {
+    if (err) *err = std::move(m);
+    return nullptr;
+  };
+  if (max_workers == 0) return fail("max_workers: must be at least 1");
+  uint32_t size = 8;
+  while (size < sas.size() * 2) size <<= 1;  // load factor <= 1/2 keeps probes short
+  std::unique_ptr<SaTable> t(new SaTable());
+  t->slots_.assign(size, Slot{0, nullptr});
+  t->mask_ = size - 1;
+  for (Sa* sa : sas) {
+    if (sa == nullptr) return fail("null SA");
+    if (sa->direction() != Direction::kInbound)
+      return fail("spi " + std::to_string(sa->spi()) + ": not an inbound SA");
+    if (sa->max_workers() < max_workers)
+      return fail("spi " + std::to_string(sa->spi()) + ": has counters for fewer workers than the table");
+    if (t->find(sa->spi()) != nullptr) return fail("spi " + std::to_string(sa->spi()) + ": duplicate");
+    uint32_t i = hash(sa->spi()) & t->mask_;
+    while (t->slots_[i].sa != nullptr) i = (i + 1) & t->mask_;
+    t->slots_[i] = Slot{sa->spi(), sa};
+  }
+  t->max_workers_ = max_workers;
+  t->counters_ = alloc_counters(max_workers);
+  return t;
+}
+
+SaTable::~SaTable() { delete[] counters_; }
+
+SaStats SaTable::stats() const noexcept { return sum_counters(counters_, max_workers_); }
+
+bool parse_sa_spec(const std::string& spec, SaConfig* out, std::string* err) {
+  SaConfig c;
+  bool have_spi = false, have_cipher = false, have_key = false;
+  auto fail = [&](const std::string& m) {
+    if (err) *err = m;
+    if (!c.keymat.empty()) crypto::secure_wipe(c.keymat.data(), c.keymat.size());
+    return false;
+  };
+  auto num = [](std::string_view v, uint64_t* o) {
+    int base = 10;
+    if (v.starts_with("0x") || v.starts_with("0X")) {
+      v.remove_prefix(2);
+      base = 16;
+    }
+    if (v.empty()) return false;
+    auto r = std::from_chars(v.data(), v.data() + v.size(), *o, base);
+    return r.ec == std::errc() && r.ptr == v.data() + v.size();
+  };
+  std::string_view rest(spec);
+  while (!rest.empty()) {
+    const size_t comma = rest.find(',');
+    std::string_view item = rest.substr(0, comma);
+    rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+    if (item.empty()) continue;
+    const size_t eq = item.find('=');
+    if (eq == std::string_view::npos) return fail("sa spec: '" + std::string(item) + "' is not key=value");
+    const std::string_view k = item.substr(0, eq), v = item.substr(eq + 1);
+    uint64_t n = 0;
+    if (k == "spi") {
+      if (!num(v, &n) || n == 0 || n > 0xffffffffull) return fail("spi: must be 1..0xffffffff");
+      c.spi = uint32_t(n);
+      have_spi = true;
+    } else if (k == "cipher") {
+      if (!crypto::parse_cipher(v, &c.cipher))
+        return fail("cipher: '" + std::string(v) + "' (aes-gcm-128, aes-gcm-256, chacha20-poly1305)");
+      have_cipher = true;
+    } else if (k == "engine") {
+      if (!crypto::parse_engine(v, &c.engine)) return fail("engine: '" + std::string(v) + "' (ipsecmb, sodium)");
+    } else if (k == "key") {
+      std::string bytes;
+      if (!crypto::parse_hex(v, &bytes)) return fail("key: not a hex string");
+      c.keymat.assign(bytes.begin(), bytes.end());
+      crypto::secure_wipe(bytes.data(), bytes.size());
+      have_key = true;
+    } else if (k == "src" || k == "dst") {
+      net::IpAddr a;
+      if (!net::parse_ip(std::string(v).c_str(), &a)) return fail(std::string(k) + ": not an IP address");
+      (k == "src" ? c.outer_src : c.outer_dst) = a;
+    } else if (k == "esn") {
+      if (v == "1" || v == "true" || v == "yes") c.esn = true;
+      else if (v == "0" || v == "false" || v == "no") c.esn = false;
+      else return fail("esn: 0 or 1");
+    } else if (k == "window") {
+      if (!num(v, &n) || n > 65536 || !is_pow2_in(uint32_t(n), 64, 65536))
+        return fail("window: a power of two from 64 to 65536");
+      c.replay_window = uint32_t(n);
+    } else if (k == "ttl") {
+      if (!num(v, &n) || n == 0 || n > 255) return fail("ttl: 1..255");
+      c.ttl = uint8_t(n);
+    } else if (k == "df") {
+      if (v == "copy") c.df = DfPolicy::kCopy;
+      else if (v == "set") c.df = DfPolicy::kSet;
+      else if (v == "clear") c.df = DfPolicy::kClear;
+      else return fail("df: copy, set or clear");
+    } else if (k == "dscp") {
+      if (v == "copy") {
+        c.dscp_policy = DscpPolicy::kCopy;
+      } else if (num(v, &n) && n <= 63) {
+        c.dscp_policy = DscpPolicy::kSet;
+        c.tos = uint8_t(n << 2);
+      } else {
+        return fail("dscp: copy or 0..63");
+      }
+    } else {
+      return fail("sa spec: unknown field '" + std::string(k) + "'");
+    }
+  }
+  if (!have_spi) return fail("sa spec: spi is missing");
+  if (!have_cipher) return fail("sa spec: cipher is missing");
+  if (!have_key) return fail("sa spec: key is missing");
+  const uint32_t want = crypto::key_len(c.cipher) + crypto::kSaltLen;
+  if (c.keymat.size() != want)
+    return fail("key: " + std::string(crypto::to_string(c.cipher)) + " needs " + std::to_string(want) +
+                " bytes (key + 4-byte salt), got " + std::to_string(c.keymat.size()));
+  if (!crypto::engine_supports(c.engine, c.cipher))
+    return fail(std::string("engine: ") + crypto::to_string(c.engine) + " has no " + crypto::to_string(c.cipher));
+  if (!out->keymat.empty()) crypto::secure_wipe(out->keymat.data(), out->keymat.size());
+  *out = std::move(c);
+  return true;
+}
+
+}  // namespace mg::esp
