@@ -108,6 +108,7 @@ inline uint16_t load_be16(const uint8_t* p) noexcept { return uint16_t(p[0] << 8
 inline uint32_t load_be32(const uint8_t* p) noexcept {
   return uint32_t(p[0]) << 24 | uint32_t(p[1]) << 16 | uint32_t(p[2]) << 8 | p[3];
 }
+inline uint64_t load_be64(const uint8_t* p) noexcept { return uint64_t(load_be32(p)) << 32 | load_be32(p + 4); }
 inline void store_be16(uint8_t* p, uint16_t v) noexcept { p[0] = uint8_t(v >> 8); p[1] = uint8_t(v); }
 inline void store_be32(uint8_t* p, uint32_t v) noexcept {
   p[0] = uint8_t(v >> 24); p[1] = uint8_t(v >> 16); p[2] = uint8_t(v >> 8); p[3] = uint8_t(v);

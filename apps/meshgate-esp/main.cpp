@@ -1,0 +1,264 @@
+// meshgate-esp: runs a pcap through meshgate's ESP engine, to make ESP captures for pktgen or to check
+// one. Same SA spec syntax as the gateway config (see mg::esp::parse_sa_spec).
+//
+//   meshgate-esp encrypt --sa SPEC IN.pcap OUT.pcap
+//   meshgate-esp decrypt --sa SPEC [--sa SPEC ...] IN.pcap OUT.pcap
+//
+// Link types: Ethernet (L2 header kept, EtherType set to the new IP version) and raw IP.
+// Exit codes: 0 ok, 1 runtime failure (pcap, EAL), 2 usage or bad SA spec.
+#include <CLI/CLI.hpp>
+#include <fmt/core.h>
+#include <pcap/pcap.h>
+#include <rte_eal.h>
+#include <rte_errno.h>
+#include <rte_lcore.h>
+#include <rte_mbuf.h>
+
+#include <cstring>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "esp/esp.h"
+
+namespace {
+
+constexpr uint16_t kBurst = 32;
+constexpr uint16_t kDataRoom = 10240;  // jumbo frames fit one segment
+
+struct Frame {
+  std::vector<uint8_t> l2;  // Ethernet header, empty for raw IP
+  pcap_pkthdr hdr;
+};
+
+int link_l2_len(int dlt) {
+  switch (dlt) {
+    case DLT_EN10MB: return 14;
+    case DLT_RAW:
+#ifdef DLT_IPV4
+    case DLT_IPV4:
+    case DLT_IPV6:
+#endif
+      return 0;
+    default: return -1;
+  }
+}
+
+bool init_eal(const char* prog) {
+  const char* argv[] = {prog, "--no-huge", "-m", "256", "--no-pci", "--no-shconf", "--no-telemetry",
+                        "--log-level=*:error", "-l", "0"};
+  int argc = int(sizeof(argv) / sizeof(argv[0]));
+  if (rte_eal_init(argc, const_cast<char**>(argv)) < 0) {
+    fmt::print(stderr, "meshgate-esp: EAL init failed: {}\n", rte_strerror(rte_errno));
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"meshgate-esp: encrypt or decrypt a pcap with meshgate's ESP engine (tunnel mode)"};
+  std::string mode, in_path, out_path;
+  std::vector<std::string> specs;
+  bool json = false;
+  uint64_t start_seq = 1;
+  app.add_option("mode", mode, "encrypt | decrypt")->required()->check(CLI::IsMember({"encrypt", "decrypt"}));
+  app.add_option("in", in_path, "input pcap")->required();
+  app.add_option("out", out_path, "output pcap")->required();
+  app.add_option("--sa", specs,
+                 "SA spec: spi=0x1001,cipher=aes-gcm-128|aes-gcm-256|chacha20-poly1305,key=HEX(key+salt),"
+                 "src=IP,dst=IP[,esn=1][,window=N][,engine=ipsecmb|sodium][,ttl=N][,df=copy|set|clear]"
+                 "[,dscp=copy|N]; decrypt takes several")
+      ->required();
+  app.add_option("--start-seq", start_seq, "encrypt: first sequence number (default 1)")->check(CLI::Range(uint64_t(1), UINT64_MAX));
+  app.add_flag("--json", json, "print the counters as JSON");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  const bool encrypt = mode == "encrypt";
+  if (encrypt && specs.size() != 1) {
+    fmt::print(stderr, "meshgate-esp: encrypt takes exactly one --sa\n");
+    return 2;
+  }
+
+  std::vector<std::unique_ptr<mg::esp::Sa>> sas;
+  for (std::string& s : specs) {
+    mg::esp::SaConfig cfg;
+    std::string err;
+    const bool ok = mg::esp::parse_sa_spec(s, &cfg, &err);
+    mg::crypto::secure_wipe(s.data(), s.size());  // the spec holds the key
+    if (!ok) {
+      fmt::print(stderr, "meshgate-esp: --sa: {}\n", err);
+      return 2;
+    }
+    auto sa = mg::esp::Sa::create(cfg, encrypt ? mg::esp::Direction::kOutbound : mg::esp::Direction::kInbound, 1,
+                                  &err);
+    if (!sa) {
+      fmt::print(stderr, "meshgate-esp: --sa: {}\n", err);
+      return 2;
+    }
+    sas.push_back(std::move(sa));
+  }
+  if (encrypt && start_seq > 1) sas[0]->resume_after(start_seq - 1);
+  std::unique_ptr<mg::esp::SaTable> table;
+  if (!encrypt) {
+    std::vector<mg::esp::Sa*> raw;
+    for (auto& s : sas) raw.push_back(s.get());
+    std::string err;
+    table = mg::esp::SaTable::build(raw, 1, &err);
+    if (!table) {
+      fmt::print(stderr, "meshgate-esp: --sa: {}\n", err);
+      return 2;
+    }
+  }
+
+  char errbuf[PCAP_ERRBUF_SIZE];
+  pcap_t* in = pcap_open_offline(in_path.c_str(), errbuf);
+  if (in == nullptr) {
+    fmt::print(stderr, "meshgate-esp: {}: {}\n", in_path, errbuf);
+    return 1;
+  }
+  const int dlt = pcap_datalink(in);
+  const int l2len = link_l2_len(dlt);
+  if (l2len < 0) {
+    fmt::print(stderr, "meshgate-esp: {}: link type {} not supported (Ethernet or raw IP)\n", in_path, dlt);
+    pcap_close(in);
+    return 1;
+  }
+  pcap_t* dead = pcap_open_dead(dlt, 65535);
+  pcap_dumper_t* out = pcap_dump_open(dead, out_path.c_str());
+  if (out == nullptr) {
+    fmt::print(stderr, "meshgate-esp: {}: {}\n", out_path, pcap_geterr(dead));
+    pcap_close(in);
+    pcap_close(dead);
+    return 1;
+  }
+  if (!init_eal(argv[0])) return 1;
+  rte_mempool* mp = rte_pktmbuf_pool_create("mg_esp_tool", 1023, 0, 0, kDataRoom + RTE_PKTMBUF_HEADROOM,
+                                            SOCKET_ID_ANY);
+  if (mp == nullptr) {
+    fmt::print(stderr, "meshgate-esp: mempool: {}\n", rte_strerror(rte_errno));
+    return 1;
+  }
+
+  uint64_t frames_in = 0, frames_out = 0, skipped = 0, too_big = 0;
+  rte_mbuf* pkts[kBurst];
+  Frame meta[kBurst];
+  uint16_t n = 0;
+  auto flush = [&] {
+    // Both bursts keep the order of the survivors, so meta[] follows them by pointer identity.
+    rte_mbuf* orig[kBurst];
+    std::memcpy(orig, pkts, sizeof(rte_mbuf*) * n);
+    const uint16_t k = encrypt ? mg::esp::encap_burst(*sas[0], 0, pkts, n) : mg::esp::decap_burst(*table, 0, pkts, n);
+    uint16_t j = 0;
+    for (uint16_t i = 0; i < k; ++i) {
+      while (orig[j] != pkts[i]) ++j;
+      rte_mbuf* m = pkts[i];
+      Frame& f = meta[j];
+      const uint8_t* ip = rte_pktmbuf_mtod(m, const uint8_t*);
+      std::vector<uint8_t> buf(f.l2);
+      if (!buf.empty()) {
+        const uint16_t et = (ip[0] >> 4) == 6 ? 0x86dd : 0x0800;
+        buf[12] = uint8_t(et >> 8);
+        buf[13] = uint8_t(et);
+      }
+      buf.insert(buf.end(), ip, ip + rte_pktmbuf_pkt_len(m));
+      pcap_pkthdr h = f.hdr;
+      h.caplen = h.len = uint32_t(buf.size());
+      pcap_dump(reinterpret_cast<u_char*>(out), &h, buf.data());
+      ++frames_out;
+    }
+    for (uint16_t i = 0; i < n; ++i) rte_pktmbuf_free(pkts[i]);
+    n = 0;
+  };
+
+  pcap_pkthdr* h;
+  const u_char* data;
+  int rc;
+  while ((rc = pcap_next_ex(in, &h, &data)) == 1) {
+    ++frames_in;
+    uint32_t off = uint32_t(l2len);
+    if (h->caplen < off || h->caplen != h->len) {
+      ++skipped;  // truncated capture: cannot be encrypted or verified
+      continue;
+    }
+    if (l2len == 14) {
+      uint16_t et = uint16_t(data[12] << 8 | data[13]);
+      if (et == 0x8100 && h->caplen >= 18) {  // one VLAN tag
+        et = uint16_t(data[16] << 8 | data[17]);
+        off = 18;
+      }
+      if (et != 0x0800 && et != 0x86dd) {
+        ++skipped;
+        continue;
+      }
+    }
+    const uint32_t l3len = h->caplen - off;
+    if (l3len > kDataRoom - mg::esp::kMaxOverhead) {
+      ++too_big;
+      continue;
+    }
+    rte_mbuf* m = rte_pktmbuf_alloc(mp);
+    if (m == nullptr) {
+      fmt::print(stderr, "meshgate-esp: out of mbufs\n");
+      return 1;
+    }
+    std::memcpy(rte_pktmbuf_append(m, uint16_t(l3len)), data + off, l3len);
+    meta[n].l2.assign(data, data + off);
+    meta[n].hdr = *h;
+    pkts[n++] = m;
+    if (n == kBurst) flush();
+  }
+  if (n) flush();
+  if (rc == -1) fmt::print(stderr, "meshgate-esp: {}: {}\n", in_path, pcap_geterr(in));
+  pcap_dump_close(out);
+  pcap_close(dead);
+  pcap_close(in);
+
+  mg::esp::SaStats total;
+  std::vector<std::pair<uint32_t, mg::esp::SaStats>> per_sa;
+  for (auto& s : sas) per_sa.emplace_back(s->spi(), s->stats());
+  if (table) per_sa.emplace_back(0, table->stats());  // drops before an SA was known
+  for (auto& [spi, st] : per_sa) {
+    total.packets += st.packets;
+    total.bytes += st.bytes;
+    for (size_t d = 0; d < mg::esp::kDropCount; ++d) total.drops[d] += st.drops[d];
+  }
+  if (json) {
+    nlohmann::json j;
+    j["mode"] = mode;
+    j["frames_in"] = frames_in;
+    j["frames_out"] = frames_out;
+    j["skipped_not_ip"] = skipped;
+    j["skipped_too_big"] = too_big;
+    nlohmann::json d = nlohmann::json::object();
+    for (size_t r = 0; r < mg::esp::kDropCount; ++r)
+      if (total.drops[r]) d[mg::esp::to_string(mg::esp::Drop(r))] = total.drops[r];
+    j["drops"] = d;
+    nlohmann::json arr = nlohmann::json::array();
+    for (auto& s : sas) {
+      const auto st = s->stats();
+      arr.push_back({{"spi", s->spi()}, {"packets", st.packets}, {"bytes", st.bytes}, {"drops", st.total_drops()},
+                     {"last_seq", s->last_seq()}, {"needs_rekey", s->needs_rekey()}});
+    }
+    j["sa"] = arr;
+    fmt::print("{}\n", j.dump(2));
+  } else {
+    fmt::print("{}: {} frames in, {} out, {} not IP, {} too big\n", mode, frames_in, frames_out, skipped, too_big);
+    for (size_t r = 0; r < mg::esp::kDropCount; ++r)
+      if (total.drops[r]) fmt::print("  drop {:<22} {}\n", mg::esp::to_string(mg::esp::Drop(r)), total.drops[r]);
+    for (auto& s : sas) {
+      const auto st = s->stats();
+      fmt::print("  sa spi 0x{:08x}: {} packets, {} bytes{}\n", s->spi(), st.packets, st.bytes,
+                 s->needs_rekey() ? ", needs rekey" : "");
+    }
+  }
+  sas.clear();  // wipes keys before the EAL goes away
+  table.reset();
+  rte_eal_cleanup();
+  return rc == -1 ? 1 : 0;
+}
