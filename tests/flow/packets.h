@@ -49,7 +49,8 @@ struct V6 {
   uint16_t payload = 32;
 };
 
-inline void append(std::vector<uint8_t>& p, const std::array<uint8_t, 8>& b) {
+template <size_t N>
+inline void append(std::vector<uint8_t>& p, const std::array<uint8_t, N>& b) {
   const size_t at = p.size();
   p.resize(at + b.size());
   std::copy(b.begin(), b.end(), p.begin() + ptrdiff_t(at));
@@ -64,13 +65,13 @@ inline std::vector<uint8_t> ipv6(const V6& v) {
   uint8_t* next = &p[6];
   if (v.hop_by_hop) {
     *next = net::kProtoHopOpts;
-    append(p, {0, 0, 1, 4, 0, 0, 0, 0});
+    append<8>(p, {0, 0, 1, 4, 0, 0, 0, 0});
     next = &p[p.size() - 8];
   }
   if (v.frag >= 0) {
     *next = net::kProtoFragment;
     const uint16_t fo = uint16_t(v.frag << 3 | 1);
-    append(p, {0, 0, uint8_t(fo >> 8), uint8_t(fo), 0, 0, 0x12, 0x34});
+    append<8>(p, {0, 0, uint8_t(fo >> 8), uint8_t(fo), 0, 0, 0x12, 0x34});
     next = &p[p.size() - 8];
   }
   *next = v.proto;
