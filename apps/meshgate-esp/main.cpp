@@ -71,7 +71,8 @@ int main(int argc, char** argv) {
                  "SA spec: spi=0x1001,cipher=aes-gcm-128|aes-gcm-256|chacha20-poly1305,key=HEX(key+salt),"
                  "src=IP,dst=IP[,esn=1][,window=N][,engine=ipsecmb|sodium][,ttl=N][,df=copy|set|clear]"
                  "[,dscp=copy|N]; decrypt takes several")
-      ->required();
+      ->required()
+      ->allow_extra_args(false);  // one spec per --sa, so the pcap paths stay positional
   app.add_option("--start-seq", start_seq, "encrypt: first sequence number (default 1)")->check(CLI::Range(uint64_t(1), UINT64_MAX));
   app.add_flag("--json", json, "print the counters as JSON");
   try {
