@@ -1,6 +1,10 @@
 #include "flow/flow.h"
 
+#include <sys/mman.h>
+
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 
@@ -26,17 +30,17 @@ static inline uint64_t hash_key(const net::FlowKey& k, uint64_t seed) noexcept {
 
 uint64_t flow_hash(const net::FlowKey& key, uint64_t seed) noexcept { return hash_key(key, seed); }
 
+static inline uint64_t hash_packet(const uint8_t* p, uint32_t len, uint64_t seed) noexcept {
+  net::FlowKey k;
+  return net::extract_flow_key(p, len, &k) == net::ParseStatus::kOk ? hash_key(k, seed) : kInvalidHash;
+}
+
 uint16_t hash_burst(const uint8_t* const pkts[], const uint32_t lens[], uint16_t n, uint64_t seed,
                     uint64_t hashes[]) noexcept {
   uint16_t ok = 0;
   for (uint16_t i = 0; i < n; ++i) {
-    net::FlowKey k;
-    if (net::extract_flow_key(pkts[i], lens[i], &k) == net::ParseStatus::kOk) {
-      hashes[i] = hash_key(k, seed);
-      ++ok;
-    } else {
-      hashes[i] = kInvalidHash;
-    }
+    hashes[i] = hash_packet(pkts[i], lens[i], seed);
+    ok += hashes[i] != kInvalidHash;
   }
   return ok;
 }
@@ -119,118 +123,135 @@ uint32_t SelectionTable::slots_of(TunnelId id) const noexcept {
 // ---------------------------------------------------------------------------------------------------------
 // PinTable
 
-PinTable::PinTable(uint32_t capacity, uint32_t idle_timeout) : idle_timeout_(idle_timeout) {
-  if (capacity == 0 || capacity > (1u << 30))
-    throw std::invalid_argument("pin table: capacity " + std::to_string(capacity) + " not in [1, 2^30]");
+static uint64_t buckets_for(uint32_t capacity) noexcept {
   uint64_t buckets = 1;
-  while (buckets * kWays < capacity) buckets <<= 1;
-  storage_.reset(new Bucket[buckets]());
-  buckets_ = storage_.get();
-  mask_ = buckets - 1;
-  tunnel_counters_.reset(new TunnelCounters[kMaxTunnels]());
+  while (buckets * 4 < capacity) buckets <<= 1;
+  return buckets;
 }
 
-PinTable::~PinTable() = default;
+size_t PinTable::bytes_needed(uint32_t capacity) noexcept { return buckets_for(capacity) * sizeof(Bucket); }
 
-PinTable::Pin* PinTable::find(uint64_t h) noexcept {
-  Bucket& a = buckets_[bucket1(h)];
-  for (Pin& p : a.pin)
-    if (p.hash == h) return &p;
-  Bucket& b = buckets_[bucket2(h)];
-  for (Pin& p : b.pin)
-    if (p.hash == h) return &p;
-  return nullptr;
+PinTable::PinTable(uint32_t capacity, uint32_t idle_timeout, void* memory) : idle_timeout_(idle_timeout) {
+  if (capacity == 0 || capacity > (1u << 30))
+    throw std::invalid_argument("pin table: capacity " + std::to_string(capacity) + " not in [1, 2^30]");
+  const uint64_t buckets = buckets_for(capacity);
+  const size_t bytes = buckets * sizeof(Bucket);
+  tunnel_counters_.reset(new TunnelCounters[kMaxTunnels]());
+  if (!memory) {
+    constexpr size_t kHuge = 2u << 20;
+    const size_t alloc = (bytes + kHuge - 1) / kHuge * kHuge;
+    memory = std::aligned_alloc(bytes >= kHuge ? kHuge : alignof(Bucket), alloc);
+    if (!memory) throw std::bad_alloc();
+    if (bytes >= kHuge) ::madvise(memory, alloc, MADV_HUGEPAGE);  // advice only: fine if THP is off
+    std::memset(memory, 0, alloc);
+    owned_ = memory;
+  }
+  buckets_ = static_cast<Bucket*>(memory);
+  mask_ = buckets - 1;
+}
+
+PinTable::~PinTable() { std::free(owned_); }
+
+// Bit i set when slot i holds h. Written as a plain loop: GCC turns it into one vector compare and a mask.
+static inline unsigned match(const uint64_t (&hash)[4], uint64_t h) noexcept {
+  unsigned m = 0;
+  for (unsigned i = 0; i < 4; ++i) m |= unsigned(hash[i] == h) << i;
+  return m;
+}
+
+void PinTable::release(Slot s) noexcept {
+  --tunnel_counters_[s.b->tunnel[s.i]].pinned;
+  s.b->hash[s.i] = kInvalidHash;
 }
 
 // A slot for a new pin. Power of two choices: the bucket with more free (empty or idle) slots, which keeps
 // buckets even and makes overflow rare until the table is nearly full. With no free slot in either, the least
 // recently seen of the eight goes (eviction of the oldest among the candidates, as in a set-associative cache).
-PinTable::Pin* PinTable::victim(uint64_t h, uint32_t now) noexcept {
+PinTable::Slot PinTable::victim(uint64_t h, uint32_t now) noexcept {
   Bucket* bk[2] = {&buckets_[bucket1(h)], &buckets_[bucket2(h)]};
-  Pin* free_slot[2] = {nullptr, nullptr};
+  Slot free_slot[2] = {};
   int free_count[2] = {0, 0};
-  Pin* oldest = nullptr;
+  Slot oldest{};
   uint32_t oldest_age = 0;
-  for (int b = 0; b < 2; ++b) {
-    for (Pin& p : bk[b]->pin) {
-      const uint32_t age = now - p.last_seen;
-      if (p.hash == kInvalidHash || age > idle_timeout_) {
-        if (!free_slot[b] || p.hash == kInvalidHash) free_slot[b] = &p;  // an empty slot before an idle one
-        ++free_count[b];
-      } else if (!oldest || age > oldest_age) {
-        oldest = &p;
+  for (int k = 0; k < 2; ++k) {
+    Bucket* b = bk[k];
+    for (uint32_t i = 0; i < kWays; ++i) {
+      const uint32_t age = now - b->last_seen[i];
+      if (b->hash[i] == kInvalidHash || age > idle_timeout_) {
+        if (!free_slot[k].b || b->hash[i] == kInvalidHash) free_slot[k] = {b, i};  // empty before idle
+        ++free_count[k];
+      } else if (!oldest.b || age > oldest_age) {
+        oldest = {b, i};
         oldest_age = age;
       }
     }
   }
-  Pin* p = free_count[1] > free_count[0] ? free_slot[1] : free_slot[0];
-  if (p) {
-    if (p->hash != kInvalidHash) {
+  const Slot s = free_count[1] > free_count[0] ? free_slot[1] : free_slot[0];
+  if (s.b) {
+    if (s.b->hash[s.i] != kInvalidHash) {
       ++counters_.expired;
-      --tunnel_counters_[p->tunnel].pinned;
-      p->hash = kInvalidHash;
+      release(s);
     }
-    return p;
+    return s;
   }
   ++counters_.evicted;
-  --tunnel_counters_[oldest->tunnel].pinned;
-  oldest->hash = kInvalidHash;
+  release(oldest);
   return oldest;
 }
 
-// Places flow h with the selection table into slot p (empty). Cold relative to a hit.
-TunnelId PinTable::place(const SelectionTable& sel, Pin* p, uint64_t h, uint32_t now) noexcept {
+// Places flow h with the selection table into the empty slot s. Cold relative to a hit.
+TunnelId PinTable::place(const SelectionTable& sel, Slot s, uint64_t h, uint32_t now) noexcept {
   const TunnelId t = sel.select(h);
   if (t == kNoTunnel) {
     ++counters_.no_tunnel;
     return kNoTunnel;
   }
-  *p = Pin{h, now, t, sel.epoch(t)};
+  s.b->hash[s.i] = h;
+  s.b->last_seen[s.i] = now;
+  s.b->tunnel[s.i] = t;
+  s.b->epoch[s.i] = sel.epoch(t);
   ++tunnel_counters_[t].pinned;
   ++tunnel_counters_[t].placed;
   return t;
 }
 
 inline TunnelId PinTable::assign_one(const SelectionTable& sel, uint64_t h, uint32_t now) noexcept {
-  if (h == kInvalidHash) {
+  if (h == kInvalidHash) [[unlikely]] {
     ++counters_.invalid;
     return kNoTunnel;
   }
-  Pin* p = find(h);
-  if (!p) {
+  Bucket* const a = &buckets_[bucket1(h)];
+  Bucket* const b = &buckets_[bucket2(h)];
+  const unsigned m = match(a->hash, h) | match(b->hash, h) << 4;
+  if (m == 0) [[unlikely]] {
     ++counters_.new_flows;
     return place(sel, victim(h, now), h, now);
   }
-  const TunnelId old = p->tunnel;
+  const unsigned at = unsigned(__builtin_ctz(m));
+  const Slot s{at < 4 ? a : b, at & 3};
+  const TunnelId old = s.b->tunnel[s.i];
   uint64_t* moved;
-  if (now - p->last_seen > idle_timeout_) {
+  if (now - s.b->last_seen[s.i] > idle_timeout_) [[unlikely]] {
     ++counters_.expired;
     moved = &counters_.moved_idle;
   } else {
-    switch (sel.check(old, p->epoch, now)) {
+    switch (sel.check(old, s.b->epoch[s.i], now)) {
       case SelectionTable::Verdict::kKeep:
-        p->last_seen = now;
+        s.b->last_seen[s.i] = now;
         ++counters_.hits;
         return old;
       case SelectionTable::Verdict::kVoidDown: moved = &counters_.moved_down; break;
       default: moved = &counters_.moved_drain; break;
     }
   }
-  --tunnel_counters_[old].pinned;
-  p->hash = kInvalidHash;
-  const TunnelId t = place(sel, p, h, now);
+  release(s);
+  const TunnelId t = place(sel, s, h, now);
   if (t != old) ++*moved;  // an idle flow may well land where it was
   return t;
 }
 
-uint16_t PinTable::assign_burst(const SelectionTable& sel, const uint64_t hashes[], uint16_t n, uint32_t now,
+uint16_t PinTable::lookup_burst(const SelectionTable& sel, const uint64_t hashes[], uint16_t n, uint32_t now,
                                 TunnelId out[]) noexcept {
-  // Both candidate lines of every packet are requested before the first is needed: with 1 M pins they miss
-  // every cache level, and 64 overlapping misses cost little more than one.
-  for (uint16_t i = 0; i < n; ++i) {
-    __builtin_prefetch(&buckets_[bucket1(hashes[i])]);
-    __builtin_prefetch(&buckets_[bucket2(hashes[i])]);
-  }
   uint16_t ok = 0;
   for (uint16_t i = 0; i < n; ++i) {
     out[i] = assign_one(sel, hashes[i], now);
@@ -239,11 +260,35 @@ uint16_t PinTable::assign_burst(const SelectionTable& sel, const uint64_t hashes
   return ok;
 }
 
+uint16_t PinTable::assign_burst(const SelectionTable& sel, const uint64_t hashes[], uint16_t n, uint32_t now,
+                                TunnelId out[]) noexcept {
+  // Both candidate lines of every packet are requested before the first is needed: with 1 M pins they miss
+  // every cache level, and 64 overlapping misses cost little more than one.
+  for (uint16_t i = 0; i < n; ++i) prefetch(hashes[i]);
+  return lookup_burst(sel, hashes, n, now, out);
+}
+
+uint16_t PinTable::spread_burst(const SelectionTable& sel, const uint8_t* const pkts[], const uint32_t lens[],
+                                uint16_t n, uint32_t now, uint64_t hashes[], TunnelId out[]) noexcept {
+  const uint64_t seed = sel.seed();
+  for (uint16_t i = 0; i < n; ++i) {
+    hashes[i] = hash_packet(pkts[i], lens[i], seed);
+    prefetch(hashes[i]);
+  }
+  return lookup_burst(sel, hashes, n, now, out);
+}
+
 TunnelId PinTable::peek(const SelectionTable& sel, uint64_t h, uint32_t now) const noexcept {
   if (h == kInvalidHash) return kNoTunnel;
-  const Pin* p = const_cast<PinTable*>(this)->find(h);
-  if (p && now - p->last_seen <= idle_timeout_ && sel.check(p->tunnel, p->epoch, now) == SelectionTable::Verdict::kKeep)
-    return p->tunnel;
+  for (const Bucket* b : {&buckets_[bucket1(h)], &buckets_[bucket2(h)]}) {
+    const unsigned m = match(b->hash, h);
+    if (!m) continue;
+    const unsigned i = unsigned(__builtin_ctz(m));
+    if (now - b->last_seen[i] <= idle_timeout_ &&
+        sel.check(b->tunnel[i], b->epoch[i], now) == SelectionTable::Verdict::kKeep)
+      return b->tunnel[i];
+    break;
+  }
   return sel.select(h);
 }
 

@@ -146,8 +146,13 @@ static_assert(sizeof(SpreadCounters) == 128);
 class PinTable {
  public:
   // capacity: pins held at most (rounded up to a power of two of 4-pin buckets). idle_timeout in ticks.
-  // Allocates capacity * 16 bytes once. Throws std::invalid_argument for capacity 0 or > 2^30.
-  PinTable(uint32_t capacity, uint32_t idle_timeout);
+  // Allocates 16 bytes per pin once, from the heap in 2 MiB-aligned blocks marked for transparent huge pages
+  // (a 1 M-pin table spans 16 MiB: with 4 KiB pages nearly every lookup would also miss the TLB). Or, with
+  // `memory`, uses the caller's zeroed, 64-byte aligned block of bytes_needed(capacity) (e.g. rte_zmalloc on
+  // the worker's NUMA node), which must outlive the table. Throws std::invalid_argument for capacity 0 or
+  // > 2^30, std::bad_alloc when out of memory.
+  PinTable(uint32_t capacity, uint32_t idle_timeout, void* memory = nullptr);
+  static size_t bytes_needed(uint32_t capacity) noexcept;
   ~PinTable();
   PinTable(const PinTable&) = delete;
   PinTable& operator=(const PinTable&) = delete;
@@ -157,6 +162,11 @@ class PinTable {
   // take the flow. Returns how many got a tunnel. Repeated hashes in one burst behave as in sequence.
   uint16_t assign_burst(const SelectionTable& sel, const uint64_t hashes[], uint16_t n, uint32_t now,
                         TunnelId out[]) noexcept;
+
+  // hash_burst and assign_burst in one pass: each packet's two buckets are requested as soon as its hash is
+  // known, so the lines arrive while the rest of the burst is being hashed.
+  uint16_t spread_burst(const SelectionTable& sel, const uint8_t* const pkts[], const uint32_t lens[], uint16_t n,
+                        uint32_t now, uint64_t hashes[], TunnelId out[]) noexcept;
 
   // Read-only: where a flow would go now, without changing anything (tools, tests, telemetry).
   TunnelId peek(const SelectionTable& sel, uint64_t hash, uint32_t now) const noexcept;
@@ -169,28 +179,35 @@ class PinTable {
 
  private:
   static constexpr uint32_t kWays = 4;
-  // 16 bytes: four pins per 64-byte line. The key is the 64-bit flow hash, not the 40-byte flow key: two flows
-  // collide with probability ~n^2/2^65 (3e-8 at 1 M flows) and then merely share a tunnel, while a full key
-  // would triple the memory and the cache lines touched per lookup.
-  struct Pin {
-    uint64_t hash;       // 0 = empty slot (flow hashes are never 0)
-    uint32_t last_seen;
-    TunnelId tunnel;
-    uint16_t epoch;      // tunnel epoch when pinned; a mismatch voids the pin
-  };
-  static_assert(sizeof(Pin) == 16);
-  // One cache line per bucket so a lookup touches at most two lines (two candidate buckets).
+  // Four pins per 64-byte line, fields side by side (structure of arrays) so that one vector compare tests all
+  // four hashes: a lookup is then branch-free until hit-or-miss, which is predictable, where a loop over the
+  // slots mispredicts on which slot matched. 16 bytes per pin. The key is the 64-bit flow hash, not the 40-byte
+  // flow key: two flows collide with probability ~n^2/2^65 (3e-8 at 1 M flows) and then merely share a
+  // tunnel, while a full key would triple the memory and the lines touched per lookup.
   struct alignas(64) Bucket {
-    Pin pin[kWays];
+    uint64_t hash[kWays];       // 0 = empty slot (flow hashes are never 0)
+    uint32_t last_seen[kWays];
+    TunnelId tunnel[kWays];
+    uint16_t epoch[kWays];      // tunnel epoch when pinned; a mismatch voids the pin
   };
-  static_assert(sizeof(Bucket) == 64 && alignof(Bucket) == 64);
+  static_assert(sizeof(Bucket) == 64 && alignof(Bucket) == 64, "one bucket = one cache line");
+  struct Slot {
+    Bucket* b;
+    uint32_t i;
+  };
 
   size_t bucket1(uint64_t h) const noexcept { return size_t(h & mask_); }
   size_t bucket2(uint64_t h) const noexcept { return size_t((h * 0x9e3779b97f4a7c15ull) >> 32) & mask_; }
+  void prefetch(uint64_t h) const noexcept {
+    __builtin_prefetch(&buckets_[bucket1(h)]);
+    __builtin_prefetch(&buckets_[bucket2(h)]);
+  }
+  uint16_t lookup_burst(const SelectionTable& sel, const uint64_t hashes[], uint16_t n, uint32_t now,
+                        TunnelId out[]) noexcept;
   TunnelId assign_one(const SelectionTable& sel, uint64_t h, uint32_t now) noexcept;
-  TunnelId place(const SelectionTable& sel, Pin* p, uint64_t h, uint32_t now) noexcept;
-  Pin* find(uint64_t h) noexcept;
-  Pin* victim(uint64_t h, uint32_t now) noexcept;
+  TunnelId place(const SelectionTable& sel, Slot s, uint64_t h, uint32_t now) noexcept;
+  Slot victim(uint64_t h, uint32_t now) noexcept;
+  void release(Slot s) noexcept;
 
   // hot
   Bucket* buckets_ = nullptr;
@@ -199,16 +216,16 @@ class PinTable {
   SpreadCounters counters_;
   // cold-ish: written on new flows only
   std::unique_ptr<TunnelCounters[]> tunnel_counters_;
-  std::unique_ptr<Bucket[]> storage_;
+  void* owned_ = nullptr;  // storage we allocated (freed in the destructor), or null for caller memory
 };
 
-// The worker's whole step for one burst of L3 packets: hash_burst with sel.seed(), then assign_burst.
-// hashes is caller scratch of n entries. Returns how many got a tunnel.
+// The worker's whole step for one burst of L3 packets: what hash_burst with sel.seed() and then assign_burst
+// do, fused (PinTable::spread_burst). hashes is caller scratch of n entries (kept: the data plane may reuse
+// them). Returns how many got a tunnel.
 inline uint16_t spread_burst(PinTable& pins, const SelectionTable& sel, const uint8_t* const pkts[],
                              const uint32_t lens[], uint16_t n, uint32_t now, uint64_t hashes[],
                              TunnelId out[]) noexcept {
-  hash_burst(pkts, lens, n, sel.seed(), hashes);
-  return pins.assign_burst(sel, hashes, n, now, out);
+  return pins.spread_burst(sel, pkts, lens, n, now, hashes, out);
 }
 
 }  // namespace mg::flow
