@@ -160,40 +160,75 @@ static inline unsigned match(const uint64_t (&hash)[4], uint64_t h) noexcept {
 }
 
 void PinTable::release(Slot s) noexcept {
-  --tunnel_counters_[s.b->tunnel[s.i]].pinned;
+  --tunnel_counters_[tunnel_at(*s.b, s.i)].pinned;
+  --resident_;
   s.b->hash[s.i] = kInvalidHash;
 }
 
-// A slot for a new pin. Power of two choices: the bucket with more free (empty or idle) slots, which keeps
-// buckets even and makes overflow rare until the table is nearly full. With no free slot in either, the least
-// recently seen of the eight goes (eviction of the oldest among the candidates, as in a set-associative cache).
+inline PinTable::Slot PinTable::find(uint64_t h) const noexcept {
+  Bucket* b = &buckets_[primary(h)];
+  unsigned m = match(b->hash, h);
+  if (m == 0 && overflowed(*b)) [[unlikely]] {
+    b = &buckets_[secondary(h)];
+    m = match(b->hash, h);
+  }
+  return m ? Slot{b, unsigned(__builtin_ctz(m))} : Slot{nullptr, 0};
+}
+
+// An empty slot of b, else an idle one (reclaimed), else none.
+PinTable::Slot PinTable::free_slot(Bucket* b, uint32_t now) noexcept {
+  Slot idle{};
+  for (uint32_t i = 0; i < kWays; ++i) {
+    if (b->hash[i] == kInvalidHash) return {b, i};
+    if (!idle.b && now - b->last_seen[i] > idle_timeout_) idle = {b, i};
+  }
+  if (idle.b) {
+    ++counters_.expired;
+    release(idle);
+  }
+  return idle;
+}
+
+// A slot for a new pin: a free one in the primary bucket; else in the secondary (marking the primary); else
+// one cuckoo step: a pin of either bucket moves to its other bucket if that has room; else the least recently seen pin of the two buckets goes (eviction of the oldest among the candidates,
+// as in a set-associative cache).
 PinTable::Slot PinTable::victim(uint64_t h, uint32_t now) noexcept {
-  Bucket* bk[2] = {&buckets_[bucket1(h)], &buckets_[bucket2(h)]};
-  Slot free_slot[2] = {};
-  int free_count[2] = {0, 0};
-  Slot oldest{};
-  uint32_t oldest_age = 0;
-  for (int k = 0; k < 2; ++k) {
-    Bucket* b = bk[k];
+  Bucket* const bk[2] = {&buckets_[primary(h)], &buckets_[secondary(h)]};
+  const int nb = bk[1] == bk[0] ? 1 : 2;
+  if (const Slot s = free_slot(bk[0], now); s.b) return s;
+  if (nb == 2) {
+    bk[0]->tunnel[0] |= kOverflow;
+    if (const Slot s = free_slot(bk[1], now); s.b) return s;
+  }
+  // The kick costs up to eight more cache misses and nearly always fails in a table that is really full (a
+  // flood of new flows): there, evict at once.
+  const bool kick = resident_ < (mask_ + 1) * kWays / 8 * 7;
+  for (int k = 0; k < nb && kick; ++k) {
+    Bucket* const b = bk[k];
     for (uint32_t i = 0; i < kWays; ++i) {
-      const uint32_t age = now - b->last_seen[i];
-      if (b->hash[i] == kInvalidHash || age > idle_timeout_) {
-        if (!free_slot[k].b || b->hash[i] == kInvalidHash) free_slot[k] = {b, i};  // empty before idle
-        ++free_count[k];
-      } else if (!oldest.b || age > oldest_age) {
-        oldest = {b, i};
+      const uint64_t hj = b->hash[i];
+      Bucket* const pj = &buckets_[primary(hj)];
+      Bucket* const alt = pj == b ? &buckets_[secondary(hj)] : pj;  // its other bucket
+      if (alt == b) continue;
+      const Slot t = free_slot(alt, now);
+      if (!t.b) continue;
+      t.b->hash[t.i] = hj;
+      t.b->last_seen[t.i] = b->last_seen[i];
+      t.b->tunnel[t.i] = uint16_t(tunnel_at(*b, i) | (t.b->tunnel[t.i] & kOverflow));
+      t.b->epoch[t.i] = b->epoch[i];
+      pj->tunnel[0] |= kOverflow;   // no-op when it moved back home: marks are never cleared
+      b->hash[i] = kInvalidHash;    // moved, not released: the pin lives on
+      return {b, i};
+    }
+  }
+  Slot oldest{bk[0], 0};
+  uint32_t oldest_age = 0;
+  for (int k = 0; k < nb; ++k)
+    for (uint32_t i = 0; i < kWays; ++i)
+      if (const uint32_t age = now - bk[k]->last_seen[i]; age >= oldest_age) {
+        oldest = {bk[k], i};
         oldest_age = age;
       }
-    }
-  }
-  const Slot s = free_count[1] > free_count[0] ? free_slot[1] : free_slot[0];
-  if (s.b) {
-    if (s.b->hash[s.i] != kInvalidHash) {
-      ++counters_.expired;
-      release(s);
-    }
-    return s;
-  }
   ++counters_.evicted;
   release(oldest);
   return oldest;
@@ -208,10 +243,11 @@ TunnelId PinTable::place(const SelectionTable& sel, Slot s, uint64_t h, uint32_t
   }
   s.b->hash[s.i] = h;
   s.b->last_seen[s.i] = now;
-  s.b->tunnel[s.i] = t;
+  s.b->tunnel[s.i] = uint16_t(t | (s.b->tunnel[s.i] & kOverflow));
   s.b->epoch[s.i] = sel.epoch(t);
   ++tunnel_counters_[t].pinned;
   ++tunnel_counters_[t].placed;
+  ++resident_;
   return t;
 }
 
@@ -220,16 +256,12 @@ inline TunnelId PinTable::assign_one(const SelectionTable& sel, uint64_t h, uint
     ++counters_.invalid;
     return kNoTunnel;
   }
-  Bucket* const a = &buckets_[bucket1(h)];
-  Bucket* const b = &buckets_[bucket2(h)];
-  const unsigned m = match(a->hash, h) | match(b->hash, h) << 4;
-  if (m == 0) [[unlikely]] {
+  const Slot s = find(h);
+  if (!s.b) [[unlikely]] {
     ++counters_.new_flows;
     return place(sel, victim(h, now), h, now);
   }
-  const unsigned at = unsigned(__builtin_ctz(m));
-  const Slot s{at < 4 ? a : b, at & 3};
-  const TunnelId old = s.b->tunnel[s.i];
+  const TunnelId old = tunnel_at(*s.b, s.i);
   uint64_t* moved;
   if (now - s.b->last_seen[s.i] > idle_timeout_) [[unlikely]] {
     ++counters_.expired;
@@ -252,6 +284,12 @@ inline TunnelId PinTable::assign_one(const SelectionTable& sel, uint64_t h, uint
 
 uint16_t PinTable::lookup_burst(const SelectionTable& sel, const uint64_t hashes[], uint16_t n, uint32_t now,
                                 TunnelId out[]) noexcept {
+  // The primaries were requested by the caller; the few flows that live in their secondary bucket are
+  // requested now, before the first lookup needs them.
+  for (uint16_t i = 0; i < n; ++i) {
+    const Bucket& a = buckets_[primary(hashes[i])];
+    if (overflowed(a) && !match(a.hash, hashes[i])) __builtin_prefetch(&buckets_[secondary(hashes[i])]);
+  }
   uint16_t ok = 0;
   for (uint16_t i = 0; i < n; ++i) {
     out[i] = assign_one(sel, hashes[i], now);
@@ -262,9 +300,9 @@ uint16_t PinTable::lookup_burst(const SelectionTable& sel, const uint64_t hashes
 
 uint16_t PinTable::assign_burst(const SelectionTable& sel, const uint64_t hashes[], uint16_t n, uint32_t now,
                                 TunnelId out[]) noexcept {
-  // Both candidate lines of every packet are requested before the first is needed: with 1 M pins they miss
-  // every cache level, and 64 overlapping misses cost little more than one.
-  for (uint16_t i = 0; i < n; ++i) prefetch(hashes[i]);
+  // Every packet's primary line is requested before the first is needed: with 1 M pins they miss every cache
+  // level, and 32 overlapping misses cost little more than one.
+  for (uint16_t i = 0; i < n; ++i) __builtin_prefetch(&buckets_[primary(hashes[i])]);
   return lookup_burst(sel, hashes, n, now, out);
 }
 
@@ -273,22 +311,17 @@ uint16_t PinTable::spread_burst(const SelectionTable& sel, const uint8_t* const 
   const uint64_t seed = sel.seed();
   for (uint16_t i = 0; i < n; ++i) {
     hashes[i] = hash_packet(pkts[i], lens[i], seed);
-    prefetch(hashes[i]);
+    __builtin_prefetch(&buckets_[primary(hashes[i])]);
   }
   return lookup_burst(sel, hashes, n, now, out);
 }
 
 TunnelId PinTable::peek(const SelectionTable& sel, uint64_t h, uint32_t now) const noexcept {
   if (h == kInvalidHash) return kNoTunnel;
-  for (const Bucket* b : {&buckets_[bucket1(h)], &buckets_[bucket2(h)]}) {
-    const unsigned m = match(b->hash, h);
-    if (!m) continue;
-    const unsigned i = unsigned(__builtin_ctz(m));
-    if (now - b->last_seen[i] <= idle_timeout_ &&
-        sel.check(b->tunnel[i], b->epoch[i], now) == SelectionTable::Verdict::kKeep)
-      return b->tunnel[i];
-    break;
-  }
+  const Slot s = find(h);
+  if (s.b && now - s.b->last_seen[s.i] <= idle_timeout_ &&
+      sel.check(tunnel_at(*s.b, s.i), s.b->epoch[s.i], now) == SelectionTable::Verdict::kKeep)
+    return tunnel_at(*s.b, s.i);
   return sel.select(h);
 }
 

@@ -205,6 +205,29 @@ TEST(PinTable, FullTableEvictsOldestCountedAndResidentLookupsStayCorrect) {
   EXPECT_EQ(c.hits - hits0, 256u);
 }
 
+// Pins that move between their two buckets to make room (cuckoo step) must survive intact: after the
+// selection table changes completely, every resident flow still follows its pin.
+TEST(PinTable, PinsSurviveBucketMovesUpToThreeQuartersFull) {
+  const auto sel = SelectionTable::build(tunnels({1, 1, 1, 1}), kSeed);
+  const auto other = SelectionTable::build(tunnels({1, 1, 1, 1}), kSeed + 99);  // a different mapping
+  for (const double load : {0.5, 0.75}) {
+    PinTable pins(1 << 16, kIdle);
+    const auto h = random_flows(size_t(load * pins.capacity()), kSeed, 11);
+    const auto first = assign_all(pins, *sel, h, 0);
+    const uint64_t evicted = pins.counters().evicted;
+    EXPECT_LE(double(evicted), h.size() * (load < 0.6 ? 0.0005 : 0.02)) << load;
+    EXPECT_EQ(pins.resident(), h.size() - evicted);
+    const auto again = assign_all(pins, *other, h, 1);
+    // A flow misses only if it was pushed out (before, or by a re-inserted flow earlier in this pass).
+    const uint64_t missed = pins.counters().new_flows - h.size();
+    EXPECT_EQ(pins.counters().hits + missed, h.size());
+    EXPECT_LE(missed, pins.counters().evicted) << load;
+    size_t differ = 0;
+    for (size_t i = 0; i < h.size(); ++i) differ += again[i] != first[i];
+    EXPECT_LE(differ, missed) << load;
+  }
+}
+
 TEST(PinTable, RepeatedFlowInOneBurstPinsOnce) {
   const auto sel = SelectionTable::build(tunnels({1, 1}), kSeed);
   PinTable pins(64, kIdle);
