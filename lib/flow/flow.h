@@ -12,8 +12,15 @@
 //   - Counters: inside the PinTable, plain increments by its worker; others may copy them racily (monotonic
 //     64-bit values, torn reads impossible on x86-64) for telemetry.
 //
-// Per packet, the hot path (hash_burst + PinTable::assign_burst) allocates nothing, throws nothing, logs nothing
-// and makes no virtual call.
+// Per packet, the hot path (spread_burst, or hash_burst + PinTable::assign_burst) allocates nothing, throws
+// nothing, logs nothing and makes no virtual call.
+//
+// A worker's step, per rx burst of inner IP packets (pkts[i] = start of the IP header):
+//   const SelectionTable* sel = <RCU-protected load of main's current table>;
+//   spread_burst(pins, *sel, pkts, lens, n, now, hashes, tunnel);  // tunnel[i] == kNoTunnel: drop
+//   ... group by tunnel[i], ESP encap per group ...
+// Main, on a command: spec[t].set_state(...) or spec[t].weight = w; auto next = SelectionTable::build(spec,
+// seed, size); publish next; after quiescence free the old one.
 //
 // States: `up` takes new flows (weight > 0) and keeps pins. `draining` takes no new flows; its pins stay
 // until they are idle or until its drain deadline has passed, then move. `down` takes nothing; its pins are void
@@ -165,8 +172,8 @@ class PinTable {
   uint16_t assign_burst(const SelectionTable& sel, const uint64_t hashes[], uint16_t n, uint32_t now,
                         TunnelId out[]) noexcept;
 
-  // hash_burst and assign_burst in one pass: each packet's two buckets are requested as soon as its hash is
-  // known, so the lines arrive while the rest of the burst is being hashed.
+  // hash_burst and assign_burst in one pass: each packet's bucket is requested as soon as its hash is known,
+  // so the lines arrive while the rest of the burst is being hashed.
   uint16_t spread_burst(const SelectionTable& sel, const uint8_t* const pkts[], const uint32_t lens[], uint16_t n,
                         uint32_t now, uint64_t hashes[], TunnelId out[]) noexcept;
 
@@ -190,8 +197,9 @@ class PinTable {
   //
   // A flow lives in its primary bucket, or, when that was full at insertion, in its secondary one; the primary
   // then carries an overflow mark (bit 15 of tunnel[0]; tunnel ids stay below kMaxTunnels) and only then does
-  // a lookup that misses the primary read the secondary. At the loads we size for (<= 50 %), ~95 % of lookups
-  // touch one line instead of two, which is what a table far larger than the caches is bound by.
+  // a lookup that misses the primary read the secondary. At the loads we size for (<= 50 %) nearly all lookups
+  // touch one line instead of two, which is what a table far larger than the caches is bound by (measured:
+  // 17.3 -> 13.6 ns/packet at 100 k flows in a 2 Mi-pin table).
   struct alignas(64) Bucket {
     uint64_t hash[kWays];       // 0 = empty slot (flow hashes are never 0)
     uint32_t last_seen[kWays];
