@@ -70,7 +70,10 @@ json to_json(const Result& r, const SpreadConf& c) {
                    {"bytes", t.bytes},
                    {"flow_share", share(t.flows, flows_sum)},
                    {"packet_share", share(t.packets, r.packets - r.no_tunnel_packets)},
-                   {"byte_share", share(t.bytes, r.bytes)}});
+                   {"byte_share", share(t.bytes, r.bytes)},
+                   {"pins_at_end", t.pins.pinned},
+                   {"new_flows", t.pins.new_flows},
+                   {"moved_in", t.pins.moved_in}});
   }
   j["tunnels"] = tun;
   j["imbalance"] = {{"flows", r.imbalance.flows}, {"packets", r.imbalance.packets}, {"bytes", r.imbalance.bytes}};

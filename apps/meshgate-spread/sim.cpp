@@ -185,6 +185,7 @@ Result simulate(const Trace& t, const SpreadConf& c, const std::vector<Event>& e
   }
   std::vector<double> fl, pk, by;
   for (size_t tn = 0; tn < r.tunnels.size(); ++tn) {
+    r.tunnels[tn].pins = pins.tunnel_counters(flow::TunnelId(tn));
     r.tunnels[tn].end_state = specs[tn].state;
     r.tunnels[tn].end_weight = specs[tn].weight;
     fl.push_back(double(r.tunnels[tn].flows));

@@ -30,6 +30,7 @@ struct TunnelResult {
   uint64_t flows = 0;    // flows that used the tunnel (a flow that moved counts on each tunnel it used)
   uint64_t packets = 0;
   uint64_t bytes = 0;
+  flow::TunnelCounters pins;  // the worker's per-tunnel counters at the end
   flow::TunnelState end_state = flow::TunnelState::kUp;
   uint32_t end_weight = 0;
 };

@@ -235,7 +235,7 @@ PinTable::Slot PinTable::victim(uint64_t h, uint32_t now) noexcept {
 }
 
 // Places flow h with the selection table into the empty slot s. Cold relative to a hit.
-TunnelId PinTable::place(const SelectionTable& sel, Slot s, uint64_t h, uint32_t now) noexcept {
+TunnelId PinTable::place(const SelectionTable& sel, Slot s, uint64_t h, uint32_t now, bool moved) noexcept {
   const TunnelId t = sel.select(h);
   if (t == kNoTunnel) {
     ++counters_.no_tunnel;
@@ -246,7 +246,7 @@ TunnelId PinTable::place(const SelectionTable& sel, Slot s, uint64_t h, uint32_t
   s.b->tunnel[s.i] = uint16_t(t | (s.b->tunnel[s.i] & kOverflow));
   s.b->epoch[s.i] = sel.epoch(t);
   ++tunnel_counters_[t].pinned;
-  ++tunnel_counters_[t].placed;
+  ++(moved ? tunnel_counters_[t].moved_in : tunnel_counters_[t].new_flows);
   ++resident_;
   return t;
 }
@@ -259,11 +259,12 @@ inline TunnelId PinTable::assign_one(const SelectionTable& sel, uint64_t h, uint
   const Slot s = find(h);
   if (!s.b) [[unlikely]] {
     ++counters_.new_flows;
-    return place(sel, victim(h, now), h, now);
+    return place(sel, victim(h, now), h, now, false);
   }
   const TunnelId old = tunnel_at(*s.b, s.i);
   uint64_t* moved;
-  if (now - s.b->last_seen[s.i] > idle_timeout_) [[unlikely]] {
+  const bool idle = now - s.b->last_seen[s.i] > idle_timeout_;
+  if (idle) [[unlikely]] {
     ++counters_.expired;
     moved = &counters_.moved_idle;
   } else {
@@ -277,7 +278,7 @@ inline TunnelId PinTable::assign_one(const SelectionTable& sel, uint64_t h, uint
     }
   }
   release(s);
-  const TunnelId t = place(sel, s, h, now);
+  const TunnelId t = place(sel, s, h, now, !idle);
   if (t != old) ++*moved;  // an idle flow may well land where it was
   return t;
 }

@@ -134,7 +134,8 @@ class SelectionTable {
 // as a whole is aligned so that it never shares a line with another worker's data.
 struct TunnelCounters {
   uint64_t pinned = 0;  // pins resident now (a gauge; idle pins count until their slot is reused)
-  uint64_t placed = 0;  // flows placed here by the selection table: new flows plus flows moved here
+  uint64_t new_flows = 0;  // flows without a pin placed here by the selection table (idle ones coming back too)
+  uint64_t moved_in = 0;   // flows whose pin was void (tunnel down or re-upped, drain deadline) placed here
 };
 
 struct alignas(64) SpreadCounters {
@@ -149,6 +150,7 @@ struct alignas(64) SpreadCounters {
   uint64_t evicted = 0;      // live pins pushed out because both candidate buckets were full (oldest first)
 };
 static_assert(sizeof(SpreadCounters) == 128);
+static_assert(sizeof(TunnelCounters) == 24);
 
 class PinTable {
  public:
@@ -222,7 +224,7 @@ class PinTable {
   uint16_t lookup_burst(const SelectionTable& sel, const uint64_t hashes[], uint16_t n, uint32_t now,
                         TunnelId out[]) noexcept;
   TunnelId assign_one(const SelectionTable& sel, uint64_t h, uint32_t now) noexcept;
-  TunnelId place(const SelectionTable& sel, Slot s, uint64_t h, uint32_t now) noexcept;
+  TunnelId place(const SelectionTable& sel, Slot s, uint64_t h, uint32_t now, bool moved) noexcept;
   Slot victim(uint64_t h, uint32_t now) noexcept;
   Slot free_slot(Bucket* b, uint32_t now) noexcept;
   void release(Slot s) noexcept;

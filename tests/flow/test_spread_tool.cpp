@@ -150,6 +150,11 @@ TEST_F(Tool, RawIpPcapWithDownEvent) {
   EXPECT_LT(e["moved_share"].get<double>(), 0.32);
   EXPECT_EQ(j["tunnels"][1]["state_at_end"], "down");
   EXPECT_EQ(j["tunnels"][1]["packets"].get<uint64_t>(), 2 * on1_before) << "two rounds before the event";
+  EXPECT_EQ(j["tunnels"][1]["pins_at_end"], 0);
+  uint64_t moved_in = 0, pins = 0;
+  for (const auto& t : j["tunnels"]) moved_in += t["moved_in"].get<uint64_t>(), pins += t["pins_at_end"].get<uint64_t>();
+  EXPECT_EQ(moved_in, on1_before);
+  EXPECT_EQ(pins, 500u);
 }
 
 TEST_F(Tool, SyntheticBalanceEventsAndSeedSweep) {
