@@ -1,0 +1,170 @@
+// Error, SecretBytes, describe() and the SA builders of mg::config.
+#include <cstdio>
+#include <string>
+
+#include "config/config.h"
+#include "config/reader.h"
+#include "crypto/aead.h"
+
+namespace mg::config {
+
+namespace {
+
+std::string ip_text(const net::IpAddr& a) {
+  if (a.version == 0) return "-";
+  char b[64];
+  return net::format_ip(a, b, sizeof b);
+}
+
+std::string hex32(uint32_t v) {
+  char b[16];
+  std::snprintf(b, sizeof b, "0x%08x", v);
+  return b;
+}
+
+const char* df_text(esp::DfPolicy d) noexcept {
+  switch (d) {
+    case esp::DfPolicy::kCopy: return "copy";
+    case esp::DfPolicy::kSet: return "set";
+    case esp::DfPolicy::kClear: return "clear";
+  }
+  return "?";
+}
+
+// Never the key itself: only its length.
+std::string sa_text(const SaSpec& s, bool inbound) {
+  std::string o = "spi " + hex32(s.spi) + "  " + crypto::to_string(s.cipher) + "  engine " +
+                  crypto::to_string(s.engine) + "  esn " + (s.esn ? "on" : "off");
+  if (inbound) o += "  window " + std::to_string(s.replay_window);
+  o += "  key <" + std::to_string(s.keymat.size()) + " bytes>";
+  return o;
+}
+
+const net::IpAddr& pick(const net::IpAddr& v4, const net::IpAddr& v6, int version) noexcept {
+  return version == 4 ? v4 : v6;
+}
+
+esp::SaConfig sa_config(const Gateway& g, const Tunnel& t, const SaSpec& s, bool inbound) {
+  esp::SaConfig c;
+  c.spi = s.spi;
+  c.cipher = s.cipher;
+  c.engine = s.engine;
+  c.keymat.reserve(s.keymat.size());
+  c.keymat.assign(s.keymat.bytes().begin(), s.keymat.bytes().end());
+  c.esn = s.esn;
+  c.replay_window = s.replay_window;
+  const int v = tunnel_ip_version(g, t);
+  if (v != 0 && t.instance < g.instances.size() && t.device < g.devices.size()) {
+    const Instance& in = g.instances[t.instance];
+    const Device& d = g.devices[t.device];
+    const net::IpAddr& local = pick(in.ipv4, in.ipv6, v);
+    const net::IpAddr& remote = pick(d.ipv4, d.ipv6, v);
+    c.outer_src = inbound ? remote : local;
+    c.outer_dst = inbound ? local : remote;
+  }
+  c.ttl = t.ttl;
+  c.dscp_policy = t.dscp_policy;
+  c.tos = t.tos;
+  c.df = t.df;
+  const Tunnel* base = g.tunnels.data();
+  c.user_id = (&t >= base && &t < base + g.tunnels.size()) ? uint32_t(&t - base) : 0;
+  return c;
+}
+
+}  // namespace
+
+const char* to_string(Mode m) noexcept {
+  switch (m) {
+    case Mode::kActiveActive: return "active-active";
+    case Mode::kActiveStandby: return "active-standby";
+  }
+  return "?";
+}
+
+SecretBytes& SecretBytes::operator=(SecretBytes&& o) noexcept {
+  if (this != &o) {
+    crypto::secure_wipe(bytes_.data(), bytes_.size());
+    bytes_ = std::move(o.bytes_);
+    o.bytes_.clear();
+  }
+  return *this;
+}
+
+SecretBytes::~SecretBytes() { crypto::secure_wipe(bytes_.data(), bytes_.size()); }
+
+std::string Error::format() const {
+  std::string o = file;
+  if (line > 0) o.append(":").append(std::to_string(line));
+  o += ": " + message + " [" + rule + "]";
+  return o;
+}
+
+int tunnel_ip_version(const Gateway& g, const Tunnel& t) noexcept {
+  if (t.instance >= g.instances.size() || t.device >= g.devices.size()) return 0;
+  const Instance& i = g.instances[t.instance];
+  const Device& d = g.devices[t.device];
+  if (i.ipv4.version == 4 && d.ipv4.version == 4) return 4;
+  if (i.ipv6.version == 6 && d.ipv6.version == 6) return 6;
+  return 0;
+}
+
+esp::SaConfig outbound_sa(const Gateway& g, const Tunnel& t) { return sa_config(g, t, t.out, false); }
+esp::SaConfig inbound_sa(const Gateway& g, const Tunnel& t) { return sa_config(g, t, t.in, true); }
+
+std::string describe(const Gateway& g) {
+  std::string o;
+  o += "gateway " + g.name + "  mode " + to_string(g.mode) + "  (" + g.source + ")\n";
+  o += "pmd_config " + (g.pmd_config.empty() ? std::string("(none: give one on the command line)") : g.pmd_config) + "\n";
+  o += "inside port " + g.inside_port + "  next hop " + detail::format_mac(g.inside_mac) + "\n";
+  o += "  prefixes routed into the tunnels:";
+  for (const Prefix& p : g.inside_prefixes) o.append(" ").append(ip_text(p.addr)).append("/").append(std::to_string(p.len));
+  o += "\n";
+  char seed[32];
+  std::snprintf(seed, sizeof seed, "0x%llx", static_cast<unsigned long long>(g.flow.seed));
+  o += std::string("flow seed ") + seed + "  table " + std::to_string(g.flow.table_size) + "  pin idle " +
+       std::to_string(g.flow.pin_idle_timeout_ms) + " ms  pin capacity " + std::to_string(g.flow.pin_capacity) +
+       " per worker\n";
+  o += "instances (" + std::to_string(g.instances.size()) + "):\n";
+  for (const Instance& i : g.instances) {
+    o += "  " + i.name + "  ipv4 " + ip_text(i.ipv4) + "  ipv6 " + ip_text(i.ipv6) + "  port " + i.port;
+    if (g.mode == Mode::kActiveStandby) o += i.standby ? "  standby" : "  active";
+    o += "\n";
+  }
+  o += "devices (" + std::to_string(g.devices.size()) + "):\n";
+  for (const Device& d : g.devices)
+    o += "  " + d.name + "  ipv4 " + ip_text(d.ipv4) + "  ipv6 " + ip_text(d.ipv6) + "  next hop " +
+         detail::format_mac(d.mac) + "\n";
+  o += "tunnels (" + std::to_string(g.tunnels.size()) + "):\n";
+  for (const Tunnel& t : g.tunnels) {
+    const std::string inst = t.instance < g.instances.size() ? g.instances[t.instance].name : "?";
+    const std::string dev = t.device < g.devices.size() ? g.devices[t.device].name : "?";
+    o += "  " + t.name + "  " + inst + " <-> " + dev + "  IPv" + std::to_string(tunnel_ip_version(g, t)) +
+         "  weight " + std::to_string(t.weight) + "  ttl " + std::to_string(t.ttl) + "  df " + df_text(t.df) +
+         "  dscp " + (t.dscp_policy == esp::DscpPolicy::kCopy ? std::string("copy") : std::to_string(t.tos >> 2)) +
+         "\n";
+    o += "    out " + sa_text(t.out, false) + "\n";
+    o += "    in  " + sa_text(t.in, true) + "\n";
+  }
+  return o;
+}
+
+std::string describe(const PmdConfig& p) {
+  std::string o = "pmd_config " + p.source + "\n";
+  o += "eal";
+  for (const std::string& a : p.eal_args) o += " " + a;
+  o += "\nworkers lcores";
+  for (unsigned l : p.worker_lcores) o.append(" ").append(std::to_string(l));
+  o += "  mbufs " + std::to_string(p.mbufs) + "\n";
+  o += "ports (" + std::to_string(p.ports.size()) + "):\n";
+  for (const PortSpec& s : p.ports) {
+    o += "  " + s.name + "  " + (s.vdev ? "vdev " : "pci ") + s.devargs + "\n";
+    o += "    rxq " + (s.rx_queues ? std::to_string(s.rx_queues) : std::string("per-worker")) + "  txq " +
+         (s.tx_queues ? std::to_string(s.tx_queues) : std::string("per-worker")) + "  rx_desc " +
+         std::to_string(s.rx_desc) + "  tx_desc " + std::to_string(s.tx_desc) + "  rss " + (s.rss ? "on" : "off") +
+         "  ipv4 cksum offload " + (s.ipv4_cksum_offload ? "on" : "off") + "  mtu " +
+         (s.mtu ? std::to_string(s.mtu) : std::string("default")) + "\n";
+  }
+  return o;
+}
+
+}  // namespace mg::config

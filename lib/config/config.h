@@ -1,0 +1,168 @@
+// mg::config — the gateway's TOML files turned into a validated model (DESIGN.md "Config").
+//
+// Two files:
+//   gateway file  [gateway] [[instance]] [[device]] [[tunnel]] [flow] [inside]  (what to do)
+//   pmd_config    [eal] [[port]] [workers]                                     (which DPDK ports and lcores)
+// The gateway file names its pmd_config (`[gateway] pmd_config = "relative/or/absolute.toml"`, relative to
+// the gateway file), overridable on the meshgate command line.
+//
+// Every problem is reported as an Error naming the file, the line (0 when the problem has no single line,
+// e.g. "fewer than two instances") and the rule broken; loading collects all errors it can rather than
+// stopping at the first. No EAL or DPDK state is needed: `meshgate --check` uses this alone.
+//
+// Ownership: the model owns copies of the keys (SaKeys wipe themselves on destruction and are never
+// printed: describe() shows only their length). Not thread-safe; built once by main.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "crypto/aead.h"
+#include "esp/esp.h"
+#include "net/net.h"
+
+namespace mg::config {
+
+enum class Mode : uint8_t { kActiveActive, kActiveStandby };
+const char* to_string(Mode m) noexcept;
+
+// Key material (key || 4-byte salt) that wipes itself. Copy is deleted so keys are not duplicated by accident.
+class SecretBytes {
+ public:
+  SecretBytes() = default;
+  explicit SecretBytes(std::vector<uint8_t> b) : bytes_(std::move(b)) {}
+  SecretBytes(SecretBytes&& o) noexcept : bytes_(std::move(o.bytes_)) { o.bytes_.clear(); }
+  SecretBytes& operator=(SecretBytes&& o) noexcept;
+  SecretBytes(const SecretBytes&) = delete;
+  SecretBytes& operator=(const SecretBytes&) = delete;
+  ~SecretBytes();
+  const std::vector<uint8_t>& bytes() const noexcept { return bytes_; }
+  size_t size() const noexcept { return bytes_.size(); }
+
+ private:
+  std::vector<uint8_t> bytes_;
+};
+
+struct SaSpec {
+  uint32_t spi = 0;
+  crypto::Cipher cipher = crypto::Cipher::kAesGcm128;
+  crypto::Engine engine = crypto::Engine::kIpsecMb;
+  SecretBytes keymat;           // from `key = "hex"` or `key_file = "path"` (hex text or raw bytes)
+  bool esn = false;
+  uint32_t replay_window = 1024;  // inbound only; power of two, 64..65536
+  int line = 0;
+};
+
+struct Instance {
+  std::string name;
+  net::IpAddr ipv4;             // version 0 when absent; at least one of ipv4/ipv6
+  net::IpAddr ipv6;
+  std::string port;             // a [[port]] name of the pmd_config
+  bool standby = false;         // `role = "standby"`; without a role: the first instance active, the others
+                                // standby. Kept in either mode (mode may change at run time); used in
+                                // active-standby only
+  int line = 0;
+};
+
+struct Device {
+  std::string name;
+  net::IpAddr ipv4;             // at least one; a tunnel uses the version its instance also has (v4 first)
+  net::IpAddr ipv6;
+  std::string next_hop_mac;     // Ethernet destination for this device's tunnels; default ff:ff:ff:ff:ff:ff
+  uint8_t mac[6] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+  int line = 0;
+};
+
+struct Tunnel {
+  std::string name;             // default "<instance>-<device>"
+  uint32_t instance = 0;        // index into Gateway::instances
+  uint32_t device = 0;          // index into Gateway::devices
+  uint32_t weight = 1;          // >= 0; 0 = no new flows
+  SaSpec out;                   // [tunnel.out] outbound SA (instance -> device)
+  SaSpec in;                    // [tunnel.in]  inbound SA (device -> instance)
+  uint8_t ttl = 64;
+  esp::DfPolicy df = esp::DfPolicy::kCopy;
+  esp::DscpPolicy dscp_policy = esp::DscpPolicy::kCopy;
+  uint8_t tos = 0;
+  int line = 0;
+};
+
+struct FlowSettings {
+  uint64_t seed = 0x6d657368676174ull;  // "meshgat"
+  uint32_t table_size = 65537;          // prime >= 65537
+  uint32_t pin_idle_timeout_ms = 30000;
+  uint32_t pin_capacity = 1u << 20;      // per worker
+};
+
+struct Prefix {
+  net::IpAddr addr;
+  uint8_t len = 0;
+};
+
+struct Gateway {
+  std::string name;             // [a-zA-Z0-9_-]{1,32}: it names the control block /dev/shm/meshgate.<name>
+  Mode mode = Mode::kActiveActive;
+  std::string inside_port;      // [inside] port = "inside" (a [[port]] name)
+  std::vector<Prefix> inside_prefixes;  // [inside] prefixes = ["10.0.0.0/8", ...]: inner destinations that go
+                                        // into the tunnels (route-based); others are dropped as not routed
+  uint8_t inside_mac[6] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff};  // [inside] next_hop_mac for decrypted packets
+  std::vector<Instance> instances;
+  std::vector<Device> devices;
+  std::vector<Tunnel> tunnels;
+  FlowSettings flow;
+  std::string pmd_config;       // resolved path
+  std::string source;           // the gateway file's path
+  int inside_line = 0;          // line of the [inside] table, for cross_check messages
+};
+
+struct PortSpec {
+  std::string name;
+  std::string devargs;          // e.g. "net_pcap0,rx_pcap=in.pcap" (vdev) or a PCI address "0000:3b:00.0";
+                                // ${VAR} is replaced from the environment (unset: an error)
+  bool vdev = true;             // devargs starts with "net_" / "crypto_"
+  uint16_t rx_queues = 0;       // 0 = one per worker
+  uint16_t tx_queues = 0;       // 0 = one per worker
+  uint16_t rx_desc = 1024;
+  uint16_t tx_desc = 1024;
+  bool rss = true;              // RSS on IP/TCP/UDP when rx_queues > 1 and the device has it
+  bool ipv4_cksum_offload = false;
+  uint32_t mtu = 0;             // 0 = leave the device default
+  int line = 0;
+};
+
+struct PmdConfig {
+  std::vector<std::string> eal_args;  // [eal] args = ["--no-huge", "-m", "1024", ...]
+  std::vector<unsigned> worker_lcores;  // [workers] lcores = [1]; main is the lowest lcore in -l
+  uint32_t mbufs = 16383;             // [workers] mbufs per socket
+  std::vector<PortSpec> ports;
+  std::string source;
+};
+
+struct Error {
+  std::string file;
+  int line = 0;
+  std::string rule;     // short id, e.g. "active-active-two-instances", "spi-unique", "key-length"
+  std::string message;  // a sentence a person can act on
+  std::string format() const;  // "file:line: message [rule]"
+};
+
+// Parses and validates. On any error returns nullopt and fills *errors (all errors found).
+std::optional<Gateway> load_gateway(const std::string& path, std::vector<Error>* errors);
+std::optional<PmdConfig> load_pmd(const std::string& path, std::vector<Error>* errors);
+// Rules that need both files: ports named by [inside] and instances exist in the pmd_config, etc.
+bool cross_check(const Gateway& g, const PmdConfig& p, std::vector<Error>* errors);
+
+// Human-readable model (keys shown as "<N bytes>"), for `meshgate --check`.
+std::string describe(const Gateway& g);
+std::string describe(const PmdConfig& p);
+
+// SA config for the ESP engine from a tunnel (copies the key into cfg.keymat; Sa::create wipes it).
+esp::SaConfig outbound_sa(const Gateway& g, const Tunnel& t);
+esp::SaConfig inbound_sa(const Gateway& g, const Tunnel& t);
+
+// The outer IP version a tunnel uses: 4 when both its instance and device have IPv4, else 6 (0: none).
+int tunnel_ip_version(const Gateway& g, const Tunnel& t) noexcept;
+
+}  // namespace mg::config
