@@ -72,7 +72,7 @@ json to_json(const Result& r, const SpreadConf& c) {
                    {"packet_share", share(t.packets, r.packets - r.no_tunnel_packets)},
                    {"byte_share", share(t.bytes, r.bytes)},
                    {"pins_at_end", t.pins.pinned},
-                   {"new_flows", t.pins.new_flows},
+                   {"new_flows", t.pins.new_flows()},
                    {"moved_in", t.pins.moved_in}});
   }
   j["tunnels"] = tun;

@@ -246,7 +246,8 @@ TunnelId PinTable::place(const SelectionTable& sel, Slot s, uint64_t h, uint32_t
   s.b->tunnel[s.i] = uint16_t(t | (s.b->tunnel[s.i] & kOverflow));
   s.b->epoch[s.i] = sel.epoch(t);
   ++tunnel_counters_[t].pinned;
-  ++(moved ? tunnel_counters_[t].moved_in : tunnel_counters_[t].new_flows);
+  ++tunnel_counters_[t].placed;
+  tunnel_counters_[t].moved_in += moved;
   ++resident_;
   return t;
 }

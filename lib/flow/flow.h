@@ -134,8 +134,10 @@ class SelectionTable {
 // as a whole is aligned so that it never shares a line with another worker's data.
 struct TunnelCounters {
   uint64_t pinned = 0;  // pins resident now (a gauge; idle pins count until their slot is reused)
-  uint64_t new_flows = 0;  // flows without a pin placed here by the selection table (idle ones coming back too)
-  uint64_t moved_in = 0;   // flows whose pin was void (tunnel down or re-upped, drain deadline) placed here
+  uint64_t placed = 0;     // flows placed here by the selection table: new flows plus moved_in
+  uint64_t moved_in = 0;   // of those, flows whose pin was void (tunnel down or re-upped, drain deadline)
+  // Flows without a (live) pin placed here; idle flows coming back count as new.
+  uint64_t new_flows() const noexcept { return placed - moved_in; }
 };
 
 struct alignas(64) SpreadCounters {

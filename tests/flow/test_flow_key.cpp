@@ -83,6 +83,22 @@ TEST(FlowKey, Ipv6FragmentsOfOneDatagramShareTheKey) {
   EXPECT_TRUE(same_key(first, later_hbh));
 }
 
+// Known gap in net::parse_l3 (lib/net/net.cpp, not this component's): for a later IPv6 fragment whose fragment
+// header announces another extension header (here destination options), parse_v6 walks on into the fragment's
+// payload, which is opaque data, and fails with kBadExtHeader, so the fragment would be dropped while its first
+// fragment passes. Enable once parse_v6 stops at a fragment header with a non-zero offset.
+TEST(FlowKey, DISABLED_Ipv6LaterFragmentBeforeDestOptsParses) {
+  std::vector<uint8_t> p(40 + 8 + 16, 0);
+  p[0] = 0x60;
+  net::store_be16(&p[4], 24);
+  p[6] = net::kProtoFragment;
+  p[40] = net::kProtoDstOpts;
+  net::store_be16(&p[42], uint16_t(100 << 3));
+  p[49] = 200;  // payload bytes that happen to read as a 1608-byte option header
+  FlowKey k;
+  EXPECT_EQ(net::extract_flow_key(p.data(), uint32_t(p.size()), &k), net::ParseStatus::kOk);
+}
+
 TEST(FlowKey, BadPacketsAreRejectedAndHashInvalid) {
   FlowKey k;
   const uint8_t junk[4] = {0x45, 0, 0, 4};

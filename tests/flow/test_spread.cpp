@@ -148,7 +148,7 @@ TEST_F(Pins, DownPinsAreVoidEvenIfUntouchedWhileDown) {
   for (TunnelId t = 0; t < 4; ++t) moved_in += pins.tunnel_counters(t).moved_in;
   EXPECT_EQ(moved_in, on1);
   EXPECT_EQ(on1 - pins.tunnel_counters(1).moved_in, pins.counters().moved_down);
-  EXPECT_EQ(pins.tunnel_counters(1).new_flows, on1);
+  EXPECT_EQ(pins.tunnel_counters(1).new_flows(), on1);
 }
 
 TEST_F(Pins, DrainTakesNoNewFlowsKeepsPinsUntilIdle) {
