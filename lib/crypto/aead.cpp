@@ -253,8 +253,18 @@ Cipher cipher_of(const AeadCtx& ctx) noexcept { return ctx.cipher; }
 Engine engine_of(const AeadCtx& ctx) noexcept { return ctx.engine; }
 
 bool ct_equal(const uint8_t* a, const uint8_t* b, size_t n) noexcept {
-  volatile uint8_t acc = 0;
-  for (size_t i = 0; i < n; ++i) acc = acc | uint8_t(a[i] ^ b[i]);
+  // Word-wise in registers (a volatile byte accumulator cost ~30 ns per packet); the empty asm hides the
+  // value from the optimiser so it cannot add an early exit.
+  uint64_t acc = 0;
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t x, y;
+    std::memcpy(&x, a + i, 8);
+    std::memcpy(&y, b + i, 8);
+    acc |= x ^ y;
+  }
+  for (; i < n; ++i) acc |= uint8_t(a[i] ^ b[i]);
+  __asm__("" : "+r"(acc));
   return acc == 0;
 }
 

@@ -132,9 +132,19 @@ uint16_t encap_burst(Sa& sa, uint16_t worker, rte_mbuf* pkts[], uint16_t n) noex
       if (!rt.outer_v6) {
         net::store_be16(o + 2, uint16_t(total));
         net::store_be16(o + 4, uint16_t(s));  // varies per packet; DF datagrams need no more (RFC 6864)
-        if (rt.dscp_copy) o[1] = tos;
-        if (rt.df == uint8_t(DfPolicy::kCopy) && inner_df) o[6] |= 0x40;
-        net::store_be16(o + 10, net::ipv4_header_checksum(o, 20));
+        // Incremental checksum: re-reading the header just written would stall on store forwarding.
+        uint32_t sum = uint32_t(rt.tmpl_sum) + total + uint16_t(s);
+        if (rt.dscp_copy) {
+          o[1] = tos;
+          sum += tos;
+        }
+        if (rt.df == uint8_t(DfPolicy::kCopy) && inner_df) {
+          o[6] |= 0x40;
+          sum += 0x4000;
+        }
+        sum = (sum & 0xffff) + (sum >> 16);
+        sum = (sum & 0xffff) + (sum >> 16);
+        net::store_be16(o + 10, uint16_t(~sum));
       } else {
         net::store_be16(o + 4, uint16_t(total - 40));
         if (rt.dscp_copy) {
@@ -150,7 +160,7 @@ uint16_t encap_burst(Sa& sa, uint16_t worker, rte_mbuf* pkts[], uint16_t n) noex
       crypto::AeadOp& op = ops[nops];
       write_aad(aad[nops], rt.spi, s, rt.esn, &op.aad_len);
       op.aad = aad[nops];
-      std::memcpy(op.iv, esp + 8, kIv);
+      net::store_be64(op.iv, s);
       op.data = esp + kEspHdr + kIv;
       op.len = ilen + pad + 2;
       op.icv = op.data + op.len;

@@ -132,7 +132,8 @@ struct alignas(64) SaRuntime {
   uint8_t tmpl_len;  // 20 or 40
   uint8_t dscp_copy;
   uint8_t df;        // DfPolicy
-  uint8_t pad_[3];
+  uint8_t pad_;
+  uint16_t tmpl_sum;  // folded one's complement sum of the IPv4 template: per packet only the changes are added
   uint8_t tmpl[40];  // outer IP header: lengths, IPv4 id and checksum filled per packet
 };
 static_assert(sizeof(SaRuntime) == 64);  // one cache line per SA on the hot path

@@ -135,6 +135,10 @@ std::unique_ptr<Sa> Sa::create(SaConfig& cfg, Direction dir, uint16_t max_worker
       t[9] = net::kProtoEsp;
       std::memcpy(t + 12, cfg.outer_src.bytes, 4);
       std::memcpy(t + 16, cfg.outer_dst.bytes, 4);
+      uint32_t sum = 0;
+      for (int i = 0; i < 20; i += 2) sum += net::load_be16(t + i);
+      while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+      rt.tmpl_sum = uint16_t(sum);
     } else {
       rt.outer_v6 = 1;
       rt.tmpl_len = 40;

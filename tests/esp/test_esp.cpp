@@ -138,6 +138,7 @@ TEST(OuterHeader, TemplateTtlDscpCopyAndDfCopy) {
   EXPECT_EQ(b[1], 0xb9);
   EXPECT_EQ(b[6] & 0x40, 0x40);
   EXPECT_EQ(b[8], 64);
+  EXPECT_EQ(net::ipv4_header_checksum(b.data(), 20), 0) << "incremental checksum covers the copied bits";
   EXPECT_EQ(net::load_be32(&b[12]), 0xc0000201u);
   EXPECT_EQ(net::load_be32(&b[16]), 0xc6336407u);
   rte_pktmbuf_free(m);
@@ -162,6 +163,7 @@ TEST(OuterHeader, DscpSetAndDfClearPolicies) {
   EXPECT_EQ(b[1], 10 << 2);
   EXPECT_EQ(b[6] & 0x40, 0);
   EXPECT_EQ(b[8], 9);
+  EXPECT_EQ(net::ipv4_header_checksum(b.data(), 20), 0);
   rte_pktmbuf_free(m);
 }
 
