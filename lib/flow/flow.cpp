@@ -318,6 +318,22 @@ uint16_t PinTable::spread_burst(const SelectionTable& sel, const uint8_t* const 
   return lookup_burst(sel, hashes, n, now, out);
 }
 
+uint32_t PinTable::expire(uint32_t now, uint32_t buckets) noexcept {
+  uint32_t freed = 0;
+  for (uint64_t n = std::min<uint64_t>(buckets, mask_ + 1); n > 0; --n) {
+    Bucket* const b = &buckets_[sweep_];
+    sweep_ = (sweep_ + 1) & mask_;
+    for (uint32_t i = 0; i < kWays; ++i) {
+      if (b->hash[i] != kInvalidHash && now - b->last_seen[i] > idle_timeout_) {
+        release({b, i});
+        ++freed;
+      }
+    }
+  }
+  counters_.expired += freed;
+  return freed;
+}
+
 TunnelId PinTable::peek(const SelectionTable& sel, uint64_t h, uint32_t now) const noexcept {
   if (h == kInvalidHash) return kNoTunnel;
   const Slot s = find(h);

@@ -181,6 +181,11 @@ class PinTable {
   uint16_t spread_burst(const SelectionTable& sel, const uint8_t* const pkts[], const uint32_t lens[], uint16_t n,
                         uint32_t now, uint64_t hashes[], TunnelId out[]) noexcept;
 
+  // Housekeeping for idle moments of the worker (an empty rx poll): frees the idle pins of the next
+  // `buckets` buckets (round robin over the table), so that `pinned` gauges and resident() count live flows
+  // only. Never needed for correctness: idle slots are reused on insertion anyway. Returns pins freed.
+  uint32_t expire(uint32_t now, uint32_t buckets) noexcept;
+
   // Read-only: where a flow would go now, without changing anything (tools, tests, telemetry).
   TunnelId peek(const SelectionTable& sel, uint64_t hash, uint32_t now) const noexcept;
 
@@ -236,6 +241,7 @@ class PinTable {
   uint64_t mask_ = 0;
   uint32_t idle_timeout_ = 0;
   uint64_t resident_ = 0;  // pins in the table, idle ones included
+  uint64_t sweep_ = 0;     // next bucket for expire()
   SpreadCounters counters_;
   // cold-ish: written on new flows only
   std::unique_ptr<TunnelCounters[]> tunnel_counters_;

@@ -233,6 +233,26 @@ TEST(PinTable, PinsSurviveBucketMovesUpToThreeQuartersFull) {
   }
 }
 
+TEST(PinTable, ExpireFreesIdlePinsOnlyAndKeepsGaugesTrue) {
+  const auto sel = SelectionTable::build(tunnels({1, 1}), kSeed);
+  PinTable pins(1 << 12, kIdle);
+  const auto old_flows = random_flows(1000, kSeed, 1), live_flows = random_flows(500, kSeed, 2);
+  assign_all(pins, *sel, old_flows, 0);
+  const auto live = assign_all(pins, *sel, live_flows, 2 * kIdle);
+  const uint64_t reused = pins.counters().expired;  // idle slots the new flows took over
+  EXPECT_EQ(pins.resident(), 1500u - reused);
+  uint32_t freed = 0;
+  for (int i = 0; i < 4; ++i) freed += pins.expire(2 * kIdle, 256);  // 4 x 256 buckets = the whole table
+  EXPECT_EQ(freed, 1000u - reused);
+  EXPECT_EQ(pins.counters().expired, 1000u);
+  EXPECT_EQ(pins.expire(2 * kIdle, 1024), 0u);
+  EXPECT_EQ(pins.resident(), 500u);
+  EXPECT_EQ(pins.tunnel_counters(0).pinned + pins.tunnel_counters(1).pinned, 500u);
+  const uint64_t hits = pins.counters().hits;
+  EXPECT_EQ(assign_all(pins, *sel, live_flows, 2 * kIdle + 1), live);
+  EXPECT_EQ(pins.counters().hits - hits, 500u);
+}
+
 TEST(PinTable, RepeatedFlowInOneBurstPinsOnce) {
   const auto sel = SelectionTable::build(tunnels({1, 1}), kSeed);
   PinTable pins(64, kIdle);
