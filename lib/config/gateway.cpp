@@ -176,6 +176,11 @@ void read_sa(Reader& r, Sink& sink, const std::string& base_dir, bool inbound, S
     }
   }
   if (const auto esn = r.boolean("esn")) sa->esn = *esn;
+  if (!inbound && r.table().get("replay_window")) {
+    r.get("replay_window");
+    sink.add(r.line("replay_window"), "unknown-key",
+             r.where() + " has `replay_window`, which belongs in [tunnel.in]: only an inbound SA has a replay window");
+  }
   if (inbound) {
     if (const auto w = r.integer("replay_window")) {
       if (*w < 64 || *w > 65536 || (*w & (*w - 1)) != 0) {
@@ -371,7 +376,7 @@ std::optional<Gateway> load_gateway(const std::string& path, std::vector<Error>*
   {
     const auto tables = detail::array_of_tables(top, sink, "instance");
     for (size_t i = 0; i < tables.size(); ++i) {
-      Reader r(sink, *tables[i], detail::nth("instance", i));
+      Reader r(sink, *tables[i], detail::nth("instance", i, *tables[i]));
       Instance in;
       in.line = r.line();
       if (const auto name = r.name("name", true)) in.name = *name;
@@ -403,7 +408,7 @@ std::optional<Gateway> load_gateway(const std::string& path, std::vector<Error>*
   {
     const auto tables = detail::array_of_tables(top, sink, "device");
     for (size_t i = 0; i < tables.size(); ++i) {
-      Reader r(sink, *tables[i], detail::nth("device", i));
+      Reader r(sink, *tables[i], detail::nth("device", i, *tables[i]));
       Device d;
       d.line = r.line();
       if (const auto name = r.name("name", true)) d.name = *name;
@@ -425,7 +430,7 @@ std::optional<Gateway> load_gateway(const std::string& path, std::vector<Error>*
   {
     const auto tables = detail::array_of_tables(top, sink, "tunnel");
     for (size_t i = 0; i < tables.size(); ++i) {
-      Reader r(sink, *tables[i], detail::nth("tunnel", i));
+      Reader r(sink, *tables[i], detail::nth("tunnel", i, *tables[i]));
       Tunnel t;
       t.line = r.line();
       bool inst_ok = false, dev_ok = false;

@@ -221,7 +221,7 @@ std::optional<PmdConfig> load_pmd(const std::string& path, std::vector<Error>* e
     const auto tables = detail::array_of_tables(top, sink, "port");
     for (size_t i = 0; i < tables.size(); ++i) {
       const toml::table* t = tables[i];
-      Reader r(sink, *t, detail::nth("port", i));
+      Reader r(sink, *t, detail::nth("port", i, *tables[i]));
       PortSpec s;
       s.line = r.line();
       if (const auto name = r.name("name", true)) s.name = *name;
@@ -265,6 +265,24 @@ std::optional<PmdConfig> load_pmd(const std::string& path, std::vector<Error>* e
     }
   }
   top.finish();
+
+  // The pool must fill every RX ring and TX ring, plus the per-lcore mempool caches and the bursts in flight;
+  // fewer and a port starts with empty rings or the workers starve. Queues as the data plane sets them up
+  // (0 = one per worker; a device may offer fewer RX queues, so this is an upper bound).
+  if (sink.count() == 0 && !p.worker_lcores.empty()) {
+    const uint64_t workers = p.worker_lcores.size();
+    uint64_t need = (workers + 1) * 256 + workers * 2 * 32 * 4;
+    for (const PortSpec& s : p.ports)
+      need += uint64_t(s.rx_queues ? s.rx_queues : workers) * s.rx_desc + uint64_t(s.tx_queues ? s.tx_queues : workers) * s.tx_desc;
+    if (p.mbufs < need) {
+      const toml::node* w = root.get("workers");
+      const toml::table* wt = w ? w->as_table() : nullptr;
+      const toml::node* m = wt ? wt->get("mbufs") : nullptr;
+      sink.add(m ? line_of(*m) : (wt ? line_of(*wt) : 0), "mbufs",
+               "[workers] `mbufs` = " + std::to_string(p.mbufs) + " cannot fill the ports' RX and TX rings and the " +
+                   "lcore caches: at least " + std::to_string(need) + " are needed (a size of 2^n - 1 suits the mempool)");
+    }
+  }
   if (sink.count() != 0) return std::nullopt;
   return p;
 }

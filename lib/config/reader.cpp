@@ -1,5 +1,6 @@
 #include "config/reader.h"
 
+#include <algorithm>
 #include <cctype>
 #include <cstdio>
 #include <cstring>
@@ -299,6 +300,32 @@ bool read_file(const std::string& path, std::string* out) {
   return true;
 }
 
+// toml++ quotes the text it failed on in some messages (e.g. a 0x-prefixed key that overflows an integer):
+// quoted spans that hold a run of 8 or more hex digits are replaced, so no key material reaches a message.
+std::string redact_quoted_hex(std::string_view d) {
+  std::string out;
+  size_t i = 0;
+  while (i < d.size()) {
+    const char q = d[i];
+    const size_t end = (q == '\'' || q == '"' || q == '`') ? d.find(q, i + 1) : std::string_view::npos;
+    if (end == std::string_view::npos) {
+      out.push_back(d[i++]);
+      continue;
+    }
+    const std::string_view span = d.substr(i + 1, end - i - 1);
+    size_t run = 0, best = 0;
+    for (char c : span) {
+      run = std::isxdigit(static_cast<unsigned char>(c)) ? run + 1 : 0;
+      best = std::max(best, run);
+    }
+    out.push_back(q);
+    out += best >= 8 ? std::string("<redacted>") : std::string(span);
+    out.push_back(q);
+    i = end + 1;
+  }
+  return out;
+}
+
 std::optional<toml::table> parse_toml(const std::string& path, Sink& sink) {
   std::string text;
   if (!read_file(path, &text)) {
@@ -309,10 +336,9 @@ std::optional<toml::table> parse_toml(const std::string& path, Sink& sink) {
   try {
     out = toml::parse(text, path);
   } catch (const toml::parse_error& e) {
-    // The description names the construct, never more than one character of the value, so no key leaks.
     sink.add(int(e.source().begin.line), "toml-syntax",
              "TOML syntax error at column " + std::to_string(e.source().begin.column) + ": " +
-                 std::string(e.description()));
+                 redact_quoted_hex(e.description()));
   }
   // The text may hold keys in hex: wipe it before it goes back to the allocator.
   crypto::secure_wipe(text.data(), text.size());

@@ -87,9 +87,12 @@ class Reader {
 // The tables of a top-level [[kind]] array (none when absent); anything else there is a "type" error.
 std::vector<const toml::table*> array_of_tables(Reader& top, Sink& sink, const char* kind);
 
-// Where a table of an array of tables sits, for messages: "[[tunnel]] #3".
-inline std::string nth(std::string_view kind, size_t i) {
-  return "[[" + std::string(kind) + "]] #" + std::to_string(i + 1);
+// Where a table of an array of tables sits, for messages: "[[tunnel]] #3", or "[[port]] #1 \"inside\"" when it
+// has a string `name`.
+inline std::string nth(std::string_view kind, size_t i, const toml::table& t) {
+  std::string s = "[[" + std::string(kind) + "]] #" + std::to_string(i + 1);
+  if (const toml::node* n = t.get("name"); n && n->is_string()) s += " \"" + n->as_string()->get() + "\"";
+  return s;
 }
 
 // Replaces ${VAR} with the environment's value. Unset or malformed: error naming VAR; returns false.

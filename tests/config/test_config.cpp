@@ -292,7 +292,7 @@ TEST_F(Config, UnknownKeyIsAnErrorNamingKeyAndLine) {
   bad_gw(edit(gateway(), "spi = 0x1001\n", "spi = 0x1001\nesm = true #@\n"), "unknown-key", "`esm`");
   bad_gw(gateway() + "\n[flows] #@\nseed = 1\n", "unknown-key", "`flows`");
   // The replay window belongs to the inbound SA only.
-  bad_gw(edit(gateway(), "spi = 0x1001\n", "spi = 0x1001\nreplay_window = 64 #@\n"), "unknown-key", "`replay_window`");
+  bad_gw(edit(gateway(), "spi = 0x1001\n", "spi = 0x1001\nreplay_window = 64 #@\n"), "unknown-key", "belongs in [tunnel.in]");
 }
 
 TEST_F(Config, RouteBasedOnly) {
@@ -681,6 +681,13 @@ TEST_F(Config, KeysNeverInMessagesOrDescribe) {
   ASSERT_FALSE(errs.empty());
   EXPECT_EQ(errs[0].rule, "toml-syntax");
   EXPECT_EQ(errs[0].format().find(std::string(kK1).substr(0, 4)), std::string::npos) << errs[0].format();
+  // Nor one written as a (too large) hex integer, which toml++ quotes in its message.
+  errs.clear();
+  EXPECT_FALSE(gw(edit(gateway(), "\"" + std::string(kK1) + "\"", "0x" + std::string(kK1)), &errs));
+  ASSERT_FALSE(errs.empty());
+  EXPECT_EQ(errs[0].rule, "toml-syntax");
+  EXPECT_EQ(errs[0].format().find(std::string(kK1).substr(4, 8)), std::string::npos) << errs[0].format();
+  EXPECT_NE(errs[0].format().find("<redacted>"), std::string::npos) << errs[0].format();
 }
 
 TEST_F(Config, CollectsAllErrors) {
@@ -819,6 +826,13 @@ TEST_F(Config, PmdEalLcoresUnparsable) {
 
 TEST_F(Config, PmdMbufs) {
   bad_pmd(edit(base_pmd(), "lcores = [1]", "lcores = [1]\nmbufs = 100 #@"), "mbufs", "1023..");
+  // Fewer than the rings hold: 3 ports x (1024 RX + 1024 TX) alone is 6144.
+  bad_pmd(edit(base_pmd(), "lcores = [1]", "lcores = [1]\nmbufs = 4095 #@"), "mbufs", "at least 6");
+  bad_pmd(edit(edit(base_pmd(), "devargs = \"net_null1\"", "devargs = \"net_null1\"\nrx_queues = 8\nrx_desc = 4096"),
+               "lcores = [1]", "lcores = [1]\nmbufs = 16383 #@"),
+          "mbufs", "cannot fill");
+  std::vector<Error> errs;
+  EXPECT_TRUE(pmd(edit(base_pmd(), "lcores = [1]", "lcores = [1]\nmbufs = 8191"), &errs).has_value());
 }
 
 TEST_F(Config, PmdPorts) {
