@@ -140,6 +140,18 @@ struct PmdConfig {
   std::string source;
 };
 
+// Rule ids (stable; tests and scripts match on them):
+//   any file     toml-syntax file-unreadable unknown-key missing-key type name-syntax name-unique
+//   gateway      route-based-only gateway-name mode pmd-config inside-prefixes prefix mac flow-table-size
+//                flow-range instance-ip device-ip ip-address instance-role port-shared tunnels-required
+//                active-active-two-instances active-active-distinct-ips active-standby-roles
+//                tunnel-reference tunnel-pair-unique tunnel-ip-version weight ttl df dscp
+//                spi-zero spi-range spi-unique cipher icv-length engine engine-cipher
+//                key-source key-hex key-length key-file key-reuse replay-window
+//   pmd_config   eal-lcores worker-lcores worker-lcore-unique worker-is-main worker-lcore-not-enabled mbufs
+//                ports-required devargs devargs-unique env-unset env-syntax queues descriptors mtu
+//   cross_check  port-unknown tx-queues
+// Messages never contain key material (not even from a TOML syntax error on a key line).
 struct Error {
   std::string file;
   int line = 0;

@@ -621,8 +621,9 @@ TEST_F(Config, KeyFileErrors) {
 
 TEST_F(Config, KeyReuse) {
   // Another tunnel's key.
-  bad_gw(edit(gateway(), "key = \"" + std::string(kK3) + "\"", "key = \"" + std::string(kK1) + "\""), "key-reuse",
-         "same key as tunnel \"gw-a-d1\" outbound SA");
+  bad_gw(edit(gateway(), "[tunnel.out]\nspi = 0x1002\ncipher = \"aes-gcm-128\"\nkey = \"" + std::string(kK3) + "\"",
+              "[tunnel.out] #@\nspi = 0x1002\ncipher = \"aes-gcm-128\"\nkey = \"" + std::string(kK1) + "\""),
+         "key-reuse", "same key as tunnel \"gw-a-d1\" outbound SA");
   // In and out of one tunnel with different SPIs: the peer's outbound would repeat our nonces.
   bad_gw(edit(gateway(), "key = \"" + std::string(kK2) + "\"", "key = \"" + std::string(kK1) + "\""), "key-reuse",
          "every SA needs its own key");
