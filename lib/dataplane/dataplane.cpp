@@ -1,0 +1,942 @@
+#include "dataplane/dataplane.h"
+
+#include <fmt/core.h>
+#include <rte_cycles.h>
+#include <rte_eal.h>
+#include <rte_errno.h>
+#include <rte_ethdev.h>
+#include <rte_launch.h>
+#include <rte_lcore.h>
+#include <rte_malloc.h>
+#include <rte_mbuf.h>
+#include <rte_pdump.h>
+#include <rte_rcu_qsbr.h>
+#include <rte_telemetry.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "flow/flow.h"
+#include "net/net.h"
+
+namespace mg::dp {
+
+namespace {
+
+constexpr uint16_t kBurst = 32;
+constexpr uint16_t kEthLen = 14;
+std::atomic<bool> g_stop{false};
+
+struct Prefix4 {
+  uint32_t net, mask;
+};
+struct Prefix6 {
+  uint8_t net[16];
+  uint8_t len;
+};
+
+// What a worker needs of a tunnel on the hot path.
+struct alignas(64) RtTunnel {
+  esp::Sa* out;
+  uint16_t port;   // instance port id
+  uint8_t l2[kEthLen];  // dst = device next hop, src = port MAC, type = outer IP version
+};
+
+}  // namespace
+
+const char* to_string(Drop d) noexcept {
+  switch (d) {
+    case Drop::kInsideNotIp: return "inside_not_ip";
+    case Drop::kNotRouted: return "not_routed";
+    case Drop::kNoTunnel: return "no_tunnel";
+    case Drop::kOutsideNotIp: return "outside_not_ip";
+    case Drop::kInnerSelector: return "inner_selector";
+    case Drop::kTxFull: return "tx_full";
+    case Drop::kCount: break;
+  }
+  return "?";
+}
+
+// The immutable state workers read. Owns the selection table; SAs are shared with the next state.
+struct State {
+  uint64_t generation = 0;
+  std::unique_ptr<const flow::SelectionTable> sel;
+  std::vector<RtTunnel> tunnels;
+  std::vector<esp::SaTable*> in_table;  // by outside-port index
+};
+
+struct alignas(64) TunnelCtr {
+  uint64_t packets_out, bytes_out, packets_in, bytes_in, tx_full;
+};
+
+struct alignas(64) WorkerCtr {
+  uint64_t inside_rx, inside_tx, outside_rx, outside_tx;
+  uint64_t drops[kDropCount];
+};
+
+struct Worker {
+  uint16_t id = 0;
+  unsigned lcore = 0;
+  std::vector<uint16_t> inside_rxq;                  // inside port queues this worker polls
+  std::vector<std::vector<uint16_t>> outside_rxq;    // per outside-port index
+  std::unique_ptr<flow::PinTable> pins;
+  WorkerCtr ctr{};
+  std::unique_ptr<TunnelCtr[]> tctr;
+  uint64_t pace_tokens = 0;
+  uint64_t pace_last = 0;
+};
+
+struct PortRt {
+  std::string name;
+  uint16_t id = 0;
+  uint16_t nrx = 0, ntx = 0;
+  rte_ether_addr mac{};
+};
+
+struct Dataplane::Impl {
+  config::Gateway gw;
+  config::PmdConfig pmd;
+  Options opt;
+  Model model{gw};
+  rte_mempool* pool = nullptr;
+  std::vector<PortRt> ports;            // every port used
+  uint16_t inside = 0;                  // index into ports
+  std::vector<uint16_t> outside;        // indexes into ports (distinct), in order of first use
+  std::vector<uint16_t> instance_port;  // instance -> index into ports
+  std::vector<std::unique_ptr<esp::Sa>> sa_out, sa_in;  // by tunnel
+  std::vector<std::unique_ptr<esp::SaTable>> in_tables; // by outside index
+  std::vector<Prefix4> pfx4;
+  std::vector<Prefix6> pfx6;
+  std::vector<std::unique_ptr<Worker>> workers;
+  rte_rcu_qsbr* qsbr = nullptr;
+  std::atomic<State*> state{nullptr};
+  uint64_t generation = 0;
+  uint64_t tsc_hz = 0;
+  uint64_t start_tsc = 0;
+  uint8_t inside_l2[12];  // dst, src
+  nlohmann::json report = nlohmann::json::object();
+  mutable std::mutex snap_mu;  // guards nothing the workers touch: the model snapshot for telemetry
+  bool eal_up = false;
+  bool ports_up = false;
+
+  uint32_t now_ms() const noexcept { return uint32_t((rte_get_tsc_cycles() - start_tsc) * 1000 / tsc_hz); }
+  void publish();
+  bool routed4(uint32_t dst) const noexcept {
+    for (const auto& p : pfx4)
+      if ((dst & p.mask) == p.net) return true;
+    return false;
+  }
+  bool routed6(const uint8_t* a) const noexcept {
+    for (const auto& p : pfx6) {
+      const uint8_t full = p.len / 8, rem = p.len % 8;
+      if (std::memcmp(a, p.net, full) != 0) continue;
+      if (rem && ((a[full] ^ p.net[full]) & uint8_t(0xff << (8 - rem)))) continue;
+      return true;
+    }
+    return false;
+  }
+  void outbound(Worker& w, const State& st, uint16_t q) noexcept;
+  void inbound(Worker& w, const State& st, uint16_t oidx, uint16_t q) noexcept;
+  int worker_main(Worker& w);
+};
+
+namespace {
+
+Dataplane::Impl* g_impl = nullptr;  // for telemetry callbacks and the signal path
+
+int launch_worker(void* arg) {
+  auto* pair = static_cast<std::pair<Dataplane::Impl*, Worker*>*>(arg);
+  return pair->first->worker_main(*pair->second);
+}
+
+bool is_ip_ethertype(const uint8_t* eth) noexcept {
+  return (eth[12] == 0x08 && eth[13] == 0x00) || (eth[12] == 0x86 && eth[13] == 0xdd);
+}
+
+}  // namespace
+
+// ------------------------------------------------------------------------------------------------ hot path
+
+void Dataplane::Impl::outbound(Worker& w, const State& st, uint16_t q) noexcept {
+  const PortRt& ip = ports[inside];
+  uint16_t want = kBurst;
+  if (opt.pace_pps) {
+    const uint64_t t = rte_get_tsc_cycles();
+    w.pace_tokens = std::min<uint64_t>(w.pace_tokens + (t - w.pace_last) * opt.pace_pps / tsc_hz, kBurst);
+    if (w.pace_tokens || t - w.pace_last > tsc_hz) w.pace_last = t;
+    want = uint16_t(w.pace_tokens);
+    if (want == 0) return;
+  }
+  rte_mbuf* pkts[kBurst];
+  const uint16_t n = rte_eth_rx_burst(ip.id, q, pkts, want);
+  if (n == 0) return;
+  if (opt.pace_pps) w.pace_tokens -= n;
+  w.ctr.inside_rx += n;
+
+  const uint8_t* l3[kBurst];
+  uint32_t len[kBurst];
+  rte_mbuf* ok[kBurst];
+  uint16_t k = 0;
+  for (uint16_t i = 0; i < n; ++i) {
+    rte_mbuf* m = pkts[i];
+    const uint8_t* e = rte_pktmbuf_mtod(m, const uint8_t*);
+    if (rte_pktmbuf_data_len(m) < kEthLen + 20 || !is_ip_ethertype(e)) {
+      ++w.ctr.drops[size_t(Drop::kInsideNotIp)];
+      rte_pktmbuf_free(m);
+      continue;
+    }
+    const uint8_t* p = e + kEthLen;
+    const bool v6 = e[12] == 0x86;
+    const bool routed = v6 ? (rte_pktmbuf_data_len(m) >= kEthLen + 40 && routed6(p + 24))
+                           : routed4(net::load_be32(p + 16));
+    if (!routed) {
+      ++w.ctr.drops[size_t(Drop::kNotRouted)];
+      rte_pktmbuf_free(m);
+      continue;
+    }
+    rte_pktmbuf_adj(m, kEthLen);
+    l3[k] = p;
+    len[k] = rte_pktmbuf_pkt_len(m);
+    ok[k++] = m;
+  }
+  if (k == 0) return;
+
+  uint64_t hashes[kBurst];
+  flow::TunnelId tun[kBurst];
+  flow::spread_burst(*w.pins, *st.sel, l3, len, k, now_ms(), hashes, tun);
+
+  // Group by tunnel, keeping each tunnel's packets in arrival order.
+  uint8_t done[kBurst] = {};
+  rte_mbuf* grp[kBurst];
+  for (uint16_t i = 0; i < k; ++i) {
+    if (done[i]) continue;
+    const flow::TunnelId t = tun[i];
+    if (t == flow::kNoTunnel) {
+      ++w.ctr.drops[size_t(Drop::kNoTunnel)];
+      rte_pktmbuf_free(ok[i]);
+      continue;
+    }
+    uint16_t g = 0;
+    for (uint16_t j = i; j < k; ++j) {
+      if (!done[j] && tun[j] == t) {
+        grp[g++] = ok[j];
+        done[j] = 1;
+      }
+    }
+    const RtTunnel& rt = st.tunnels[t];
+    TunnelCtr& tc = w.tctr[t];
+    uint32_t inner_bytes[kBurst];
+    for (uint16_t j = 0; j < g; ++j) inner_bytes[j] = rte_pktmbuf_pkt_len(grp[j]);
+    rte_mbuf* orig[kBurst];
+    std::memcpy(orig, grp, sizeof(rte_mbuf*) * g);
+    const uint16_t e = esp::encap_burst(*rt.out, w.id, grp, g);
+    for (uint16_t j = e; j < g; ++j) rte_pktmbuf_free(grp[j]);  // reason counted in the SA
+    uint64_t bytes = 0;
+    for (uint16_t j = 0, o = 0; j < e; ++j) {
+      while (orig[o] != grp[j]) ++o;
+      bytes += inner_bytes[o];
+      uint8_t* l2 = reinterpret_cast<uint8_t*>(rte_pktmbuf_prepend(grp[j], kEthLen));
+      std::memcpy(l2, rt.l2, kEthLen);
+    }
+    const uint16_t s = rte_eth_tx_burst(ports[rt.port].id, w.id, grp, e);
+    for (uint16_t j = s; j < e; ++j) rte_pktmbuf_free(grp[j]);
+    tc.packets_out += s;
+    tc.bytes_out += bytes;  // inner bytes of all encrypted, tx_full counted apart
+    tc.tx_full += e - s;
+    w.ctr.outside_tx += s;
+    w.ctr.drops[size_t(Drop::kTxFull)] += e - s;
+  }
+}
+
+void Dataplane::Impl::inbound(Worker& w, const State& st, uint16_t oidx, uint16_t q) noexcept {
+  const PortRt& op = ports[outside[oidx]];
+  rte_mbuf* pkts[kBurst];
+  const uint16_t n = rte_eth_rx_burst(op.id, q, pkts, kBurst);
+  if (n == 0) return;
+  w.ctr.outside_rx += n;
+  uint16_t k = 0;
+  for (uint16_t i = 0; i < n; ++i) {
+    rte_mbuf* m = pkts[i];
+    if (rte_pktmbuf_data_len(m) < kEthLen || !is_ip_ethertype(rte_pktmbuf_mtod(m, const uint8_t*))) {
+      ++w.ctr.drops[size_t(Drop::kOutsideNotIp)];
+      rte_pktmbuf_free(m);
+      continue;
+    }
+    rte_pktmbuf_adj(m, kEthLen);
+    pkts[k++] = m;
+  }
+  const uint16_t d = esp::decap_burst(*st.in_table[oidx], w.id, pkts, k);
+  for (uint16_t i = d; i < k; ++i) rte_pktmbuf_free(pkts[i]);  // reason counted in the SA or the table
+  uint16_t s = 0;
+  for (uint16_t i = 0; i < d; ++i) {
+    rte_mbuf* m = pkts[i];
+    const uint8_t* p = rte_pktmbuf_mtod(m, const uint8_t*);
+    const bool v6 = (p[0] >> 4) == 6;
+    // Route-based selector: what comes out of a tunnel must come from the networks behind the tunnels.
+    if (!(v6 ? routed6(p + 8) : routed4(net::load_be32(p + 12)))) {
+      ++w.ctr.drops[size_t(Drop::kInnerSelector)];
+      rte_pktmbuf_free(m);
+      continue;
+    }
+    TunnelCtr& tc = w.tctr[m->hash.usr];
+    ++tc.packets_in;
+    tc.bytes_in += rte_pktmbuf_pkt_len(m);
+    uint8_t* l2 = reinterpret_cast<uint8_t*>(rte_pktmbuf_prepend(m, kEthLen));
+    std::memcpy(l2, inside_l2, 12);
+    l2[12] = v6 ? 0x86 : 0x08;
+    l2[13] = v6 ? 0xdd : 0x00;
+    pkts[s++] = m;
+  }
+  const uint16_t t = rte_eth_tx_burst(ports[inside].id, w.id, pkts, s);
+  for (uint16_t i = t; i < s; ++i) rte_pktmbuf_free(pkts[i]);
+  w.ctr.inside_tx += t;
+  w.ctr.drops[size_t(Drop::kTxFull)] += s - t;
+}
+
+int Dataplane::Impl::worker_main(Worker& w) {
+  rte_rcu_qsbr_thread_register(qsbr, w.id);
+  rte_rcu_qsbr_thread_online(qsbr, w.id);
+  w.pace_last = rte_get_tsc_cycles();
+  while (!g_stop.load(std::memory_order_relaxed)) {
+    const State* st = state.load(std::memory_order_acquire);
+    for (uint16_t q : w.inside_rxq) outbound(w, *st, q);
+    for (uint16_t o = 0; o < outside.size(); ++o)
+      for (uint16_t q : w.outside_rxq[o]) inbound(w, *st, o, q);
+    // Nothing of `st` is held past this point: main may free it once every worker has said so.
+    rte_rcu_qsbr_quiescent(qsbr, w.id);
+  }
+  rte_rcu_qsbr_thread_offline(qsbr, w.id);
+  rte_rcu_qsbr_thread_unregister(qsbr, w.id);
+  return 0;
+}
+
+// ------------------------------------------------------------------------------------------------ control
+
+void Dataplane::Impl::publish() {
+  auto st = std::make_unique<State>();
+  st->generation = ++generation;
+  st->sel = flow::SelectionTable::build(model.specs(), gw.flow.seed, gw.flow.table_size);
+  st->tunnels.resize(gw.tunnels.size());
+  for (size_t t = 0; t < gw.tunnels.size(); ++t) {
+    const auto& ct = gw.tunnels[t];
+    RtTunnel& r = st->tunnels[t];
+    r.out = sa_out[t].get();
+    r.port = instance_port[ct.instance];
+    std::memcpy(r.l2, gw.devices[ct.device].mac, 6);
+    std::memcpy(r.l2 + 6, ports[r.port].mac.addr_bytes, 6);
+    const bool v6 = config::tunnel_ip_version(gw, ct) == 6;
+    r.l2[12] = v6 ? 0x86 : 0x08;
+    r.l2[13] = v6 ? 0xdd : 0x00;
+  }
+  for (auto& t : in_tables) st->in_table.push_back(t.get());
+  State* old = state.exchange(st.release(), std::memory_order_acq_rel);
+  if (old != nullptr) {
+    // Returns once every online worker has passed a quiescent state after the store above.
+    if (qsbr != nullptr) rte_rcu_qsbr_synchronize(qsbr, RTE_QSBR_THRID_INVALID);
+    delete old;
+  }
+}
+
+bool Dataplane::apply_tunnel(uint32_t t, AdminState s, std::optional<uint32_t> deadline_ms, std::string* err) {
+  std::optional<uint32_t> dl;
+  if (deadline_ms) dl = impl_->now_ms() + *deadline_ms;
+  {
+    std::lock_guard lk(impl_->snap_mu);
+    if (!impl_->model.set_tunnel(t, s, dl, err)) return false;
+  }
+  impl_->publish();
+  return true;
+}
+
+bool Dataplane::apply_instance(uint32_t i, AdminState s, std::optional<uint32_t> deadline_ms, std::string* err) {
+  std::optional<uint32_t> dl;
+  if (deadline_ms) dl = impl_->now_ms() + *deadline_ms;
+  {
+    std::lock_guard lk(impl_->snap_mu);
+    if (!impl_->model.set_instance(i, s, dl, err)) return false;
+  }
+  impl_->publish();
+  return true;
+}
+
+bool Dataplane::apply_weight(uint32_t t, uint32_t w, std::string* err) {
+  {
+    std::lock_guard lk(impl_->snap_mu);
+    if (!impl_->model.set_weight(t, w, err)) return false;
+  }
+  impl_->publish();
+  return true;
+}
+
+void Dataplane::apply_mode(config::Mode m) {
+  {
+    std::lock_guard lk(impl_->snap_mu);
+    impl_->model.set_mode(m);
+  }
+  impl_->publish();
+}
+
+uint64_t Dataplane::generation() const noexcept { return impl_->generation; }
+const config::Gateway& Dataplane::gateway() const noexcept { return impl_->gw; }
+const nlohmann::json& Dataplane::report() const noexcept { return impl_->report; }
+void Dataplane::request_stop() noexcept { g_stop.store(true, std::memory_order_relaxed); }
+
+Stats Dataplane::stats() const {
+  const Impl& d = *impl_;
+  Stats s;
+  s.generation = d.generation;
+  s.elapsed_s = d.tsc_hz ? double(rte_get_tsc_cycles() - d.start_tsc) / double(d.tsc_hz) : 0;
+  s.tunnels.resize(d.gw.tunnels.size());
+  {
+    std::lock_guard lk(d.snap_mu);
+    for (size_t t = 0; t < d.gw.tunnels.size(); ++t) {
+      TunnelStats& ts = s.tunnels[t];
+      const auto& ct = d.gw.tunnels[t];
+      ts.name = ct.name;
+      ts.instance = d.gw.instances[ct.instance].name;
+      ts.device = d.gw.devices[ct.device].name;
+      ts.admin = d.model.tunnel_admin(uint32_t(t));
+      ts.effective = d.model.effective(uint32_t(t));
+      ts.weight = d.model.weight(uint32_t(t));
+      ts.effective_weight = d.model.effective_weight(uint32_t(t));
+    }
+  }
+  for (const auto& wp : d.workers) {
+    const Worker& w = *wp;
+    s.inside_rx += w.ctr.inside_rx;
+    s.inside_tx += w.ctr.inside_tx;
+    s.outside_rx += w.ctr.outside_rx;
+    s.outside_tx += w.ctr.outside_tx;
+    for (size_t r = 0; r < kDropCount; ++r) s.drops[r] += w.ctr.drops[r];
+    const auto& pc = w.pins->counters();
+    s.flows_new += pc.new_flows;
+    s.moved_down += pc.moved_down;
+    s.moved_drain += pc.moved_drain;
+    s.moved_idle += pc.moved_idle;
+    s.evicted += pc.evicted;
+    for (size_t t = 0; t < s.tunnels.size(); ++t) {
+      TunnelStats& ts = s.tunnels[t];
+      ts.packets_out += w.tctr[t].packets_out;
+      ts.bytes_out += w.tctr[t].bytes_out;
+      ts.packets_in += w.tctr[t].packets_in;
+      ts.bytes_in += w.tctr[t].bytes_in;
+      ts.tx_full += w.tctr[t].tx_full;
+      ts.pinned += w.pins->tunnel_counters(flow::TunnelId(t)).pinned;
+      ts.placed += w.pins->tunnel_counters(flow::TunnelId(t)).placed;
+    }
+  }
+  for (size_t t = 0; t < s.tunnels.size(); ++t) {
+    const auto o = d.sa_out[t]->stats();
+    const auto i = d.sa_in[t]->stats();
+    for (size_t r = 0; r < esp::kDropCount; ++r) {
+      s.tunnels[t].esp_drops[r] = o.drops[r] + i.drops[r];
+      s.esp_out_drops += o.drops[r];
+      s.esp_in_drops += i.drops[r];
+    }
+  }
+  for (const auto& tb : d.in_tables) {
+    const auto ts = tb->stats();
+    for (size_t r = 0; r < esp::kDropCount; ++r) {
+      s.esp_table_drops[r] += ts.drops[r];
+      s.esp_in_drops += ts.drops[r];
+    }
+  }
+  return s;
+}
+
+nlohmann::json to_json(const Stats& s) {
+  nlohmann::json j;
+  j["generation"] = s.generation;
+  j["elapsed_s"] = s.elapsed_s;
+  j["inside_rx"] = s.inside_rx;
+  j["inside_tx"] = s.inside_tx;
+  j["outside_rx"] = s.outside_rx;
+  j["outside_tx"] = s.outside_tx;
+  nlohmann::json drops = nlohmann::json::object();
+  for (size_t r = 0; r < kDropCount; ++r) drops[to_string(Drop(r))] = s.drops[r];
+  j["drops"] = drops;
+  j["esp_out_drops"] = s.esp_out_drops;
+  j["esp_in_drops"] = s.esp_in_drops;
+  nlohmann::json tdrops = nlohmann::json::object();
+  for (size_t r = 0; r < esp::kDropCount; ++r)
+    if (s.esp_table_drops[r]) tdrops[esp::to_string(esp::Drop(r))] = s.esp_table_drops[r];
+  j["esp_unknown_sa_drops"] = tdrops;
+  j["flows"] = {{"new", s.flows_new}, {"moved_down", s.moved_down}, {"moved_drain", s.moved_drain},
+                {"moved_idle", s.moved_idle}, {"evicted", s.evicted}};
+  nlohmann::json ts = nlohmann::json::array();
+  for (const auto& t : s.tunnels) {
+    nlohmann::json e;
+    e["name"] = t.name;
+    e["instance"] = t.instance;
+    e["device"] = t.device;
+    e["admin"] = to_string(t.admin);
+    e["state"] = to_string(t.effective);
+    e["weight"] = t.weight;
+    e["effective_weight"] = t.effective_weight;
+    e["packets_out"] = t.packets_out;
+    e["bytes_out"] = t.bytes_out;
+    e["packets_in"] = t.packets_in;
+    e["bytes_in"] = t.bytes_in;
+    e["tx_full"] = t.tx_full;
+    e["pinned"] = t.pinned;
+    e["placed"] = t.placed;
+    nlohmann::json ed = nlohmann::json::object();
+    for (size_t r = 0; r < esp::kDropCount; ++r)
+      if (t.esp_drops[r]) ed[esp::to_string(esp::Drop(r))] = t.esp_drops[r];
+    e["esp_drops"] = ed;
+    ts.push_back(e);
+  }
+  j["tunnels"] = ts;
+  return j;
+}
+
+std::string format_table(const Stats& s) {
+  uint64_t total_out = 0;
+  for (const auto& t : s.tunnels) total_out += t.packets_out;
+  std::string o = fmt::format("gen {}  {:.1f}s  inside rx {} tx {}  outside rx {} tx {}\n", s.generation,
+                              s.elapsed_s, s.inside_rx, s.inside_tx, s.outside_rx, s.outside_tx);
+  o += fmt::format("{:<12} {:<10} {:<10} {:>6} {:>12} {:>7} {:>10} {:>10} {:>12} {:>8}\n", "tunnel", "instance",
+                   "state", "weight", "pkts out", "share", "flows", "placed", "pkts in", "esp drop");
+  for (const auto& t : s.tunnels) {
+    uint64_t ed = 0;
+    for (uint64_t d : t.esp_drops) ed += d;
+    o += fmt::format("{:<12} {:<10} {:<10} {:>6} {:>12} {:>6.1f}% {:>10} {:>10} {:>12} {:>8}\n", t.name, t.instance,
+                     to_string(t.effective), t.effective_weight, t.packets_out,
+                     total_out ? 100.0 * double(t.packets_out) / double(total_out) : 0.0, t.pinned, t.placed,
+                     t.packets_in, ed);
+  }
+  std::string drops;
+  for (size_t r = 0; r < kDropCount; ++r)
+    if (s.drops[r]) drops += fmt::format(" {}={}", to_string(Drop(r)), s.drops[r]);
+  for (size_t r = 0; r < esp::kDropCount; ++r)
+    if (s.esp_table_drops[r]) drops += fmt::format(" {}={}", esp::to_string(esp::Drop(r)), s.esp_table_drops[r]);
+  o += fmt::format("drops:{} esp_out={} esp_in={}  flows new={} moved_down={} moved_drain={} evicted={}\n",
+                   drops.empty() ? " none" : drops, s.esp_out_drops, s.esp_in_drops, s.flows_new, s.moved_down,
+                   s.moved_drain, s.evicted);
+  return o;
+}
+
+bool parse_event(const std::string& s, const config::Gateway& g, Event* out, std::string* err) {
+  std::vector<std::string> f;
+  size_t a = 0;
+  for (size_t b; (b = s.find(':', a)) != std::string::npos; a = b + 1) f.push_back(s.substr(a, b - a));
+  f.push_back(s.substr(a));
+  auto fail = [&](const std::string& m) {
+    if (err) *err = "event '" + s + "': " + m + " (form: SECONDS|pPACKETS:tunnel|instance:NAME:up|down|drain)";
+    return false;
+  };
+  if (f.size() != 4) return fail("needs four fields");
+  Event e;
+  e.text = s;
+  try {
+    if (!f[0].empty() && f[0][0] == 'p') {
+      size_t used = 0;
+      e.at_packets = std::stoull(f[0].substr(1), &used);
+      if (used != f[0].size() - 1) return fail("bad packet count");
+    } else {
+      size_t used = 0;
+      e.at_s = std::stod(f[0], &used);
+      if (used != f[0].size() || e.at_s < 0) return fail("bad time");
+    }
+  } catch (...) {
+    return fail("bad time or packet count");
+  }
+  if (f[1] == "tunnel") {
+    e.instance = false;
+    auto it = std::find_if(g.tunnels.begin(), g.tunnels.end(), [&](auto& t) { return t.name == f[2]; });
+    if (it == g.tunnels.end()) return fail("no tunnel named '" + f[2] + "'");
+    e.index = uint32_t(it - g.tunnels.begin());
+  } else if (f[1] == "instance") {
+    e.instance = true;
+    auto it = std::find_if(g.instances.begin(), g.instances.end(), [&](auto& i) { return i.name == f[2]; });
+    if (it == g.instances.end()) return fail("no instance named '" + f[2] + "'");
+    e.index = uint32_t(it - g.instances.begin());
+  } else {
+    return fail("'" + f[1] + "' is neither tunnel nor instance");
+  }
+  if (!parse_admin_state(f[3], &e.state)) return fail("state '" + f[3] + "' is not up, down or drain");
+  *out = e;
+  return true;
+}
+
+// ------------------------------------------------------------------------------------------------ setup
+
+namespace {
+
+Dataplane* g_dp = nullptr;  // telemetry callbacks run on DPDK's telemetry thread
+
+int tel_stats(const char*, const char*, rte_tel_data* d) {
+  if (g_dp == nullptr) return -1;
+  const Stats s = g_dp->stats();  // counters read racily (monotonic), model under its own mutex
+  rte_tel_data_start_dict(d);
+  rte_tel_data_add_dict_u64(d, "generation", s.generation);
+  rte_tel_data_add_dict_u64(d, "inside_rx", s.inside_rx);
+  rte_tel_data_add_dict_u64(d, "inside_tx", s.inside_tx);
+  rte_tel_data_add_dict_u64(d, "outside_rx", s.outside_rx);
+  rte_tel_data_add_dict_u64(d, "outside_tx", s.outside_tx);
+  for (size_t r = 0; r < kDropCount; ++r) rte_tel_data_add_dict_u64(d, to_string(Drop(r)), s.drops[r]);
+  rte_tel_data_add_dict_u64(d, "esp_out_drops", s.esp_out_drops);
+  rte_tel_data_add_dict_u64(d, "esp_in_drops", s.esp_in_drops);
+  rte_tel_data_add_dict_u64(d, "flows_new", s.flows_new);
+  rte_tel_data_add_dict_u64(d, "flows_moved_down", s.moved_down);
+  rte_tel_data_add_dict_u64(d, "flows_moved_drain", s.moved_drain);
+  return 0;
+}
+
+int tel_tunnels(const char*, const char*, rte_tel_data* d) {
+  if (g_dp == nullptr) return -1;
+  const Stats s = g_dp->stats();
+  rte_tel_data_start_dict(d);
+  for (const auto& t : s.tunnels) {
+    rte_tel_data* c = rte_tel_data_alloc();
+    if (c == nullptr) return -1;
+    rte_tel_data_start_dict(c);
+    rte_tel_data_add_dict_string(c, "instance", t.instance.c_str());
+    rte_tel_data_add_dict_string(c, "device", t.device.c_str());
+    rte_tel_data_add_dict_string(c, "state", to_string(t.effective));
+    rte_tel_data_add_dict_u64(c, "weight", t.effective_weight);
+    rte_tel_data_add_dict_u64(c, "packets_out", t.packets_out);
+    rte_tel_data_add_dict_u64(c, "bytes_out", t.bytes_out);
+    rte_tel_data_add_dict_u64(c, "packets_in", t.packets_in);
+    rte_tel_data_add_dict_u64(c, "bytes_in", t.bytes_in);
+    rte_tel_data_add_dict_u64(c, "flows_pinned", t.pinned);
+    uint64_t ed = 0;
+    for (uint64_t x : t.esp_drops) ed += x;
+    rte_tel_data_add_dict_u64(c, "esp_drops", ed);
+    rte_tel_data_add_dict_container(d, t.name.c_str(), c, 0);
+  }
+  return 0;
+}
+
+std::string eal_port_name(const std::string& devargs) { return devargs.substr(0, devargs.find(',')); }
+
+}  // namespace
+
+Dataplane::~Dataplane() {
+  if (!impl_) return;
+  Impl& d = *impl_;
+  if (d.ports_up) {
+    for (auto& p : d.ports) {
+      rte_eth_dev_stop(p.id);
+      rte_eth_dev_close(p.id);  // net_pcap flushes its output files here
+    }
+  }
+  delete d.state.exchange(nullptr);
+  d.in_tables.clear();
+  d.sa_out.clear();  // wipes keys
+  d.sa_in.clear();
+  if (d.qsbr) rte_free(d.qsbr);
+  g_impl = nullptr;
+  g_dp = nullptr;
+  if (d.eal_up) rte_eal_cleanup();
+}
+
+int Dataplane::create(config::Gateway g, config::PmdConfig p, Options o, std::unique_ptr<Dataplane>* out,
+                      std::string* err) {
+  std::unique_ptr<Dataplane> dp(new Dataplane());
+  dp->impl_ = std::make_unique<Impl>();
+  Impl& d = *dp->impl_;
+  d.gw = std::move(g);
+  d.pmd = std::move(p);
+  d.opt = std::move(o);
+  d.model = Model(d.gw);
+  g_impl = &d;
+
+  // Prefixes, in the forms the hot path compares.
+  for (const auto& px : d.gw.inside_prefixes) {
+    if (px.addr.version == 4) {
+      const uint32_t mask = px.len == 0 ? 0 : ~uint32_t(0) << (32 - px.len);
+      d.pfx4.push_back({net::load_be32(px.addr.bytes) & mask, mask});
+    } else {
+      Prefix6 p6{};
+      std::memcpy(p6.net, px.addr.bytes, 16);
+      p6.len = px.len;
+      d.pfx6.push_back(p6);
+    }
+  }
+
+  // EAL: the pmd_config's arguments, one --vdev / -a per port, then the caller's extras.
+  std::vector<std::string> args{"meshgate"};
+  for (const auto& a : d.pmd.eal_args) args.push_back(a);
+  for (const auto& port : d.pmd.ports) {
+    if (port.vdev) args.push_back("--vdev=" + port.devargs);
+    else args.push_back("-a" + port.devargs);
+  }
+  for (const auto& a : d.opt.eal_extra) args.push_back(a);
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  if (rte_eal_init(int(argv.size()), argv.data()) < 0) {
+    *err = fmt::format("EAL init failed: {}", rte_strerror(rte_errno));
+    return kExitEal;
+  }
+  d.eal_up = true;
+  d.tsc_hz = rte_get_tsc_hz();
+  if (rte_pdump_init() != 0 && !d.opt.quiet)
+    fmt::print(stderr, "meshgate: pdump unavailable ({}); dpdk-dumpcap will not attach\n", rte_strerror(rte_errno));
+
+  // Workers on the configured lcores; main stays on the main lcore.
+  const unsigned main_lcore = rte_get_main_lcore();
+  for (unsigned lc : d.pmd.worker_lcores) {
+    if (lc == main_lcore || !rte_lcore_is_enabled(lc)) {
+      *err = fmt::format("worker lcore {} is not an enabled non-main lcore (main is {}); check [eal] args -l",
+                         lc, main_lcore);
+      return kExitConfig;
+    }
+    auto w = std::make_unique<Worker>();
+    w->id = uint16_t(d.workers.size());
+    w->lcore = lc;
+    d.workers.push_back(std::move(w));
+  }
+  const uint16_t nw = uint16_t(d.workers.size());
+  if (nw == 0) {
+    *err = "no worker lcores in the pmd_config";
+    return kExitConfig;
+  }
+
+  d.pool = rte_pktmbuf_pool_create("mg_pool", d.pmd.mbufs, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE, int(rte_socket_id()));
+  if (d.pool == nullptr) {
+    *err = fmt::format("mbuf pool of {} failed: {}", d.pmd.mbufs, rte_strerror(rte_errno));
+    return kExitEal;
+  }
+
+  // Ports: probe, configure one TX queue per worker, RX queues up to what the device has.
+  std::map<std::string, uint16_t> by_name;
+  for (const auto& ps : d.pmd.ports) {
+    PortRt pr;
+    pr.name = ps.name;
+    const std::string dev = ps.vdev ? eal_port_name(ps.devargs) : ps.devargs;
+    if (rte_eth_dev_get_port_by_name(dev.c_str(), &pr.id) != 0) {
+      *err = fmt::format("port '{}': device '{}' was not probed (check devargs and drivers)", ps.name, dev);
+      return kExitPort;
+    }
+    rte_eth_dev_info info;
+    if (rte_eth_dev_info_get(pr.id, &info) != 0) {
+      *err = fmt::format("port '{}': no device info", ps.name);
+      return kExitPort;
+    }
+    pr.nrx = std::min<uint16_t>(ps.rx_queues ? ps.rx_queues : nw, info.max_rx_queues);
+    pr.ntx = ps.tx_queues ? ps.tx_queues : nw;
+    if (pr.ntx < nw || pr.ntx > info.max_tx_queues) {
+      *err = fmt::format("port '{}' has {} TX queues (device max {}); {} workers need one each", ps.name, pr.ntx,
+                         info.max_tx_queues, nw);
+      return kExitPort;
+    }
+    rte_eth_conf conf{};
+    if (pr.nrx > 1 && ps.rss && info.flow_type_rss_offloads) {
+      conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
+      conf.rx_adv_conf.rss_conf.rss_hf =
+          (RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP | RTE_ETH_RSS_UDP) & info.flow_type_rss_offloads;
+    }
+    if (ps.ipv4_cksum_offload && (info.tx_offload_capa & RTE_ETH_TX_OFFLOAD_IPV4_CKSUM))
+      conf.txmode.offloads |= RTE_ETH_TX_OFFLOAD_IPV4_CKSUM;
+    if (ps.mtu) conf.rxmode.mtu = ps.mtu;
+    int rc = rte_eth_dev_configure(pr.id, pr.nrx, pr.ntx, &conf);
+    uint16_t nrxd = ps.rx_desc, ntxd = ps.tx_desc;
+    if (rc == 0) rc = rte_eth_dev_adjust_nb_rx_tx_desc(pr.id, &nrxd, &ntxd);
+    for (uint16_t q = 0; rc == 0 && q < pr.nrx; ++q)
+      rc = rte_eth_rx_queue_setup(pr.id, q, nrxd, rte_eth_dev_socket_id(pr.id), nullptr, d.pool);
+    for (uint16_t q = 0; rc == 0 && q < pr.ntx; ++q)
+      rc = rte_eth_tx_queue_setup(pr.id, q, ntxd, rte_eth_dev_socket_id(pr.id), nullptr);
+    if (rc != 0) {
+      *err = fmt::format("port '{}': configure/queue setup failed: {}", ps.name, rte_strerror(-rc));
+      return kExitPort;
+    }
+    rte_eth_macaddr_get(pr.id, &pr.mac);
+    by_name[ps.name] = uint16_t(d.ports.size());
+    d.ports.push_back(pr);
+  }
+  for (auto& pr : d.ports) {
+    const int rc = rte_eth_dev_start(pr.id);
+    if (rc != 0) {
+      *err = fmt::format("port '{}': start failed: {}", pr.name, rte_strerror(-rc));
+      return kExitPort;
+    }
+    rte_eth_promiscuous_enable(pr.id);  // best effort: vdevs may not have it
+  }
+  d.ports_up = true;
+  if (!d.opt.quiet) {
+    for (const auto& pr : d.ports)
+      fmt::print("meshgate: port {} (id {}): {} RX / {} TX queues, MAC {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}\n",
+                 pr.name, pr.id, pr.nrx, pr.ntx, pr.mac.addr_bytes[0], pr.mac.addr_bytes[1], pr.mac.addr_bytes[2],
+                 pr.mac.addr_bytes[3], pr.mac.addr_bytes[4], pr.mac.addr_bytes[5]);
+  }
+
+  d.inside = by_name.at(d.gw.inside_port);
+  std::memcpy(d.inside_l2, d.gw.inside_mac, 6);
+  std::memcpy(d.inside_l2 + 6, d.ports[d.inside].mac.addr_bytes, 6);
+  for (const auto& inst : d.gw.instances) {
+    const uint16_t pi = by_name.at(inst.port);
+    d.instance_port.push_back(pi);
+    if (std::find(d.outside.begin(), d.outside.end(), pi) == d.outside.end()) d.outside.push_back(pi);
+  }
+
+  // Queues to workers: queue q of a port goes to worker q % workers.
+  for (auto& w : d.workers) {
+    for (uint16_t q = w->id; q < d.ports[d.inside].nrx; q += nw) w->inside_rxq.push_back(q);
+    w->outside_rxq.resize(d.outside.size());
+    for (size_t o = 0; o < d.outside.size(); ++o)
+      for (uint16_t q = w->id; q < d.ports[d.outside[o]].nrx; q += nw) w->outside_rxq[o].push_back(q);
+    w->pins = std::make_unique<flow::PinTable>(d.gw.flow.pin_capacity, d.gw.flow.pin_idle_timeout_ms);
+    w->tctr = std::make_unique<TunnelCtr[]>(d.gw.tunnels.size());
+    std::memset(static_cast<void*>(w->tctr.get()), 0, sizeof(TunnelCtr) * d.gw.tunnels.size());
+  }
+
+  // SAs: one outbound and one inbound per tunnel; an inbound table per outside port holds the SAs of the
+  // tunnels whose instance uses that port (only those may be decrypted there).
+  for (size_t t = 0; t < d.gw.tunnels.size(); ++t) {
+    const auto& ct = d.gw.tunnels[t];
+    esp::SaConfig oc = config::outbound_sa(d.gw, ct);
+    esp::SaConfig ic = config::inbound_sa(d.gw, ct);
+    oc.user_id = ic.user_id = uint32_t(t);
+    std::string e;
+    auto so = esp::Sa::create(oc, esp::Direction::kOutbound, nw, &e);
+    if (!so) {
+      *err = fmt::format("tunnel '{}' outbound SA: {}", ct.name, e);
+      return kExitConfig;
+    }
+    auto si = esp::Sa::create(ic, esp::Direction::kInbound, nw, &e);
+    if (!si) {
+      *err = fmt::format("tunnel '{}' inbound SA: {}", ct.name, e);
+      return kExitConfig;
+    }
+    d.sa_out.push_back(std::move(so));
+    d.sa_in.push_back(std::move(si));
+  }
+  for (uint16_t pi : d.outside) {
+    std::vector<esp::Sa*> list;
+    for (size_t t = 0; t < d.gw.tunnels.size(); ++t)
+      if (d.instance_port[d.gw.tunnels[t].instance] == pi) list.push_back(d.sa_in[t].get());
+    std::string e;
+    auto tb = esp::SaTable::build(list, nw, &e);
+    if (!tb) {
+      *err = fmt::format("inbound SA table of port '{}': {}", d.ports[pi].name, e);
+      return kExitConfig;
+    }
+    d.in_tables.push_back(std::move(tb));
+  }
+
+  const size_t qsz = rte_rcu_qsbr_get_memsize(nw);
+  d.qsbr = static_cast<rte_rcu_qsbr*>(rte_zmalloc("mg_qsbr", qsz, RTE_CACHE_LINE_SIZE));
+  if (d.qsbr == nullptr || rte_rcu_qsbr_init(d.qsbr, nw) != 0) {
+    *err = "RCU QSBR init failed";
+    return kExitEal;
+  }
+  d.start_tsc = rte_get_tsc_cycles();
+  d.publish();
+  g_dp = dp.get();
+  rte_telemetry_register_cmd("/meshgate/stats", tel_stats, "Gateway totals and drops by reason. No parameters");
+  rte_telemetry_register_cmd("/meshgate/tunnels", tel_tunnels, "Per-tunnel state and counters. No parameters");
+  *out = std::move(dp);
+  return kExitOk;
+}
+
+// ------------------------------------------------------------------------------------------------ run
+
+int Dataplane::run() {
+  Impl& d = *impl_;
+  g_stop.store(false);
+  std::vector<std::pair<Impl*, Worker*>> args;
+  args.reserve(d.workers.size());
+  for (auto& w : d.workers) args.emplace_back(&d, w.get());
+  for (auto& a : args) {
+    if (rte_eal_remote_launch(launch_worker, &a, a.second->lcore) != 0) {
+      g_stop.store(true);
+      rte_eal_mp_wait_lcore();
+      fmt::print(stderr, "meshgate: cannot launch a worker on lcore {}\n", a.second->lcore);
+      return kExitRuntime;
+    }
+  }
+  const uint64_t hz = d.tsc_hz;
+  const uint64_t t0 = rte_get_tsc_cycles();
+  uint64_t next_stats = d.opt.stats_interval_s > 0 ? t0 + uint64_t(d.opt.stats_interval_s * double(hz)) : UINT64_MAX;
+  uint64_t last_rx = 0, last_change = t0;
+  std::vector<bool> fired(d.opt.events.size(), false);
+  nlohmann::json events = nlohmann::json::array();
+
+  while (!g_stop.load(std::memory_order_relaxed)) {
+    std::this_thread::sleep_for(std::chrono::microseconds(500));
+    const uint64_t now = rte_get_tsc_cycles();
+    const double el = double(now - t0) / double(hz);
+    uint64_t inside_rx = 0, outside_rx = 0;
+    for (const auto& w : d.workers) {
+      inside_rx += w->ctr.inside_rx;
+      outside_rx += w->ctr.outside_rx;
+    }
+    for (size_t e = 0; e < d.opt.events.size(); ++e) {
+      const Event& ev = d.opt.events[e];
+      if (fired[e]) continue;
+      const bool due = ev.at_s >= 0 ? el >= ev.at_s : inside_rx >= ev.at_packets;
+      if (!due) continue;
+      fired[e] = true;
+      const Stats s = stats();
+      std::string err;
+      const bool ok = ev.instance ? apply_instance(ev.index, ev.state, std::nullopt, &err)
+                                  : apply_tunnel(ev.index, ev.state, std::nullopt, &err);
+      if (!d.opt.quiet)
+        fmt::print("meshgate: event '{}' at {:.3f}s{}\n", ev.text, el, ok ? "" : " failed: " + err);
+      events.push_back({{"event", ev.text}, {"at_s", el}, {"ok", ok}, {"before", to_json(s)}});
+    }
+    {
+      bool changed;
+      {
+        std::lock_guard lk(d.snap_mu);
+        changed = d.model.expire_drains(d.now_ms());
+      }
+      if (changed) d.publish();
+    }
+    if (now >= next_stats) {
+      fmt::print("{}", format_table(stats()));
+      next_stats = now + uint64_t(d.opt.stats_interval_s * double(hz));
+    }
+    if (d.opt.duration_s > 0 && el >= d.opt.duration_s) break;
+    const uint64_t rx = inside_rx + outside_rx;
+    if (rx != last_rx) {
+      last_rx = rx;
+      last_change = now;
+    } else if (d.opt.exit_when_idle_ms && rx > 0 && (now - last_change) * 1000 / hz >= d.opt.exit_when_idle_ms) {
+      break;
+    }
+  }
+  g_stop.store(true);
+  rte_eal_mp_wait_lcore();
+
+  nlohmann::json port_stats = nlohmann::json::object();
+  for (auto& p : d.ports) {
+    rte_eth_stats es{};
+    if (rte_eth_stats_get(p.id, &es) == 0) {
+      port_stats[p.name] = {{"ipackets", es.ipackets}, {"opackets", es.opackets}, {"imissed", es.imissed},
+                            {"ierrors", es.ierrors}, {"oerrors", es.oerrors}, {"rx_nombuf", es.rx_nombuf}};
+      if (!d.opt.quiet && (es.imissed || es.ierrors || es.oerrors || es.rx_nombuf))
+        fmt::print(stderr, "meshgate: port {}: imissed {} ierrors {} oerrors {} rx_nombuf {}\n", p.name, es.imissed,
+                   es.ierrors, es.oerrors, es.rx_nombuf);
+    }
+  }
+  // Queues drained: stop and close the ports (their RX rings give their mbufs back, pcap files are flushed).
+  for (auto& p : d.ports) {
+    rte_eth_dev_stop(p.id);
+    rte_eth_dev_close(p.id);
+  }
+  d.ports_up = false;
+  const Stats fin = stats();
+  const unsigned in_use = rte_mempool_in_use_count(d.pool);
+  d.report = to_json(fin);
+  d.report["events"] = events;
+  d.report["ports"] = port_stats;
+  d.report["mbufs_in_use_at_exit"] = in_use;
+  if (!d.opt.quiet) {
+    fmt::print("{}", format_table(fin));
+    fmt::print("meshgate: stopped; mbufs in use after closing ports: {}\n", in_use);
+  }
+  if (in_use != 0) {
+    fmt::print(stderr, "meshgate: {} mbufs were not returned to the pool\n", in_use);
+    return kExitRuntime;
+  }
+  return kExitOk;
+}
+
+}  // namespace mg::dp

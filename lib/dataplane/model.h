@@ -1,0 +1,76 @@
+// mg::dp::Model — the control side's view of tunnel and instance state, and the rules that turn it into the
+// flow library's TunnelSpecs (DESIGN.md "Flow spreading", issue 4 "Workers").
+//
+//   effective state of a tunnel = the more severe of its own admin state and its instance's (down > draining > up)
+//   active-active: every effectively-up tunnel gets new flows by weight
+//   active-standby: while any tunnel of an active instance is up with weight > 0, the standby instances' tunnels
+//     stay `up` (their pins hold) but get weight 0 (no new flows); when none is, the standby tunnels get their
+//     weights at once
+//
+// Every mutation validates first and changes nothing when it fails (the error says why). Not thread-safe: the
+// main lcore owns the model. Pure C++: no DPDK, testable on its own.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "config/config.h"
+#include "flow/flow.h"
+
+namespace mg::dp {
+
+enum class AdminState : uint8_t { kUp, kDraining, kDown };
+const char* to_string(AdminState s) noexcept;
+bool parse_admin_state(const std::string& s, AdminState* out) noexcept;
+
+class Model {
+ public:
+  explicit Model(const config::Gateway& g);
+
+  uint32_t tunnels() const noexcept { return uint32_t(tunnels_.size()); }
+  uint32_t instances() const noexcept { return uint32_t(instances_.size()); }
+  config::Mode mode() const noexcept { return mode_; }
+  AdminState tunnel_admin(uint32_t t) const noexcept { return tunnels_[t].admin; }
+  AdminState instance_admin(uint32_t i) const noexcept { return instances_[i].admin; }
+  AdminState effective(uint32_t t) const noexcept;
+  uint32_t weight(uint32_t t) const noexcept { return tunnels_[t].weight; }
+  uint32_t instance_of(uint32_t t) const noexcept { return tunnels_[t].instance; }
+  bool standby(uint32_t i) const noexcept { return instances_[i].standby; }
+  // The weight the selection table uses now (0 for a standby tunnel while an active one is up).
+  uint32_t effective_weight(uint32_t t) const noexcept;
+
+  // `now` and `deadline` are in worker ticks (ms). A deadline applies to kDraining only; without one a
+  // draining tunnel keeps its pins until they go idle.
+  bool set_tunnel(uint32_t t, AdminState s, std::optional<uint32_t> deadline, std::string* err);
+  bool set_instance(uint32_t i, AdminState s, std::optional<uint32_t> deadline, std::string* err);
+  bool set_weight(uint32_t t, uint32_t w, std::string* err);
+  void set_mode(config::Mode m) noexcept { mode_ = m; }
+  // Draining tunnels whose deadline passed become down. Returns true when something changed.
+  bool expire_drains(uint32_t now) noexcept;
+
+  // Specs for flow::SelectionTable::build. Epochs persist across calls (a tunnel that went down keeps its
+  // bumped epoch), so call this after every change and build from the result.
+  const std::vector<flow::TunnelSpec>& specs() noexcept;
+
+ private:
+  struct T {
+    uint32_t instance;
+    uint32_t weight;
+    AdminState admin = AdminState::kUp;
+    std::optional<uint32_t> deadline;
+  };
+  struct I {
+    bool standby;
+    AdminState admin = AdminState::kUp;
+    std::optional<uint32_t> deadline;
+  };
+  std::optional<uint32_t> effective_deadline(uint32_t t) const noexcept;
+  std::vector<T> tunnels_;
+  std::vector<I> instances_;
+  config::Mode mode_;
+  std::vector<flow::TunnelSpec> specs_;
+};
+
+}  // namespace mg::dp
