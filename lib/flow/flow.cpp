@@ -97,14 +97,31 @@ std::unique_ptr<const SelectionTable> SelectionTable::build(std::span<const Tunn
   }
   if (!cand.empty()) {
     TunnelId* slots = t->slot_store_.data();
+    std::vector<uint64_t> taken((table_size + 63) / 64, 0);
     uint32_t filled = 0;
     for (uint64_t round = 1; filled < table_size; ++round) {
       for (Cand& c : cand) {
         if (c.count * max_w >= round * c.weight) continue;
-        while (slots[c.pos] != kNoTunnel) {
-          c.pos += c.skip;
-          if (c.pos >= table_size) c.pos -= table_size;
+        // Look at the next 4 positions of the permutation at once: the taken bits come from an 8 KiB bitmap
+        // (L1) and the first free one is a count-trailing-zeros, so most placements cost no mispredicted
+        // branch; the loop that a branch per probe would be was 3/4 of the build time.
+        for (;;) {
+          uint64_t p[4];
+          unsigned busy = 0;
+          uint64_t q = c.pos;
+          for (unsigned k = 0; k < 4; ++k) {
+            p[k] = q;
+            busy |= unsigned(taken[q >> 6] >> (q & 63) & 1) << k;
+            q += c.skip;
+            q -= q >= table_size ? table_size : 0;
+          }
+          if (busy != 0xf) {
+            c.pos = p[__builtin_ctz(~busy)];
+            break;
+          }
+          c.pos = q;
         }
+        taken[c.pos >> 6] |= uint64_t(1) << (c.pos & 63);
         slots[c.pos] = c.id;
         ++c.count;
         if (++filled == table_size) break;

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <array>
 #include <numeric>
+#include <xxhash.h>
 
 #include "packets.h"
 
@@ -58,6 +59,50 @@ TEST(Selection, WeightsOneOneTwoTwo) {
   const auto s = shares(assign_all(pins, *sel, random_flows(kFlows, kSeed), 0));
   const double want[4] = {1 / 6.0, 1 / 6.0, 2 / 6.0, 2 / 6.0};
   for (int t = 0; t < 4; ++t) EXPECT_NEAR(s[t], want[t], 0.02) << "tunnel " << t;
+}
+
+// The table must be exactly weighted Maglev as specified in flow.cpp, whatever the build loop does to be fast:
+// a plain reference construction, compared slot by slot.
+std::vector<TunnelId> reference_maglev(const std::vector<uint32_t>& w, uint64_t seed, uint32_t m) {
+  struct C {
+    uint64_t pos, skip, count;
+  };
+  std::vector<C> c(w.size());
+  uint64_t max_w = 0;
+  for (size_t i = 0; i < w.size(); ++i) {
+    const uint64_t id = i;
+    const XXH128_hash_t p = XXH3_128bits_withSeed(&id, sizeof id, seed);
+    c[i] = {p.low64 % m, p.high64 % (m - 1) + 1, 0};
+    max_w = std::max<uint64_t>(max_w, w[i]);
+  }
+  std::vector<TunnelId> slots(m, kNoTunnel);
+  uint32_t filled = 0;
+  for (uint64_t round = 1; filled < m; ++round)
+    for (size_t i = 0; i < w.size() && filled < m; ++i) {
+      if (w[i] == 0 || c[i].count * max_w >= round * w[i]) continue;
+      while (slots[c[i].pos] != kNoTunnel) c[i].pos = (c[i].pos + c[i].skip) % m;
+      slots[c[i].pos] = TunnelId(i);
+      ++c[i].count;
+      ++filled;
+    }
+  return slots;
+}
+
+TEST(Selection, EqualsReferenceMaglev) {
+  for (const auto& w : std::vector<std::vector<uint32_t>>{{1, 1, 1, 1}, {1, 0, 2, 3}, std::vector<uint32_t>(64, 1)}) {
+    std::vector<TunnelSpec> specs;
+    for (uint32_t x : w) specs.push_back(TunnelSpec{.weight = x});
+    for (const uint32_t m : {65537u, 131071u}) {
+      const auto sel = SelectionTable::build(specs, kSeed, m);
+      const auto ref = reference_maglev(w, kSeed, m);
+      size_t differ = 0;
+      for (uint32_t i = 0; i < m; ++i) {
+        const uint64_t hi = ((uint64_t(i) << 32) + m - 1) / m;  // the smallest upper half selecting slot i
+        differ += sel->select(hi << 32) != ref[i];
+      }
+      EXPECT_EQ(differ, 0u) << w.size() << " tunnels, " << m << " slots";
+    }
+  }
 }
 
 TEST(Selection, ZeroWeightAndNoTunnel) {
