@@ -1,4 +1,5 @@
 // Error, SecretBytes, describe() and the SA builders of mg::config.
+#include <algorithm>
 #include <cstdio>
 #include <string>
 
@@ -69,6 +70,20 @@ esp::SaConfig sa_config(const Gateway& g, const Tunnel& t, const SaSpec& s, bool
   const Tunnel* base = g.tunnels.data();
   c.user_id = (&t >= base && &t < base + g.tunnels.size()) ? uint32_t(&t - base) : 0;
   return c;
+}
+
+// Device arguments may carry a secret (net_memif's secret=...): shown as <hidden>.
+std::string devargs_text(const std::string& d) {
+  std::string o;
+  size_t i = 0;
+  while (i < d.size()) {
+    const size_t end = std::min(d.find(',', i), d.size());
+    const std::string item = d.substr(i, end - i);
+    if (i) o += ",";
+    o += item.starts_with("secret=") ? std::string("secret=<hidden>") : item;
+    i = end + 1;
+  }
+  return o;
 }
 
 }  // namespace
@@ -157,7 +172,7 @@ std::string describe(const PmdConfig& p) {
   o += "  mbufs " + std::to_string(p.mbufs) + "\n";
   o += "ports (" + std::to_string(p.ports.size()) + "):\n";
   for (const PortSpec& s : p.ports) {
-    o += "  " + s.name + "  " + (s.vdev ? "vdev " : "pci ") + s.devargs + "\n";
+    o += "  " + s.name + "  " + (s.vdev ? "vdev " : "pci ") + devargs_text(s.devargs) + "\n";
     o += "    rxq " + (s.rx_queues ? std::to_string(s.rx_queues) : std::string("per-worker")) + "  txq " +
          (s.tx_queues ? std::to_string(s.tx_queues) : std::string("per-worker")) + "  rx_desc " +
          std::to_string(s.rx_desc) + "  tx_desc " + std::to_string(s.tx_desc) + "  rss " + (s.rss ? "on" : "off") +

@@ -238,8 +238,13 @@ void read_sa(Reader& r, Sink& sink, const std::string& base_dir, bool inbound, S
       sink.add(line_of(*file_node), "key-file", r.where() + " `key_file` " + path + " cannot be read");
       return;
     }
-    if (cipher_ok && raw.size() == want) {
-      bytes.swap(raw);  // raw key bytes of the exact length
+    // Raw bytes of the exact length, unless they are all hex digits: that is hex text of a too short key
+    // (a random raw key is all hex digits with probability (22/256)^20, i.e. never).
+    const bool all_hex = std::all_of(raw.begin(), raw.end(), [](char c) {
+      return std::isxdigit(static_cast<unsigned char>(c)) || std::isspace(static_cast<unsigned char>(c));
+    });
+    if (cipher_ok && raw.size() == want && !all_hex) {
+      bytes.swap(raw);
     } else {
       std::string text;
       for (char c : raw)

@@ -614,6 +614,10 @@ TEST_F(Config, KeyFileErrors) {
   write("short.key", "0011223344\n");
   bad_gw(edit(gateway(), "key = \"" + std::string(kK1) + "\"", "key_file = \"short.key\" #@"), "key-length",
          "5 bytes of hex");
+  // 20 characters of hex text is a 10-byte key in hex, not 20 raw bytes.
+  write("hex20.key", "00112233445566778899");
+  bad_gw(edit(gateway(), "key = \"" + std::string(kK1) + "\"", "key_file = \"hex20.key\" #@"), "key-length",
+         "10 bytes of hex");
   write("junk.key", std::string(19, 'q'));
   bad_gw(edit(gateway(), "key = \"" + std::string(kK1) + "\"", "key_file = \"junk.key\" #@"), "key-hex",
          "neither 20 raw bytes nor hex");
@@ -750,6 +754,13 @@ TEST_F(Config, DescribeShowsTheModel) {
   const std::string dp = describe(*p);
   for (const char* want : {"net_null0", "lcores 1", "--no-huge", "out-b"})
     EXPECT_NE(dp.find(want), std::string::npos) << want << "\n" << dp;
+  // A memif secret is not shown.
+  const auto q = pmd(edit(base_pmd(), "devargs = \"net_null1\"", "devargs = \"net_memif1,id=1,secret=hunter2,role=server\""),
+                     &errs);
+  ASSERT_TRUE(q);
+  const std::string dq = describe(*q);
+  EXPECT_EQ(dq.find("hunter2"), std::string::npos) << dq;
+  EXPECT_NE(dq.find("net_memif1,id=1,secret=<hidden>,role=server"), std::string::npos) << dq;
 }
 
 TEST(SecretBytes, MoveLeavesNothingBehind) {
