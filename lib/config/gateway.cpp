@@ -335,21 +335,24 @@ std::optional<Gateway> load_gateway(const std::string& path, std::vector<Error>*
     Reader r(sink, *it, "[inside]");
     g.inside_line = r.line();
     if (const auto port = r.name("port", true)) g.inside_port = *port;
-    if (const auto prefixes = r.str_array("prefixes", true)) {
-      if (prefixes->empty())
+    if (r.str_array("prefixes", true)) {
+      // Each element's own line, for prefix lists written over several lines.
+      const toml::array& arr = *r.table().get("prefixes")->as_array();
+      if (arr.empty())
         sink.add(r.line("prefixes"), "inside-prefixes",
                  "[inside] `prefixes` is empty: list at least one inner destination prefix to route into the tunnels");
-      for (const std::string& s : *prefixes) {
+      for (const toml::node& e : arr) {
+        const std::string& s = e.as_string()->get();
         Prefix p;
         std::string why;
         if (!parse_prefix(s, &p, &why)) {
-          sink.add(r.line("prefixes"), "prefix", "[inside] prefix \"" + s + "\" " + why);
+          sink.add(line_of(e), "prefix", "[inside] prefix \"" + s + "\" " + why);
           continue;
         }
         const bool dup = std::any_of(g.inside_prefixes.begin(), g.inside_prefixes.end(), [&](const Prefix& q) {
           return q.len == p.len && q.addr == p.addr;
         });
-        if (dup) sink.add(r.line("prefixes"), "prefix", "[inside] prefix \"" + s + "\" is listed twice");
+        if (dup) sink.add(line_of(e), "prefix", "[inside] prefix \"" + s + "\" is listed twice");
         else g.inside_prefixes.push_back(p);
       }
     }

@@ -358,6 +358,9 @@ TEST_F(Config, Prefix) {
   bad_gw(edit(gateway(), from, "prefixes = [\"10.0.0.0\"] #@"), "prefix", "no /length");
   bad_gw(edit(gateway(), from, "prefixes = [\"ten/8\"] #@"), "prefix", "IP address");
   bad_gw(edit(gateway(), from, "prefixes = [\"10.0.0.0/8\", \"10.0.0.0/8\"] #@"), "prefix", "listed twice");
+  // Over several lines: the element's own line.
+  bad_gw(edit(gateway(), from, "prefixes = [\n  \"10.0.0.0/8\",\n  \"10.0.0.1/8\", #@\n  \"2001:db8::/32\",\n]"), "prefix",
+         "did you mean 10.0.0.0/8?");
   // 0.0.0.0/0 (everything into the tunnels) is a valid route.
   good_gw(edit(gateway(), from, "prefixes = [\"0.0.0.0/0\", \"::/0\"]"));
 }
