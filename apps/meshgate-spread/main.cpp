@@ -223,8 +223,9 @@ int main(int argc, char** argv) {
       ->needs(syn);
   app.add_option("--gen-seed", o.gen_seed, "synthetic: generator seed")->needs(syn);
   app.add_option("--event", o.events,
-                 "tunnel event, repeatable: 'down T [at N]', 'up T [at N]', 'drain T [at N]', 'weight T W [at N]';"
-                 " T = tunnel id or instance/device, N = packet number or percentage ('50%')");
+                 "tunnel event, repeatable: 'down T [at N]', 'up T [at N]', 'drain T [at N] [for S]',"
+                 " 'weight T W [at N]'; T = tunnel id or instance/device, N = packet number or percentage ('50%'),"
+                 " S = seconds of trace time until a draining tunnel's pins move");
   app.add_option("--seed", o.seed, "flow hash seed instead of [flow] seed (decimal or 0x hex)");
   app.add_option("--pin-capacity", o.pin_capacity, "pins in the worker's pin table")
       ->check(CLI::Range(1u, 1u << 30));

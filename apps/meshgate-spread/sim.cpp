@@ -56,7 +56,7 @@ std::vector<Event> parse_events(const std::vector<std::string>& texts, const Spr
     for (std::string x; in >> x;) w.push_back(x);
     const auto bad = [&](const std::string& why) {
       return InputError("event '" + s + "': " + why +
-                        " (expected 'down T [at N]', 'up T [at N]', 'drain T [at N]' or 'weight T W [at N]')");
+                        " (expected 'down T [at N]', 'up T [at N]', 'drain T [at N] [for S]' or 'weight T W [at N]')");
     };
     if (w.size() < 2) throw bad("too short");
     Event e{};
@@ -75,19 +75,32 @@ std::vector<Event> parse_events(const std::vector<std::string>& texts, const Spr
       i = 3;
     }
     e.at = UINT64_MAX;
-    if (i < w.size()) {
-      if (w[i] != "at" || i + 2 != w.size()) throw bad("unexpected '" + w[i] + "'");
-      e.at = parse_count(w[i + 1], packets, s);
-    } else {
-      ++unplaced;
+    std::string suffix;
+    for (; i < w.size(); i += 2) {
+      if (i + 1 >= w.size()) throw bad("'" + w[i] + "' needs a value");
+      if (w[i] == "at" && e.at == UINT64_MAX) {
+        e.at = parse_count(w[i + 1], packets, s);
+      } else if (w[i] == "for" && e.kind == Event::Kind::kDrain && e.deadline_s < 0) {
+        try {
+          size_t used = 0;
+          e.deadline_s = std::stod(w[i + 1], &used);
+          if (used != w[i + 1].size() || !(e.deadline_s >= 0 && e.deadline_s <= 86400)) throw std::invalid_argument("");
+        } catch (const std::logic_error&) {
+          throw bad("'for' needs seconds from 0 to 86400");
+        }
+        suffix = " for " + w[i + 1] + " s";
+      } else {
+        throw bad("unexpected '" + w[i] + "'");
+      }
     }
-    e.text = w[0] + " " + c.tunnels[e.tunnel].name + (e.kind == Event::Kind::kWeight ? " " + w[2] : "");
+    if (e.at == UINT64_MAX) ++unplaced;
+    e.text = w[0] + " " + c.tunnels[e.tunnel].name + (e.kind == Event::Kind::kWeight ? " " + w[2] : "") + suffix;
     out.push_back(e);
   }
   size_t k = 0;
   for (Event& e : out)
     if (e.at == UINT64_MAX) e.at = packets * ++k / (unplaced + 1);
-  for (Event& e : out) e.text += " at " + std::to_string(e.at);
+  for (Event& e : out) e.text += " at " + std::to_string(e.at);  // after "for": reads "drain T for 5 s at N"
   std::stable_sort(out.begin(), out.end(), [](const Event& a, const Event& b) { return a.at < b.at; });
   return out;
 }
@@ -104,11 +117,14 @@ Result simulate(const Trace& t, const SpreadConf& c, const std::vector<Event>& e
     }
   };
   auto sel = build();
-  const auto apply = [&](const Event& e) {
+  const auto apply = [&](const Event& e, uint32_t now) {
     switch (e.kind) {
       case Event::Kind::kDown: specs[e.tunnel].set_state(flow::TunnelState::kDown); break;
       case Event::Kind::kUp: specs[e.tunnel].set_state(flow::TunnelState::kUp); break;
-      case Event::Kind::kDrain: specs[e.tunnel].set_state(flow::TunnelState::kDraining); break;
+      case Event::Kind::kDrain:
+        specs[e.tunnel].set_state(flow::TunnelState::kDraining, e.deadline_s >= 0,
+                                  now + uint32_t(std::llround(e.deadline_s * 1000)));
+        break;
       case Event::Kind::kWeight: specs[e.tunnel].weight = e.weight; break;
     }
   };
@@ -132,7 +148,7 @@ Result simulate(const Trace& t, const SpreadConf& c, const std::vector<Event>& e
     while (next_event < events.size() && events[next_event].at <= i) {
       const Event& e = events[next_event];
       const uint32_t now = i < np ? t.packets[i].time : (np ? t.packets[np - 1].time : 0);
-      apply(e);
+      apply(e, now);
       sel = build();
       EventResult er{e, now};
       if (o.measure_events) {
@@ -180,7 +196,7 @@ Result simulate(const Trace& t, const SpreadConf& c, const std::vector<Event>& e
   // Events at the very end (at == packets) still change the final states.
   for (; next_event < events.size(); ++next_event) {
     const Event& e = events[next_event];
-    apply(e);
+    apply(e, np ? t.packets[np - 1].time : 0);
     r.events.push_back(EventResult{e, np ? t.packets[np - 1].time : 0});
   }
   std::vector<double> fl, pk, by;

@@ -18,10 +18,11 @@ struct Event {
   uint16_t tunnel;
   uint64_t at;          // applied before this packet (0-based)
   uint32_t weight = 0;  // kWeight only
+  double deadline_s = -1;  // kDrain: pins move this long after the event (trace time); < 0: only when idle
   std::string text;     // as given, normalised
 };
 
-// "down T [at N]", "up T [at N]", "drain T [at N]", "weight T W [at N]"; T is a tunnel index or
+// "down T [at N]", "up T [at N]", "drain T [at N] [for S]", "weight T W [at N]"; T is a tunnel index or
 // "instance/device"; N a packet number or a percentage of the trace ("50%"). Events without "at" are spread
 // evenly over the trace in the order given. Throws InputError.
 std::vector<Event> parse_events(const std::vector<std::string>& texts, const SpreadConf& c, uint64_t packets);

@@ -177,6 +177,24 @@ TEST_F(Tool, SyntheticBalanceEventsAndSeedSweep) {
   EXPECT_LT(j["imbalance"]["flows"].get<double>(), 1.1);
 }
 
+TEST_F(Tool, DrainWithDeadlineMovesItsFlowsOnlyAfterTheDeadline) {
+  // 20 000 flows, 200 000 packets at 100 000 packets/s: 2 s of trace. Drain tunnel 0 at 0.5 s for 1 s.
+  const json j = run_json(cfg() + " --synthetic 20000 --event 'drain gw-a/dc-1 at 25% for 1'");
+  ASSERT_EQ(j["events"].size(), 1u);
+  EXPECT_EQ(j["events"][0]["event"], "drain gw-a/dc-1 for 1 s at 50000");
+  EXPECT_EQ(j["events"][0]["moved_at_once"], 0) << "draining moves nothing by itself";
+  const auto& k = j["counters"];
+  EXPECT_GT(k["moved_drain"].get<uint64_t>(), 4000u) << "most of its ~5 000 flows send again after 1.5 s";
+  // Every flow it ever had either moved at the deadline or sent nothing since (its void pin still sits there).
+  EXPECT_EQ(k["moved_drain"].get<uint64_t>() + j["tunnels"][0]["pins_at_end"].get<uint64_t>(),
+            j["tunnels"][0]["flows"].get<uint64_t>());
+  EXPECT_EQ(j["tunnels"][0]["state_at_end"], "draining");
+  // No deadline: its pins stay (30 s idle timeout, 2 s trace).
+  const json n = run_json(cfg() + " --synthetic 20000 --event 'drain 0 at 25%'");
+  EXPECT_EQ(n["counters"]["moved_drain"], 0);
+  EXPECT_GT(n["tunnels"][0]["pins_at_end"].get<uint64_t>(), 4000u);
+}
+
 TEST_F(Tool, BadInputGivesClearErrorsAndExitCodes) {
   EXPECT_EQ(run("-c /nonexistent.toml --synthetic 10").rc, 1);
   EXPECT_EQ(run(cfg()).rc, 1) << "neither --pcap nor --synthetic";
@@ -199,6 +217,9 @@ TEST_F(Tool, BadInputGivesClearErrorsAndExitCodes) {
   EXPECT_EQ(run(cfg() + " --synthetic 10 --event 'down 9'").rc, 2);
   EXPECT_NE(err.find("unknown tunnel '9'"), std::string::npos) << err;
   EXPECT_EQ(run(cfg() + " --synthetic 10 --event 'down 1 at 5000'").rc, 2);
+  EXPECT_EQ(run(cfg() + " --synthetic 10 --event 'down 1 for 5'").rc, 2) << "'for' is for drain only";
+  EXPECT_EQ(run(cfg() + " --synthetic 10 --event 'drain 1 for x'").rc, 2);
+  EXPECT_NE(err.find("seconds"), std::string::npos) << err;
 
   write(dir / "junk.pcap", "this is not a pcap file at all");
   EXPECT_EQ(run(cfg() + " --pcap " + (dir / "junk.pcap").string()).rc, 2);
