@@ -64,12 +64,11 @@ SpreadConf load_config(const std::string& path) {
     c.seed = uint64_t(*s.value<int64_t>());
   }
   c.table_size = integer<uint32_t>(path, flow["table_size"], "[flow] table_size", 65537, 1u << 24, 65537);
-  if (const auto t = flow["pin_idle_timeout"]; t) {
-    const auto v = t.value<double>();
-    if (!v || !(t.is_integer() || t.is_floating_point()) || *v <= 0 || *v > 86400)
-      fail(path, "[flow] pin_idle_timeout must be a number of seconds in (0, 86400]");
-    c.pin_idle_timeout_s = *v;
-  }
+  if (flow["pin_idle_timeout"])
+    fail(path, "[flow] pin_idle_timeout: the key is pin_idle_timeout_ms (milliseconds), as in the gateway config");
+  c.pin_idle_timeout_s =
+      integer<uint32_t>(path, flow["pin_idle_timeout_ms"], "[flow] pin_idle_timeout_ms", 1, 86400000, 30000) / 1000.0;
+  c.pin_capacity = integer<uint32_t>(path, flow["pin_capacity"], "[flow] pin_capacity", 1, 1u << 30, 1u << 20);
   c.instances = names(path, root, "instance");
   c.devices = names(path, root, "device");
   const toml::array* tun = root["tunnel"].as_array();
@@ -86,9 +85,12 @@ SpreadConf load_config(const std::string& path) {
     if (std::find(c.devices.begin(), c.devices.end(), tc.device) == c.devices.end())
       fail(path, where + ": device '" + tc.device + "' is not a declared [[device]]");
     tc.weight = integer<uint32_t>(path, (*t)["weight"], where + " weight", 0, 1000000, 1);
-    tc.name = tc.instance + "/" + tc.device;
-    for (const TunnelConf& o : c.tunnels)
-      if (o.name == tc.name) fail(path, where + ": a second tunnel between " + tc.instance + " and " + tc.device);
+    tc.name = (*t)["name"] ? text(path, (*t)["name"], where + " name") : tc.instance + "/" + tc.device;
+    for (const TunnelConf& o : c.tunnels) {
+      if (o.instance == tc.instance && o.device == tc.device)
+        fail(path, where + ": a second tunnel between " + tc.instance + " and " + tc.device);
+      if (o.name == tc.name) fail(path, where + ": duplicate tunnel name '" + tc.name + "'");
+    }
     c.tunnels.push_back(tc);
   }
   if (c.tunnels.size() > 1024) fail(path, "more than 1024 tunnels");
@@ -97,7 +99,7 @@ SpreadConf load_config(const std::string& path) {
 
 uint16_t find_tunnel(const SpreadConf& c, const std::string& ref) {
   for (size_t i = 0; i < c.tunnels.size(); ++i)
-    if (c.tunnels[i].name == ref) return uint16_t(i);
+    if (c.tunnels[i].name == ref || c.tunnels[i].instance + "/" + c.tunnels[i].device == ref) return uint16_t(i);
   if (!ref.empty() && ref.size() <= 4 && std::all_of(ref.begin(), ref.end(), ::isdigit)) {
     const unsigned long i = std::stoul(ref);
     if (i < c.tunnels.size()) return uint16_t(i);

@@ -29,7 +29,7 @@ struct Options {
   uint64_t gen_seed = 1;
   std::vector<std::string> events;
   std::string seed;  // override of [flow] seed
-  uint32_t pin_capacity = 1u << 20;
+  uint32_t pin_capacity = 0;  // 0: [flow] pin_capacity
   uint32_t try_seeds = 0;
   bool json = false;
 };
@@ -102,15 +102,18 @@ void print_text(const json& j) {
              j["flows"].get<uint64_t>(), j["packets"].get<uint64_t>(), j["bytes"].get<uint64_t>(),
              j["skipped"].get<uint64_t>(), j["seed_hex"].get<std::string>(), j["table_size"].get<uint32_t>(),
              j["pin_capacity"].get<uint32_t>(), j["pin_idle_timeout_s"].get<double>());
-  fmt::print("\n{:>3} {:<24} {:>6} {:>8} {:>10} {:>12} {:>15} {:>7} {:>7} {:>7}  {}\n", "id", "tunnel", "weight",
+  fmt::print("\n{:>3} {:<30} {:>6} {:>8} {:>10} {:>12} {:>15} {:>7} {:>7} {:>7}  {}\n", "id", "tunnel", "weight",
              "w-share", "flows", "packets", "bytes", "flow%", "pkt%", "byte%", "at end");
-  for (const auto& t : j["tunnels"])
-    fmt::print("{:>3} {:<24} {:>6} {:>7.2f}% {:>10} {:>12} {:>15} {:>6.2f}% {:>6.2f}% {:>6.2f}%  {}\n",
-               t["id"].get<int>(), t["name"].get<std::string>(), t["weight"].get<uint32_t>(),
+  for (const auto& t : j["tunnels"]) {
+    const std::string pair = t["instance"].get<std::string>() + "/" + t["device"].get<std::string>();
+    const std::string name = t["name"].get<std::string>();
+    fmt::print("{:>3} {:<30} {:>6} {:>7.2f}% {:>10} {:>12} {:>15} {:>6.2f}% {:>6.2f}% {:>6.2f}%  {}\n",
+               t["id"].get<int>(), name == pair ? name : name + " (" + pair + ")", t["weight"].get<uint32_t>(),
                100 * t["weight_share"].get<double>(), t["flows"].get<uint64_t>(), t["packets"].get<uint64_t>(),
                t["bytes"].get<uint64_t>(), 100 * t["flow_share"].get<double>(),
                100 * t["packet_share"].get<double>(), 100 * t["byte_share"].get<double>(),
                t["state_at_end"].get<std::string>());
+  }
   const auto& im = j["imbalance"];
   fmt::print("\nimbalance max/mean (per unit of weight): flows {:.4f}  packets {:.4f}  bytes {:.4f}\n",
              im["flows"].get<double>(), im["packets"].get<double>(), im["bytes"].get<double>());
@@ -162,14 +165,15 @@ int run(const Options& o) {
     trace = mg::spread::synthesize(so);
   }
   const auto events = mg::spread::parse_events(o.events, conf, trace.packets.size());
-  mg::spread::SimOptions so{conf.seed, o.pin_capacity, true};
+  const uint32_t pin_capacity = o.pin_capacity ? o.pin_capacity : conf.pin_capacity;
+  mg::spread::SimOptions so{conf.seed, pin_capacity, true};
   const Result r = mg::spread::simulate(trace, conf, events, so);
   json j = to_json(r, conf);
   j["source"] = trace.source;
   j["flows"] = trace.flows.size();
   j["skipped"] = trace.skipped;
   j["table_size"] = conf.table_size;
-  j["pin_capacity"] = o.pin_capacity;
+  j["pin_capacity"] = pin_capacity;
   j["pin_idle_timeout_s"] = conf.pin_idle_timeout_s;
   if (o.try_seeds > 0) {
     // Seed 0 of the sweep is the configured one, the others are spread out from it.
@@ -227,7 +231,7 @@ int main(int argc, char** argv) {
                  " 'weight T W [at N]'; T = tunnel id or instance/device, N = packet number or percentage ('50%'),"
                  " S = seconds of trace time until a draining tunnel's pins move");
   app.add_option("--seed", o.seed, "flow hash seed instead of [flow] seed (decimal or 0x hex)");
-  app.add_option("--pin-capacity", o.pin_capacity, "pins in the worker's pin table")
+  app.add_option("--pin-capacity", o.pin_capacity, "pins in the worker's pin table instead of [flow] pin_capacity")
       ->check(CLI::Range(1u, 1u << 30));
   app.add_option("--try-seeds", o.try_seeds, "replay with K seeds (the configured one first); report the best"
                                               " byte balance")

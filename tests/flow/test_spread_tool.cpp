@@ -37,7 +37,7 @@ class Tool : public ::testing::Test {
 
   static std::string config(uint32_t table_size, const std::string& last_instance) {
     std::string s = "[flow]\nseed = 0x5eed\ntable_size = " + std::to_string(table_size) +
-                    "\npin_idle_timeout = 30\n"
+                    "\npin_idle_timeout_ms = 30000\n"
                     "[[instance]]\nname = \"gw-a\"\n[[instance]]\nname = \"gw-b\"\n"
                     "[[device]]\nname = \"dc-1\"\n[[device]]\nname = \"dc-2\"\n";
     const char* tun[4][2] = {{"gw-a", "dc-1"}, {"gw-a", "dc-2"}, {"gw-b", "dc-1"}, {nullptr, "dc-2"}};
@@ -224,6 +224,31 @@ TEST_F(Tool, BadInputGivesClearErrorsAndExitCodes) {
   write(dir / "junk.pcap", "this is not a pcap file at all");
   EXPECT_EQ(run(cfg() + " --pcap " + (dir / "junk.pcap").string()).rc, 2);
   EXPECT_NE(err.find("pcap"), std::string::npos) << err;
+}
+
+// The gateway's own config file works: its key names, tunnel names, sub-tables and keys the tool ignores.
+TEST_F(Tool, ReadsGatewayStyleConfig) {
+  write(dir / "gw-full.toml",
+        "[gateway]\nname = \"x\"\nmode = \"active-active\"\n"
+        "[flow]\nseed = 42\ntable_size = 131071\npin_idle_timeout_ms = 1500\npin_capacity = 4096\n"
+        "[[instance]]\nname = \"gw-a\"\nipv4 = \"192.0.2.1\"\nport = \"out-a\"\n"
+        "[[device]]\nname = \"d1\"\nipv4 = \"198.51.100.1\"\n"
+        "[[device]]\nname = \"d2\"\nipv4 = \"198.51.100.2\"\n"
+        "[[tunnel]]\nname = \"t-one\"\ninstance = \"gw-a\"\ndevice = \"d1\"\nweight = 3\nttl = 64\n"
+        "[tunnel.out]\nspi = 0x100\ncipher = \"aes-gcm-128\"\n"
+        "[[tunnel]]\nname = \"t-two\"\ninstance = \"gw-a\"\ndevice = \"d2\"\nweight = 1\n");
+  const json j = run_json("-c " + (dir / "gw-full.toml").string() + " --synthetic 4000 --event 'down t-two at 50%'");
+  EXPECT_EQ(j["seed"], 42);
+  EXPECT_EQ(j["table_size"], 131071);
+  EXPECT_EQ(j["pin_capacity"], 4096);
+  EXPECT_DOUBLE_EQ(j["pin_idle_timeout_s"].get<double>(), 1.5);
+  EXPECT_EQ(j["tunnels"][0]["name"], "t-one");
+  EXPECT_EQ(j["tunnels"][1]["state_at_end"], "down");
+  EXPECT_NEAR(j["tunnels"][0]["weight_share"].get<double>(), 0.75, 1e-9);
+  // The analyser's first key name, now the gateway's: a clear message instead of a silent default.
+  write(dir / "old.toml", "[flow]\npin_idle_timeout = 30\n" + config(65537, "gw-b").substr(6));
+  EXPECT_EQ(run("-c " + (dir / "old.toml").string() + " --synthetic 10").rc, 2);
+  EXPECT_NE(err.find("pin_idle_timeout_ms"), std::string::npos) << err;
 }
 
 TEST_F(Tool, TextReportHasOneRowPerTunnel) {
