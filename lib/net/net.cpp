@@ -63,6 +63,12 @@ static ParseStatus parse_v6(const uint8_t* p, uint32_t len, L3Info* out) noexcep
         out->later_fragment = (fo & 0xfff8) != 0;
         next = p[off];
         off += 8;
+        if (out->later_fragment) {
+          // What follows is the middle of a datagram: its bytes are payload, not extension headers.
+          out->proto = next;
+          out->l4_off = uint16_t(off);
+          return ParseStatus::kOk;
+        }
         continue;
       }
       default:
