@@ -160,6 +160,9 @@ class Sa {
   bool needs_rekey() const noexcept { return needs_rekey_.load(std::memory_order_relaxed); }
   // Inbound: the replay window (single writer: the worker processing this SA).
   const ReplayWindow& replay() const noexcept { return replay_; }
+  // Inbound, control side, while no worker can reach either SA: carry the window of the SA this one replaces
+  // (same key), so packets accepted before a reset cannot be replayed after it. False if the sizes differ.
+  bool adopt_replay(const Sa& old);
 
   SaStats stats() const noexcept;
   const SaCounters& counters(uint16_t worker) const noexcept { return counters_[worker]; }
