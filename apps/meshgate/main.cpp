@@ -44,6 +44,10 @@ int main(int argc, char** argv) {
       ->allow_extra_args(false);
   app.add_option("--stats-json", stats_json, "write the final counters and event snapshots as JSON here");
   app.add_flag("-q,--quiet", opt.quiet, "print nothing but errors");
+  bool no_control = false;
+  app.add_flag("--no-control", no_control, "do not create the control block (meshgatectl cannot reach this process)");
+  app.add_option("--control-name", opt.control_name,
+                 "name of the control block /dev/shm/meshgate.NAME (default: [gateway] name)");
   app.add_option("--eal", eal_extra, "extra EAL argument (repeatable), e.g. --eal=--log-level=7")
       ->allow_extra_args(false);
   try {
@@ -79,6 +83,7 @@ int main(int argc, char** argv) {
     return mg::dp::kExitOk;
   }
   opt.eal_extra = eal_extra;
+  opt.control = !no_control;
 
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);

@@ -21,6 +21,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "ctrl/ctrl.h"
 #include "flow/flow.h"
 #include "net/net.h"
 
@@ -123,6 +124,44 @@ struct Dataplane::Impl {
   mutable std::mutex snap_mu;  // guards nothing the workers touch: the model snapshot for telemetry
   bool eal_up = false;
   bool ports_up = false;
+  std::unique_ptr<ctrl::Block> ctrl;           // the operators' control block (null when disabled)
+  std::vector<esp::SaStats> retired_out, retired_in;  // counters of SAs replaced by resets, by tunnel
+  std::vector<uint32_t> resets;                // by instance
+  Stats baseline;                              // `clear counters` subtracts this (workers never see a reset)
+  uint64_t cmds_ok = 0, cmds_rejected = 0;
+  std::vector<bool> suspended;                 // by tunnel: inbound SA out of the tables during a reset
+  esp::SaStats retired_tables;                 // pre-SA drops of inbound tables replaced by resets
+
+  // Inbound SA tables, one per outside port, of the tunnels whose instance uses that port (suspended ones left
+  // out). The caller keeps the old tables alive until a publish() has synchronised.
+  bool build_tables(std::string* err, std::vector<std::unique_ptr<esp::SaTable>>* old = nullptr) {
+    std::vector<std::unique_ptr<esp::SaTable>> next;
+    for (uint16_t pi : outside) {
+      std::vector<esp::Sa*> list;
+      for (size_t t = 0; t < gw.tunnels.size(); ++t)
+        if (instance_port[gw.tunnels[t].instance] == pi && !suspended[t]) list.push_back(sa_in[t].get());
+      std::string e;
+      auto tb = esp::SaTable::build(list, uint16_t(workers.size()), &e);
+      if (!tb) {
+        *err = fmt::format("inbound SA table of port '{}': {}", ports[pi].name, e);
+        return false;
+      }
+      next.push_back(std::move(tb));
+    }
+    in_tables.swap(next);
+    if (old != nullptr) {
+      std::lock_guard lk(snap_mu);
+      for (const auto& tb : next) {
+        const esp::SaStats ts = tb->stats();
+        for (size_t r = 0; r < esp::kDropCount; ++r) retired_tables.drops[r] += ts.drops[r];
+      }
+      *old = std::move(next);
+    }
+    return true;
+  }
+  bool reset_instance(uint32_t i, std::string* err);
+  void handle_commands(Dataplane& dp);
+  void refresh_mirror(const Dataplane& dp);
 
   uint32_t now_ms() const noexcept { return uint32_t((rte_get_tsc_cycles() - start_tsc) * 1000 / tsc_hz); }
   void publish();
@@ -386,8 +425,55 @@ const config::Gateway& Dataplane::gateway() const noexcept { return impl_->gw; }
 const nlohmann::json& Dataplane::report() const noexcept { return impl_->report; }
 void Dataplane::request_stop() noexcept { g_stop.store(true, std::memory_order_relaxed); }
 
+namespace {
+
+Stats collect(const Dataplane::Impl& d);
+
+void subtract(Stats& s, const Stats& b) {
+  s.inside_rx -= b.inside_rx;
+  s.inside_tx -= b.inside_tx;
+  s.outside_rx -= b.outside_rx;
+  s.outside_tx -= b.outside_tx;
+  for (size_t r = 0; r < kDropCount; ++r) s.drops[r] -= b.drops[r];
+  s.esp_out_drops -= b.esp_out_drops;
+  s.esp_in_drops -= b.esp_in_drops;
+  for (size_t r = 0; r < esp::kDropCount; ++r) s.esp_table_drops[r] -= b.esp_table_drops[r];
+  s.flows_new -= b.flows_new;
+  s.moved_down -= b.moved_down;
+  s.moved_drain -= b.moved_drain;
+  s.moved_idle -= b.moved_idle;
+  s.evicted -= b.evicted;
+  for (size_t t = 0; t < s.tunnels.size() && t < b.tunnels.size(); ++t) {
+    TunnelStats& x = s.tunnels[t];
+    const TunnelStats& y = b.tunnels[t];
+    x.packets_out -= y.packets_out;
+    x.bytes_out -= y.bytes_out;
+    x.packets_in -= y.packets_in;
+    x.bytes_in -= y.bytes_in;
+    x.tx_full -= y.tx_full;
+    x.placed -= y.placed;  // pinned is a gauge: never subtracted
+    for (size_t r = 0; r < esp::kDropCount; ++r) x.esp_drops[r] -= y.esp_drops[r];
+  }
+}
+
+}  // namespace
+
 Stats Dataplane::stats() const {
-  const Impl& d = *impl_;
+  Stats s = collect(*impl_);
+  std::lock_guard lk(impl_->snap_mu);
+  subtract(s, impl_->baseline);
+  return s;
+}
+
+void Dataplane::clear_counters() {
+  Stats now = collect(*impl_);
+  std::lock_guard lk(impl_->snap_mu);
+  impl_->baseline = std::move(now);
+}
+
+namespace {
+
+Stats collect(const Dataplane::Impl& d) {
   Stats s;
   s.generation = d.generation;
   s.elapsed_s = d.tsc_hz ? double(rte_get_tsc_cycles() - d.start_tsc) / double(d.tsc_hz) : 0;
@@ -430,9 +516,16 @@ Stats Dataplane::stats() const {
       ts.placed += w.pins->tunnel_counters(flow::TunnelId(t)).placed;
     }
   }
+  std::lock_guard lk(d.snap_mu);  // resets swap SAs under it
   for (size_t t = 0; t < s.tunnels.size(); ++t) {
-    const auto o = d.sa_out[t]->stats();
-    const auto i = d.sa_in[t]->stats();
+    esp::SaStats o = d.sa_out[t]->stats();
+    esp::SaStats i = d.sa_in[t]->stats();
+    const esp::SaStats& ro = d.retired_out[t];
+    const esp::SaStats& ri = d.retired_in[t];
+    for (size_t r = 0; r < esp::kDropCount; ++r) {
+      o.drops[r] += ro.drops[r];
+      i.drops[r] += ri.drops[r];
+    }
     for (size_t r = 0; r < esp::kDropCount; ++r) {
       s.tunnels[t].esp_drops[r] = o.drops[r] + i.drops[r];
       s.esp_out_drops += o.drops[r];
@@ -442,12 +535,14 @@ Stats Dataplane::stats() const {
   for (const auto& tb : d.in_tables) {
     const auto ts = tb->stats();
     for (size_t r = 0; r < esp::kDropCount; ++r) {
-      s.esp_table_drops[r] += ts.drops[r];
-      s.esp_in_drops += ts.drops[r];
+      s.esp_table_drops[r] += ts.drops[r] + d.retired_tables.drops[r];
+      s.esp_in_drops += ts.drops[r] + d.retired_tables.drops[r];
     }
   }
   return s;
 }
+
+}  // namespace
 
 nlohmann::json to_json(const Stats& s) {
   nlohmann::json j;
@@ -647,6 +742,16 @@ int Dataplane::create(config::Gateway g, config::PmdConfig p, Options o, std::un
   d.model = Model(d.gw);
   g_impl = &d;
 
+  // The control block first: a second meshgate of the same name must not get as far as the EAL.
+  if (d.opt.control) {
+    std::string e;
+    d.ctrl = ctrl::Block::create(d.opt.control_name.empty() ? d.gw.name : d.opt.control_name, &e);
+    if (!d.ctrl) {
+      *err = "control block: " + e;
+      return kExitRuntime;
+    }
+  }
+
   // Prefixes, in the forms the hot path compares.
   for (const auto& px : d.gw.inside_prefixes) {
     if (px.addr.version == 4) {
@@ -807,18 +912,11 @@ int Dataplane::create(config::Gateway g, config::PmdConfig p, Options o, std::un
     d.sa_out.push_back(std::move(so));
     d.sa_in.push_back(std::move(si));
   }
-  for (uint16_t pi : d.outside) {
-    std::vector<esp::Sa*> list;
-    for (size_t t = 0; t < d.gw.tunnels.size(); ++t)
-      if (d.instance_port[d.gw.tunnels[t].instance] == pi) list.push_back(d.sa_in[t].get());
-    std::string e;
-    auto tb = esp::SaTable::build(list, nw, &e);
-    if (!tb) {
-      *err = fmt::format("inbound SA table of port '{}': {}", d.ports[pi].name, e);
-      return kExitConfig;
-    }
-    d.in_tables.push_back(std::move(tb));
-  }
+  d.retired_out.resize(d.gw.tunnels.size());
+  d.retired_in.resize(d.gw.tunnels.size());
+  d.suspended.assign(d.gw.tunnels.size(), false);
+  d.resets.assign(d.gw.instances.size(), 0);
+  if (!d.build_tables(err)) return kExitConfig;
 
   const size_t qsz = rte_rcu_qsbr_get_memsize(nw);
   d.qsbr = static_cast<rte_rcu_qsbr*>(rte_zmalloc("mg_qsbr", qsz, RTE_CACHE_LINE_SIZE));
@@ -833,6 +931,279 @@ int Dataplane::create(config::Gateway g, config::PmdConfig p, Options o, std::un
   rte_telemetry_register_cmd("/meshgate/tunnels", tel_tunnels, "Per-tunnel state and counters. No parameters");
   *out = std::move(dp);
   return kExitOk;
+}
+
+
+// ------------------------------------------------------------------------------------------------ reset
+
+bool Dataplane::Impl::reset_instance(uint32_t inst, std::string* err) {
+  if (inst >= gw.instances.size()) {
+    *err = fmt::format("instance {} does not exist", inst);
+    return false;
+  }
+  std::vector<config::Error> errs;
+  auto fresh = config::load_gateway(gw.source, &errs);
+  if (!fresh) {
+    *err = fmt::format("{} does not load: {}", gw.source, errs.empty() ? "?" : errs.front().format());
+    return false;
+  }
+  if (fresh->tunnels.size() != gw.tunnels.size() || fresh->instances.size() != gw.instances.size()) {
+    *err = "the config's tunnels or instances differ from the running ones; restart meshgate to change them";
+    return false;
+  }
+  std::vector<uint32_t> mine;
+  for (uint32_t t = 0; t < gw.tunnels.size(); ++t) {
+    const auto& a = gw.tunnels[t];
+    const auto& b = fresh->tunnels[t];
+    if (a.name != b.name || a.instance != b.instance || a.device != b.device) {
+      *err = fmt::format("tunnel {} changed in the config; restart meshgate to change tunnels", a.name);
+      return false;
+    }
+    if (a.instance == inst) mine.push_back(t);
+  }
+  // New SAs first, so nothing changes when one cannot be made.
+  const uint16_t nw = uint16_t(workers.size());
+  std::vector<std::unique_ptr<esp::Sa>> nout(mine.size()), nin(mine.size());
+  for (size_t k = 0; k < mine.size(); ++k) {
+    const uint32_t t = mine[k];
+    auto& ft = fresh->tunnels[t];
+    auto& ct = gw.tunnels[t];
+    const bool same_out = ft.out.keymat.bytes() == ct.out.keymat.bytes();
+    const bool same_in = ft.in.keymat.bytes() == ct.in.keymat.bytes();
+    if (same_in && ft.in.replay_window != sa_in[t]->replay().size()) {
+      *err = fmt::format("tunnel {}: the inbound replay window changed but the key did not; change the key too",
+                         ct.name);
+      return false;
+    }
+    esp::SaConfig oc = config::outbound_sa(*fresh, ft);
+    esp::SaConfig ic = config::inbound_sa(*fresh, ft);
+    oc.user_id = ic.user_id = t;
+    std::string e;
+    nout[k] = esp::Sa::create(oc, esp::Direction::kOutbound, nw, &e);
+    if (nout[k]) nin[k] = esp::Sa::create(ic, esp::Direction::kInbound, nw, &e);
+    if (!nout[k] || !nin[k]) {
+      *err = fmt::format("tunnel {}: {}", ct.name, e);
+      return false;
+    }
+    (void)same_out;
+  }
+  // Phase 1: the instance goes down (its flows move to the other instance) and its inbound SAs leave the
+  // tables; after the synchronise in publish() no worker can reach the old SAs.
+  const AdminState was = model.instance_admin(inst);
+  {
+    std::lock_guard lk(snap_mu);
+    model.set_instance(inst, AdminState::kDown, std::nullopt, err);
+    for (uint32_t t : mine) suspended[t] = true;
+  }
+  std::vector<std::unique_ptr<esp::SaTable>> old_tables;
+  if (!build_tables(err, &old_tables)) return false;
+  publish();
+  old_tables.clear();
+  // Phase 2: swap in the new SAs. A key that did not change continues its sequence number and replay window:
+  // never the same (key, IV) pair twice, never a replay accepted twice.
+  std::vector<std::unique_ptr<esp::Sa>> retired;
+  {
+    std::lock_guard lk(snap_mu);
+    for (size_t k = 0; k < mine.size(); ++k) {
+      const uint32_t t = mine[k];
+      auto& ft = fresh->tunnels[t];
+      auto& ct = gw.tunnels[t];
+      if (ft.out.keymat.bytes() == ct.out.keymat.bytes()) nout[k]->resume_after(sa_out[t]->last_seq());
+      if (ft.in.keymat.bytes() == ct.in.keymat.bytes()) nin[k]->adopt_replay(*sa_in[t]);
+      const esp::SaStats so = sa_out[t]->stats(), si = sa_in[t]->stats();
+      retired_out[t].packets += so.packets;
+      retired_in[t].packets += si.packets;
+      for (size_t r = 0; r < esp::kDropCount; ++r) {
+        retired_out[t].drops[r] += so.drops[r];
+        retired_in[t].drops[r] += si.drops[r];
+      }
+      retired.push_back(std::move(sa_out[t]));
+      retired.push_back(std::move(sa_in[t]));
+      sa_out[t] = std::move(nout[k]);
+      sa_in[t] = std::move(nin[k]);
+      ct.out = std::move(ft.out);
+      ct.in = std::move(ft.in);
+      suspended[t] = false;
+    }
+    model.set_instance(inst, was, std::nullopt, err);
+    ++resets[inst];
+  }
+  if (!build_tables(err, &old_tables)) return false;
+  publish();
+  old_tables.clear();
+  retired.clear();  // wipes the old keys
+  return true;
+}
+
+bool Dataplane::apply_reset(uint32_t i, std::string* err) { return impl_->reset_instance(i, err); }
+
+// ------------------------------------------------------------------------------------------------ control block
+
+namespace {
+
+ctrl::State to_ctrl(AdminState s) {
+  return s == AdminState::kUp ? ctrl::State::kUp : s == AdminState::kDraining ? ctrl::State::kDrain : ctrl::State::kDown;
+}
+
+}  // namespace
+
+void Dataplane::Impl::handle_commands(Dataplane& dp) {
+  ctrl::Command c;
+  for (int budget = 16; budget > 0 && ctrl->poll(&c); --budget) {
+    ctrl::Reply r;
+    r.request_id = c.request_id;
+    std::string msg;
+    ctrl::Status st = ctrl::Status::kOk;
+    bool reserved_zero = c.flags == 0;
+    for (uint8_t b : c.reserved) reserved_zero &= b == 0;
+    const auto op = ctrl::Op(c.op);
+    if (c.version != ctrl::kLayoutVersion) {
+      st = ctrl::Status::kBadVersion;
+      msg = fmt::format("layout version {} (this gateway speaks {})", c.version, ctrl::kLayoutVersion);
+    } else if (c.length != sizeof(ctrl::Command)) {
+      st = ctrl::Status::kBadLength;
+      msg = fmt::format("length {} (expected {})", c.length, sizeof(ctrl::Command));
+    } else if (c.op >= uint16_t(ctrl::Op::kCount)) {
+      st = ctrl::Status::kBadOp;
+      msg = fmt::format("unknown opcode {}", c.op);
+    } else if (!reserved_zero) {
+      st = ctrl::Status::kBadValue;
+      msg = "flags and reserved bytes must be zero";
+    } else if ((op == ctrl::Op::kTunnelState || op == ctrl::Op::kTunnelWeight) && c.target >= gw.tunnels.size()) {
+      st = ctrl::Status::kBadTarget;
+      msg = fmt::format("tunnel {} out of range (0..{})", c.target, gw.tunnels.size() - 1);
+    } else if ((op == ctrl::Op::kInstanceState || op == ctrl::Op::kInstanceReset) && c.target >= gw.instances.size()) {
+      st = ctrl::Status::kBadTarget;
+      msg = fmt::format("instance {} out of range (0..{})", c.target, gw.instances.size() - 1);
+    } else if ((op == ctrl::Op::kTunnelState || op == ctrl::Op::kInstanceState) && c.value > 2) {
+      st = ctrl::Status::kBadValue;
+      msg = fmt::format("state {} (0 up, 1 drain, 2 down)", c.value);
+    } else if (c.deadline_ms != 0 && !((op == ctrl::Op::kTunnelState || op == ctrl::Op::kInstanceState) &&
+                                       c.value == uint32_t(ctrl::State::kDrain))) {
+      st = ctrl::Status::kBadValue;
+      msg = "a deadline goes with drain only";
+    } else if (c.deadline_ms > ctrl::kMaxDeadlineMs) {
+      st = ctrl::Status::kBadValue;
+      msg = fmt::format("deadline {} ms is above 24 h", c.deadline_ms);
+    } else if (op == ctrl::Op::kTunnelWeight && c.value > ctrl::kMaxWeight) {
+      st = ctrl::Status::kBadValue;
+      msg = fmt::format("weight {} is above {}", c.value, ctrl::kMaxWeight);
+    } else if (op == ctrl::Op::kMode && c.value > 1) {
+      st = ctrl::Status::kBadValue;
+      msg = fmt::format("mode {} (0 active-active, 1 active-standby)", c.value);
+    } else {
+      const AdminState as = c.value == 0 ? AdminState::kUp : c.value == 1 ? AdminState::kDraining : AdminState::kDown;
+      const std::optional<uint32_t> dl = c.deadline_ms ? std::optional<uint32_t>(c.deadline_ms) : std::nullopt;
+      bool ok = true;
+      switch (op) {
+        case ctrl::Op::kNop: break;
+        case ctrl::Op::kTunnelState: ok = dp.apply_tunnel(c.target, as, dl, &msg); break;
+        case ctrl::Op::kTunnelWeight: ok = dp.apply_weight(c.target, c.value, &msg); break;
+        case ctrl::Op::kInstanceState: ok = dp.apply_instance(c.target, as, dl, &msg); break;
+        case ctrl::Op::kInstanceReset: ok = dp.apply_reset(c.target, &msg); break;
+        case ctrl::Op::kMode:
+          dp.apply_mode(c.value == 0 ? config::Mode::kActiveActive : config::Mode::kActiveStandby);
+          break;
+        case ctrl::Op::kClearCounters: dp.clear_counters(); break;
+        case ctrl::Op::kCount: break;
+      }
+      if (!ok) st = ctrl::Status::kRefused;
+    }
+    if (st == ctrl::Status::kOk) ++cmds_ok;
+    else ++cmds_rejected;
+    r.status = st;
+    r.generation = generation;
+    if (msg.empty()) msg = st == ctrl::Status::kOk ? "ok" : ctrl::to_string(st);
+    ctrl::copy_name(r.message, sizeof(r.message), msg);
+    ctrl->set_generation(generation);
+    ctrl->reply(r);
+    refresh_mirror(dp);
+  }
+}
+
+void Dataplane::Impl::refresh_mirror(const Dataplane& dp) {
+  const Stats s = dp.stats();
+  ctrl::GatewayInfo g{};
+  ctrl::copy_name(g.name, sizeof(g.name), gw.name);
+  g.mode = model.mode() == config::Mode::kActiveActive ? 0 : 1;
+  g.n_tunnels = uint32_t(gw.tunnels.size());
+  g.n_instances = uint32_t(gw.instances.size());
+  g.n_workers = uint32_t(workers.size());
+  g.generation = generation;
+  g.inside_rx = s.inside_rx;
+  g.inside_tx = s.inside_tx;
+  g.outside_rx = s.outside_rx;
+  g.outside_tx = s.outside_tx;
+  for (size_t r = 0; r < kDropCount && r < ctrl::kMaxDropReasons; ++r) {
+    g.drops[r] = s.drops[r];
+    ctrl::copy_name(g.drop_names[r], sizeof(g.drop_names[r]), to_string(Drop(r)));
+  }
+  for (size_t r = 0; r < esp::kDropCount && r < ctrl::kMaxDropReasons; ++r) {
+    uint64_t v = s.esp_table_drops[r];
+    for (const auto& t : s.tunnels) v += t.esp_drops[r];
+    g.esp_drops[r] = v;
+    ctrl::copy_name(g.esp_drop_names[r], sizeof(g.esp_drop_names[r]), esp::to_string(esp::Drop(r)));
+  }
+  g.flows_new = s.flows_new;
+  g.moved_down = s.moved_down;
+  g.moved_drain = s.moved_drain;
+  g.moved_idle = s.moved_idle;
+  g.evicted = s.evicted;
+  g.commands_ok = cmds_ok;
+  g.commands_rejected = cmds_rejected;
+  g.updated_ns = uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                              std::chrono::system_clock::now().time_since_epoch()).count());
+  ctrl->write_gateway(g);
+  for (uint32_t i = 0; i < gw.instances.size() && i < ctrl::kMaxInstances; ++i) {
+    ctrl::InstanceInfo r{};
+    const auto& in = gw.instances[i];
+    ctrl::copy_name(r.name, sizeof(r.name), in.name);
+    char buf[64];
+    std::string ips = in.ipv4.version ? net::format_ip(in.ipv4, buf, sizeof(buf)) : "";
+    if (in.ipv6.version) ips += std::string(ips.empty() ? "" : " ") + net::format_ip(in.ipv6, buf, sizeof(buf));
+    ctrl::copy_name(r.ip, sizeof(r.ip), ips);
+    r.admin = uint32_t(to_ctrl(model.instance_admin(i)));
+    r.standby = model.standby(i) ? 1 : 0;
+    r.resets = resets[i];
+    ctrl->write_instance(i, r);
+  }
+  for (uint32_t t = 0; t < gw.tunnels.size() && t < ctrl::kMaxTunnels; ++t) {
+    ctrl::TunnelInfo r{};
+    const TunnelStats& ts = s.tunnels[t];
+    ctrl::copy_name(r.name, sizeof(r.name), ts.name);
+    ctrl::copy_name(r.instance, sizeof(r.instance), ts.instance);
+    ctrl::copy_name(r.device, sizeof(r.device), ts.device);
+    r.instance_index = gw.tunnels[t].instance;
+    r.admin = uint32_t(to_ctrl(ts.admin));
+    r.state = uint32_t(to_ctrl(ts.effective));
+    r.weight = ts.weight;
+    r.effective_weight = ts.effective_weight;
+    r.out_spi = gw.tunnels[t].out.spi;
+    r.in_spi = gw.tunnels[t].in.spi;
+    r.packets_out = ts.packets_out;
+    r.bytes_out = ts.bytes_out;
+    r.packets_in = ts.packets_in;
+    r.bytes_in = ts.bytes_in;
+    r.pinned = ts.pinned;
+    r.placed = ts.placed;
+    for (const auto& w : workers) r.moved_in += w->pins->tunnel_counters(flow::TunnelId(t)).moved_in;
+    for (uint64_t d : ts.esp_drops) r.esp_drops += d;
+    {
+      std::lock_guard lk(snap_mu);
+      r.last_seq_out = sa_out[t]->last_seq();
+    }
+    ctrl->write_tunnel(t, r);
+  }
+  for (uint32_t w = 0; w < workers.size() && w < ctrl::kMaxWorkers; ++w) {
+    ctrl::WorkerInfo r{};
+    r.lcore = workers[w]->lcore;
+    r.inside_rx = workers[w]->ctr.inside_rx;
+    r.inside_tx = workers[w]->ctr.inside_tx;
+    r.outside_rx = workers[w]->ctr.outside_rx;
+    r.outside_tx = workers[w]->ctr.outside_tx;
+    ctrl->write_worker(w, r);
+  }
+  ctrl->set_generation(generation);
 }
 
 // ------------------------------------------------------------------------------------------------ run
@@ -857,6 +1228,7 @@ int Dataplane::run() {
   uint64_t last_rx = 0, last_change = t0;
   std::vector<bool> fired(d.opt.events.size(), false);
   nlohmann::json events = nlohmann::json::array();
+  uint64_t next_mirror = t0;
 
   while (!g_stop.load(std::memory_order_relaxed)) {
     std::this_thread::sleep_for(std::chrono::microseconds(500));
@@ -888,6 +1260,13 @@ int Dataplane::run() {
         changed = d.model.expire_drains(d.now_ms());
       }
       if (changed) d.publish();
+    }
+    if (d.ctrl) {
+      d.handle_commands(*this);
+      if (now >= next_mirror) {
+        d.refresh_mirror(*this);
+        next_mirror = now + hz / 10;
+      }
     }
     if (now >= next_stats) {
       fmt::print("{}", format_table(stats()));

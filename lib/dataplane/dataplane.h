@@ -68,6 +68,8 @@ struct Options {
   uint64_t pace_pps = 0;               // per-worker inside RX rate limit, for demos and tests
   std::vector<Event> events;
   bool quiet = false;
+  bool control = true;                 // create the control block /dev/shm/meshgate.<name>
+  std::string control_name;            // default: the gateway name
 };
 
 struct TunnelStats {
@@ -118,6 +120,14 @@ class Dataplane {
   bool apply_instance(uint32_t i, AdminState s, std::optional<uint32_t> deadline_ms, std::string* err);
   bool apply_weight(uint32_t t, uint32_t w, std::string* err);
   void apply_mode(config::Mode m);
+  // Re-reads the gateway file and rebuilds the SAs of instance i's tunnels: its tunnels go down (flows move to
+  // the other instance), the new SAs take over, the tunnels return to their previous state. An SA whose key is
+  // unchanged continues its sequence numbers and replay window, so no (key, IV) pair is ever used twice; a new
+  // key starts from 1. Refused (false, *err) when the file does not load or its tunnels differ from the running
+  // ones (restart for that).
+  bool apply_reset(uint32_t i, std::string* err);
+  // `clear counters`: later stats() count from now (gauges such as pinned flows are kept).
+  void clear_counters();
 
   uint64_t generation() const noexcept;
   Stats stats() const;
