@@ -1,5 +1,6 @@
 // mg::ctrl: block lifecycle, ring protocol (full, many producers, killed producers), replies, mirror seqlock.
 #include "ctrl/ctrl.h"
+#include "ctrl_test_util.h"
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -18,17 +19,7 @@ using namespace mg::ctrl;
 
 namespace {
 
-std::string unique_name() {
-  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  std::string n(1, 't');
-  n += std::to_string(getpid());
-  n += '-';
-  n += info->name();
-  std::string out;
-  for (char c : n)
-    if (valid_name(std::string(1, c))) out += c;
-  return out.substr(0, 32);
-}
+std::string unique_name() { return mg::ctrl::testing::unique_name('t'); }
 
 Command make_cmd(Block& b, Op op, uint32_t target, uint32_t value, uint32_t deadline = 0) {
   Command c{};
