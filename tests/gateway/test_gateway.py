@@ -12,7 +12,8 @@ meshgate-spread predicts the flow placement for the same trace, and the stats JS
   OutboundDropsTest  not routed (outside [inside] prefixes, boundary addresses) and non-IP / runt frames are
                      dropped and counted; Ethernet padding of short frames is not part of the inner packet.
   InboundTest        scapy-made ESP of all four tunnels (one flow over two tunnels): decrypted on the inside port;
-                     wrong-instance SPI, replay, tamper, inner source outside the prefixes: dropped and counted.
+                     wrong-instance SPI, replay, tamper, inner source outside the prefixes: dropped and counted;
+                     outbound traffic in the same run comes out complete.
   StandbyTest        active-standby, paced: active only; active down -> standby; active up -> pinned flows stay,
                      new flows go to the active instance.
   InstanceDownTest   active-active, paced: gw-a down mid-run moves only gw-a's flows, no packet lost; gw-a up
@@ -344,8 +345,10 @@ class Decoded:
                  "spi", "seq", "iv", "tunnel", "inner", "index", "loose_index", "error")
 
 
-def decrypt_outputs(gw, run):
-    """Decrypts every frame of out-a/out-b with scapy, SA chosen by SPI among all tunnels of the config."""
+def decrypt_outputs(gw, run, trace=None):
+    """Decrypts every frame of out-a/out-b with scapy, SA chosen by SPI among all tunnels of the config;
+    inner packets are matched to the packets of trace (default: the run's)."""
+    index_of = (trace or run.trace).index_of
     sas = {t.out.spi: t.out.scapy_sa() for t in gw.tunnels}
     res = []
     for port in ("out-a", "out-b"):
@@ -388,8 +391,8 @@ def decrypt_outputs(gw, run):
                 d.error = f"scapy: {type(e).__name__}: {e}"
                 continue
             d.inner = raw(dec)
-            d.index = run_index(run, d.inner)
-            d.loose_index = d.index if d.index is not None else run_index(run, ip_datagram(d.inner))
+            d.index = index_of.get(d.inner)
+            d.loose_index = d.index if d.index is not None else index_of.get(ip_datagram(d.inner))
     return res
 
 
@@ -400,10 +403,6 @@ def ip_datagram(b):
     if len(b) >= 40 and b[0] >> 4 == 6:
         return b[:40 + struct.unpack("!H", b[4:6])[0]]
     return b
-
-
-def run_index(run, inner):
-    return run.trace.index_of.get(inner) if hasattr(run, "trace") else None
 
 
 def esp_tool_decrypt(gw, run, port, tmpname):
@@ -821,8 +820,13 @@ class InboundTest(GatewayCase):
                 cls.n_selector += 1
         cls.trace = tr
         cls.rx = rx
-        cls.mg = Run("inbound", dual_cfg(), [], a_rx=rx["out-a"], b_rx=rx["out-b"])
+        # Outbound traffic at the same time: one worker serves both directions.
+        cls.out_trace = Trace()
+        for f in interleave([(f, 3) for f in make_flows(40, rng, first_id=500, v4_net=12, v6_net=0xc0)], rng):
+            cls.out_trace.add(f, sized(rng))
+        cls.mg = Run("inbound", dual_cfg(), cls.out_trace.frames, a_rx=rx["out-a"], b_rx=rx["out-b"])
         cls.mg.trace, cls.mg.gw = tr, gw
+        cls.decoded = decrypt_outputs(gw, cls.mg, cls.out_trace) if cls.mg.out["out-a"] is not None else []
 
     def inside_frames(self):
         fr = self.mg.out["inside"]
@@ -831,7 +835,11 @@ class InboundTest(GatewayCase):
         return fr
 
     def test_accounting(self):
-        self.assert_accounting(0, len(self.rx["out-a"]) + len(self.rx["out-b"]))
+        self.assert_accounting(len(self.out_trace.frames), len(self.rx["out-a"]) + len(self.rx["out-b"]))
+
+    def test_outbound_alongside(self):
+        self.assert_decoded_clean()
+        self.assert_exactly_once(range(len(self.out_trace.frames)))
 
     def test_all_tunnels_decrypted_byte_for_byte(self):
         got = []
