@@ -136,7 +136,7 @@ class Table {
     for (const auto& r : rows_)
       for (size_t i = 0; i < r.size() && i < w.size(); ++i) {
         w[i] = std::max(w[i], r[i].size());
-        if (r[i].empty() || r[i].find_first_not_of("0123456789.-") != std::string::npos) numeric[i] = false;
+        if (r[i].empty() || r[i].find_first_not_of("0123456789") != std::string::npos) numeric[i] = false;
       }
     auto line = [&](const std::vector<std::string>& r) {
       std::string out;
@@ -397,7 +397,8 @@ int run_command(c::Block& b, const Options& o, c::Op op, uint32_t target, uint32
                                           o.timeout_ms, b.owner_pid())};
     }
   }
-  const std::string msg = str(r->message, sizeof r->message);
+  std::string msg = str(r->message, sizeof r->message);
+  if (msg == "ok") msg.clear();  // nothing beyond the status
   const bool ok = r->status == c::Status::kOk;
   if (o.json) {
     fmt::print("{}\n", json{{"ok", ok},

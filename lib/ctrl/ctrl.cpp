@@ -21,6 +21,7 @@
 #include <chrono>
 #include <cinttypes>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <new>
@@ -112,6 +113,36 @@ bool pid_alive(int32_t pid) noexcept {
   return kill(pid, 0) == 0 || errno == EPERM;
 }
 
+// The low 32 bits of a process's start time in clock ticks since boot (/proc/<pid>/stat field 22), 0 if unknown.
+// Immutable for the life of the process, so with the pid it tells the owner from a later process that got its pid
+// (a restarted container often gets the same pid).
+uint32_t process_start_ticks(int32_t pid) noexcept {
+  char path[48];
+  std::snprintf(path, sizeof path, "/proc/%d/stat", int(pid));
+  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  char buf[1024];
+  const ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0) return 0;
+  buf[n] = '\0';
+  const char* p = std::strrchr(buf, ')');  // the command name may hold spaces and parentheses
+  if (!p) return 0;
+  ++p;
+  for (int field = 3; field < 22 && p; ++field) p = std::strchr(p + 1, ' ');  // p: the space before field 3, then 4.. 22
+  if (!p) return 0;
+  const uint64_t ticks = std::strtoull(p + 1, nullptr, 10);
+  return uint32_t(ticks) ? uint32_t(ticks) : 1;
+}
+
+// The block's owner is running: its pid is alive and is still the same process (when both start times are known).
+bool owner_running(int32_t pid, uint32_t start_ticks) noexcept {
+  if (!pid_alive(pid)) return false;
+  if (start_ticks == 0) return true;
+  const uint32_t now = process_start_ticks(pid);
+  return now == 0 || now == start_ticks;
+}
+
 std::string shm_name_for(const std::string& name) { return "/meshgate." + name; }
 
 }  // namespace
@@ -123,7 +154,7 @@ struct Block::Layout {
   uint32_t header_reserved;
   uint64_t size;                        // sizeof(Layout)
   int32_t owner_pid;                    // the data plane process (the only consumer and mirror writer)
-  uint32_t header_reserved2;
+  uint32_t owner_start_ticks;           // its start time (process_start_ticks), 0 = unknown
   uint64_t start_time_ns;               // CLOCK_REALTIME at creation
   std::atomic<uint64_t> generation;     // state generation, set by the owner
   std::atomic<uint64_t> next_request_id;
@@ -150,6 +181,7 @@ static_assert(offsetof(Block::Layout, magic) == 0);
 static_assert(offsetof(Block::Layout, layout_version) == 8);
 static_assert(offsetof(Block::Layout, size) == 16);
 static_assert(offsetof(Block::Layout, owner_pid) == 24);
+static_assert(offsetof(Block::Layout, owner_start_ticks) == 28);
 static_assert(offsetof(Block::Layout, start_time_ns) == 32);
 static_assert(offsetof(Block::Layout, generation) == 40);
 static_assert(offsetof(Block::Layout, next_request_id) == 48);
@@ -210,6 +242,7 @@ struct Peek {
   uint32_t version = 0;
   uint64_t size = 0;
   int32_t pid = 0;
+  uint32_t start_ticks = 0;
   uint64_t start_ns = 0;
 };
 
@@ -228,6 +261,7 @@ Peek peek(const std::string& shm_name) {
       std::memcpy(&p.version, b + 8, 4);
       std::memcpy(&p.size, b + 16, 8);
       std::memcpy(&p.pid, b + 24, 4);
+      std::memcpy(&p.start_ticks, b + 28, 4);
       std::memcpy(&p.start_ns, b + 32, 8);
       munmap(m, 64);
     }
@@ -263,7 +297,7 @@ std::unique_ptr<Block> Block::create(const std::string& gateway_name, std::strin
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
       p = peek(shm);
     }
-    if (p.exists && pid_alive(p.pid)) {
+    if (p.exists && owner_running(p.pid, p.start_ticks)) {
       set_err(err, path + " belongs to a running gateway (pid " + std::to_string(p.pid) +
                        "); stop it first or use another gateway name");
       return nullptr;
@@ -296,9 +330,12 @@ std::unique_ptr<Block> Block::create(const std::string& gateway_name, std::strin
   // The pid first (a concurrent create() reads it), then everything, then the magic.
   auto* raw = static_cast<unsigned char*>(m);
   const int32_t pid = int32_t(getpid());
+  const uint32_t ticks = process_start_ticks(pid);
   std::memcpy(raw + 24, &pid, 4);
+  std::memcpy(raw + 28, &ticks, 4);
   auto* L = new (m) Layout();
   L->owner_pid = pid;
+  L->owner_start_ticks = ticks;
   L->layout_version = kLayoutVersion;
   L->size = size;
   L->start_time_ns = now_realtime_ns();
@@ -377,12 +414,12 @@ std::unique_ptr<Block> Block::open(const std::string& gateway_name, std::string*
   };
   // A creator may still be initialising: the magic comes last.
   uint64_t magic = L->magic.load(std::memory_order_acquire);
-  for (int i = 0; i < 20 && magic == 0 && pid_alive(L->owner_pid); ++i) {
+  for (int i = 0; i < 20 && magic == 0 && owner_running(L->owner_pid, L->owner_start_ticks); ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
     magic = L->magic.load(std::memory_order_acquire);
   }
   const int32_t pid = L->owner_pid;
-  if (!pid_alive(pid))
+  if (!owner_running(pid, L->owner_start_ticks))
     return unmap_fail(SubmitError::kNoGateway,
                       "no gateway is running: " + path + " is stale (pid " + std::to_string(pid) + ")");
   if (magic != kMagic) {
@@ -425,7 +462,8 @@ Block::~Block() {
 int32_t Block::owner_pid() const noexcept { return mem_->owner_pid; }
 
 bool Block::owner_alive() const noexcept {
-  return mem_->magic.load(std::memory_order_acquire) == kMagic && pid_alive(mem_->owner_pid);
+  return mem_->magic.load(std::memory_order_acquire) == kMagic &&
+         owner_running(mem_->owner_pid, mem_->owner_start_ticks);
 }
 
 uint64_t Block::next_request_id() noexcept {

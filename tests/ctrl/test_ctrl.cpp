@@ -10,6 +10,8 @@
 
 #include <atomic>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 #include <set>
 #include <string>
 #include <thread>
@@ -157,6 +159,45 @@ TEST(CtrlBlock, StaleBlockReplacedAndReportedAsNoGateway) {
   auto client = Block::open(name, &err, &code);
   ASSERT_TRUE(client) << err;
   EXPECT_EQ(client->owner_pid(), getpid());
+}
+
+// The owner pid is alive but is another process now (pid reuse, e.g. a restarted container): stale.
+TEST(CtrlBlock, ReusedPidIsStale) {
+  const std::string name = unique_name();
+  const std::string path = Block::path_for(name);
+  std::string err;
+  auto old_owner = Block::create(name, &err);
+  ASSERT_TRUE(old_owner) << err;
+  uint32_t ticks = 0;
+  {
+    const int fd = ::open(path.c_str(), O_RDONLY);
+    ASSERT_EQ(pread(fd, &ticks, 4, 28), 4);
+    close(fd);
+  }
+  ASSERT_NE(ticks, 0u) << "no /proc start time for this process";
+  {
+    std::ifstream f("/proc/self/stat");
+    std::string all((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    std::istringstream rest(all.substr(all.rfind(')') + 2));
+    std::vector<std::string> fields;
+    for (std::string x; rest >> x;) fields.push_back(x);
+    ASSERT_GT(fields.size(), 19u);
+    EXPECT_EQ(ticks, uint32_t(std::stoull(fields[19])));  // field 22, starttime
+  }
+  const uint32_t other = ticks + 1;
+  pwrite_at(path, 28, &other, 4);
+  EXPECT_FALSE(old_owner->owner_alive());
+  SubmitError code = SubmitError::kOk;
+  EXPECT_EQ(Block::open(name, &err, &code), nullptr);
+  EXPECT_EQ(code, SubmitError::kNoGateway);
+  EXPECT_NE(err.find("is stale (pid " + std::to_string(getpid()) + ")"), std::string::npos) << err;
+  auto owner = Block::create(name, &err);
+  ASSERT_TRUE(owner) << err;
+  auto client = Block::open(name, &err, &code);
+  ASSERT_TRUE(client) << err;
+  EXPECT_TRUE(client->owner_alive());
+  old_owner.reset();  // must not unlink the new block
+  EXPECT_TRUE(file_exists(path));
 }
 
 TEST(CtrlBlock, StaleEmptyFileIsReplaced) {
