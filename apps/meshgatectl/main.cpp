@@ -381,6 +381,9 @@ int run_command(c::Block& b, const Options& o, c::Op op, uint32_t target, uint32
   if (!r) {
     switch (e) {
       case c::SubmitError::kFull:
+        if (b.pending() < c::kRingSlots)
+          throw Fail{kExitBusy, "ring busy: another client holds the ring lock (stopped mid-command?); nothing was "
+                                "sent, retry later"};
         throw Fail{kExitBusy, fmt::format("ring full: gateway pid {} has {} commands pending; nothing was sent, "
                                           "retry later",
                                           b.owner_pid(), b.pending())};

@@ -476,20 +476,39 @@ uint64_t Block::next_request_id() noexcept {
 namespace {
 
 // Takes the robust producer mutex; a holder that died leaves it EOWNERDEAD, which we repair and take.
-bool lock_producers(pthread_mutex_t* m) noexcept {
-  int rc = pthread_mutex_lock(m);
+// Producers hold it for a few hundred nanoseconds; a holder that is stopped (SIGSTOP, a debugger) must not hang
+// every other client, so waiting is bounded (kLockWaitMs, then kFull: the ring cannot take the command now).
+constexpr int64_t kLockWaitMs = 500;
+
+SubmitError lock_producers(pthread_mutex_t* m) noexcept {
+  int rc = pthread_mutex_trylock(m);  // the usual case, and where a dead holder is found
+  if (rc == EOWNERDEAD) {
+    pthread_mutex_consistent(m);
+    return SubmitError::kOk;
+  }
+  if (rc == 0) return SubmitError::kOk;
+  timespec until{};
+  clock_gettime(CLOCK_REALTIME, &until);  // timedlock, not clocklock(MONOTONIC): sanitizers intercept it
+  until.tv_sec += kLockWaitMs / 1000;
+  until.tv_nsec += (kLockWaitMs % 1000) * 1000000;
+  if (until.tv_nsec >= 1000000000) {
+    until.tv_sec += 1;
+    until.tv_nsec -= 1000000000;
+  }
+  rc = pthread_mutex_timedlock(m, &until);
   if (rc == EOWNERDEAD) {
     pthread_mutex_consistent(m);
     rc = 0;
   }
-  return rc == 0;
+  if (rc == ETIMEDOUT) return SubmitError::kFull;
+  return rc == 0 ? SubmitError::kOk : SubmitError::kBadBlock;
 }
 
 }  // namespace
 
 // The producer protocol, with stop points for fault injection (what a client killed there leaves behind).
 static SubmitError submit_impl(Block::Layout* L, const Command& c, int stop) noexcept {
-  if (!lock_producers(&L->producer_mutex)) return SubmitError::kBadBlock;
+  if (const SubmitError le = lock_producers(&L->producer_mutex); le != SubmitError::kOk) return le;
   if (stop == 0) return SubmitError::kOk;  // "killed" holding the lock
   uint64_t tail = L->tail.load(std::memory_order_relaxed);
   for (uint32_t guard = 0; guard <= kRingSlots; ++guard) {

@@ -156,6 +156,8 @@ class Block {
   // Waits up to timeout_ms for the reply to request_id (polling); nullopt on timeout.
   std::optional<Reply> wait_reply(uint64_t request_id, uint32_t timeout_ms) const noexcept;
   // Convenience: fills version/length/request id, submits, waits. On a submit error returns nullopt and sets *e.
+  // On a reply timeout returns nullopt with *e = kOk (owner alive: still busy) or kNoGateway (owner gone).
+  // submit() also gives kFull when another client has held the producer lock for 500 ms (stopped mid-submit).
   std::optional<Reply> call(Op op, uint32_t target, uint32_t value, uint32_t deadline_ms, uint32_t timeout_ms,
                             SubmitError* e);
 

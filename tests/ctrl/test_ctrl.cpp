@@ -4,6 +4,7 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -537,6 +538,42 @@ TEST(CtrlRing, KilledProducers) {
   n = 0;
   while (owner->poll(&out)) ++n;
   EXPECT_EQ(n, kRingSlots);
+}
+
+// A producer stopped while holding the lock: others get kFull after a bounded wait, not a hang; once it dies the
+// lock is recovered.
+TEST(CtrlRing, StoppedProducerDoesNotHangOthers) {
+  OwnerAndClient oc;
+  ASSERT_TRUE(oc.make(unique_name()));
+  auto& owner = oc.owner;
+  int ready[2];
+  ASSERT_EQ(pipe(ready), 0);
+  const pid_t child = fork();
+  if (child == 0) {
+    owner->submit_partial(make_cmd(*owner, Op::kNop, 0, 0), Block::SubmitStop::kLocked);
+    char x = 1;
+    (void)!write(ready[1], &x, 1);
+    pause();
+    _exit(0);
+  }
+  char x;
+  ASSERT_EQ(read(ready[0], &x, 1), 1);
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_EQ(oc.client->submit(make_cmd(*oc.client, Op::kNop, 0, 0)), SubmitError::kFull);
+  const auto dt = std::chrono::steady_clock::now() - t0;
+  EXPECT_GE(dt, std::chrono::milliseconds(400));
+  EXPECT_LT(dt, std::chrono::seconds(3));
+  kill(child, SIGKILL);
+  int st;
+  waitpid(child, &st, 0);
+  close(ready[0]);
+  close(ready[1]);
+  auto c = make_cmd(*oc.client, Op::kNop, 0, 0);
+  EXPECT_EQ(oc.client->submit(c), SubmitError::kOk);
+  Command out{};
+  ASSERT_TRUE(owner->poll(&out));
+  EXPECT_EQ(out.request_id, c.request_id);
+  EXPECT_FALSE(owner->poll(&out));
 }
 
 TEST(CtrlMirror, SeqlockNeverTorn) {
