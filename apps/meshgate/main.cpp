@@ -3,6 +3,7 @@
 //   meshgate --config configs/gateway-dual.toml                 run until SIGINT/SIGTERM
 //   meshgate --config FILE --check                              validate both files, print the model, no EAL
 //   meshgate --config FILE --duration 10 --stats-interval 1 --event 5:instance:gw-a:down
+//   meshgate --config FILE --liveness 20x3                    tunnels without proof of life for 60 ms go down
 //
 // Exit codes: 0 ok, 1 runtime failure, 2 bad config or usage, 3 EAL failure, 4 port failure.
 #include <CLI/CLI.hpp>
@@ -39,6 +40,15 @@ int main(int argc, char** argv) {
   app.add_option("--exit-when-idle-ms", opt.exit_when_idle_ms,
                  "stop once no packet has arrived for this many ms (after the first)");
   app.add_option("--pace-pps", opt.pace_pps, "limit inside RX per worker to this many packets/s (demos)");
+  app.add_option("--pace-outside-pps", opt.pace_outside_pps,
+                 "limit RX of each outside port per worker to this many packets/s (tests feeding ESP pcaps)");
+  std::string liveness;
+  app.add_option("--liveness", liveness,
+                 "tunnel liveness detection for every tunnel: INTERVAL_MSxMULTIPLIER, e.g. 20x3 (default: off)");
+  app.add_option("--liveness-hold-down-ms", opt.liveness.hold_down_ms,
+                 "continuous proof of life before a tunnel that came back is used again (default 1000)");
+  bool no_damping = false;
+  app.add_flag("--liveness-no-damping", no_damping, "do not suppress flapping tunnels");
   app.add_option("--event", events,
                  "state change during the run: SECONDS|pPACKETS:tunnel|instance:NAME:up|down|drain")
       ->allow_extra_args(false);
@@ -92,6 +102,14 @@ int main(int argc, char** argv) {
     fmt::print("{}\n{}", mg::config::describe(*gw), mg::config::describe(*pmd));
     fmt::print("meshgate: {} is valid\n", config_path);
     return mg::dp::kExitOk;
+  }
+  if (!liveness.empty()) {
+    std::string err;
+    if (!mg::dp::parse_liveness(liveness, &opt.liveness, &err)) {
+      fmt::print(stderr, "meshgate: {}\n", err);
+      return mg::dp::kExitConfig;
+    }
+    if (no_damping) opt.liveness.penalty = 0;
   }
   opt.eal_extra = eal_extra;
   opt.control = !no_control;

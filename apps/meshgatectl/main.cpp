@@ -48,6 +48,11 @@ const char* state_name(uint32_t s) {
   return "?";
 }
 
+const char* liveness_name(uint32_t s) {
+  static const char* names[] = {"off", "up", "down", "holding", "suppressed"};
+  return s < 5 ? names[s] : "?";
+}
+
 const char* mode_name(uint32_t m) {
   switch (c::Mode(m)) {
     case c::Mode::kActiveActive: return "active-active";
@@ -171,7 +176,7 @@ std::string ago(uint64_t then_ns) {
 // ---- show ----
 
 json tunnel_json(uint32_t i, const c::TunnelInfo& t) {
-  return {{"index", i},
+  json j = {{"index", i},
           {"name", FIELD(t.name)},
           {"instance", FIELD(t.instance)},
           {"device", FIELD(t.device)},
@@ -191,6 +196,11 @@ json tunnel_json(uint32_t i, const c::TunnelInfo& t) {
           {"moved_in", t.moved_in},
           {"esp_drops", t.esp_drops},
           {"last_seq_out", t.last_seq_out}};
+  // Only where liveness runs: a gateway without it shows what it always did.
+  if (t.liveness != 0)
+    j["liveness"] = {{"state", liveness_name(t.liveness)}, {"last_proof_ms_ago", t.last_proof_ms_ago},
+                     {"flaps", t.flaps}, {"penalty", t.liveness_penalty}};
+  return j;
 }
 
 json drops_json(const uint64_t* counts, const char (*names)[24]) {
@@ -262,11 +272,24 @@ void show(const c::Block& b, const Options& o, const std::string& what) {
       fmt::print("{}\n", j.dump(2));
       return;
     }
-    Table t({"#", "TUNNEL", "INSTANCE", "DEVICE", "ADMIN", "STATE", "WEIGHT", "EFFECTIVE", "OUT_SPI", "IN_SPI"});
+    bool live = false;
+    for (const auto& r : s.tunnels) live |= r.liveness != 0;
+    std::vector<std::string> head{"#", "TUNNEL", "INSTANCE", "DEVICE", "ADMIN", "STATE", "WEIGHT", "EFFECTIVE",
+                                  "OUT_SPI", "IN_SPI"};
+    if (live) head.insert(head.end(), {"LIVENESS", "LAST_PROOF", "FLAPS"});
+    Table t(head);
     for (uint32_t i = 0; i < s.tunnels.size(); ++i) {
       const auto& r = s.tunnels[i];
-      t.row({num(i), FIELD(r.name), FIELD(r.instance), FIELD(r.device), state_name(r.admin), state_name(r.state),
-             num(r.weight), num(r.effective_weight), hex32(r.out_spi), hex32(r.in_spi)});
+      std::vector<std::string> row{num(i), FIELD(r.name), FIELD(r.instance), FIELD(r.device), state_name(r.admin),
+                                   state_name(r.state), num(r.weight), num(r.effective_weight), hex32(r.out_spi),
+                                   hex32(r.in_spi)};
+      if (live)
+        row.insert(row.end(), {liveness_name(r.liveness),
+                               r.liveness == 0              ? "-"
+                               : r.last_proof_ms_ago < 0    ? "never"
+                                                            : fmt::format("{} ms ago", r.last_proof_ms_ago),
+                               r.liveness == 0 ? "-" : num(r.flaps)});
+      t.row(row);
     }
     t.print();
   } else if (what == "flows") {

@@ -125,6 +125,11 @@ struct TunnelInfo {
   uint64_t pinned, placed, moved_in;
   uint64_t esp_drops;
   uint64_t last_seq_out;
+  // Liveness (appended; all zero when liveness is off for the tunnel).
+  uint32_t liveness;             // 0 off, 1 up, 2 down, 3 holding (proof again, in hold-down), 4 suppressed (damped)
+  uint32_t liveness_penalty;     // damping figure now
+  int64_t last_proof_ms_ago;     // -1: no authenticated inbound packet yet
+  uint64_t flaps;                // liveness up -> down verdicts
 };
 
 struct WorkerInfo {

@@ -80,6 +80,12 @@ struct alignas(64) WorkerCtr {
   uint64_t drops[kDropCount];
 };
 
+// A token bucket of `pps` packets per second, at most one burst deep (demos and tests: net_pcap reads a pcap
+// as fast as it is polled).
+struct Pace {
+  uint64_t tokens = 0, last = 0;
+};
+
 struct Worker {
   uint16_t id = 0;
   unsigned lcore = 0;
@@ -88,8 +94,12 @@ struct Worker {
   std::unique_ptr<flow::PinTable> pins;
   WorkerCtr ctr{};
   std::unique_ptr<TunnelCtr[]> tctr;
-  uint64_t pace_tokens = 0;
-  uint64_t pace_last = 0;
+  // Liveness watchdog: per tunnel, the ms tick of the last authenticated inbound packet this worker decrypted.
+  // One writer (this worker), read by main; relaxed atomics compile to plain stores and loads. Written only
+  // when the tick changed, so a busy tunnel dirties its line at most once per ms.
+  std::unique_ptr<std::atomic<uint32_t>[]> proof;
+  Pace pace;                 // inside RX
+  std::vector<Pace> opace;   // per outside-port index
 };
 
 struct PortRt {
@@ -131,6 +141,10 @@ struct Dataplane::Impl {
   uint64_t cmds_ok = 0, cmds_rejected = 0;
   std::vector<bool> suspended;                 // by tunnel: inbound SA out of the tables during a reset
   esp::SaStats retired_tables;                 // pre-SA drops of inbound tables replaced by resets
+  Liveness live;                               // main's verdicts; read by stats() under snap_mu
+  std::vector<std::vector<uint32_t>> proof_seen;  // by worker, by tunnel: the last watchdog value main read
+  nlohmann::json live_events = nlohmann::json::array();
+  bool live_any = false;
 
   // Inbound SA tables, one per outside port, of the tunnels whose instance uses that port (suspended ones left
   // out). The caller keeps the old tables alive until a publish() has synchronised.
@@ -160,6 +174,8 @@ struct Dataplane::Impl {
     return true;
   }
   bool reset_instance(uint32_t i, std::string* err);
+  void liveness_start();
+  void liveness_poll(const Dataplane& dp, double el);
   void handle_commands(Dataplane& dp);
   void refresh_mirror(const Dataplane& dp);
 
@@ -178,6 +194,12 @@ struct Dataplane::Impl {
       return true;
     }
     return false;
+  }
+  uint16_t paced(Pace& p, uint64_t pps) const noexcept {
+    const uint64_t t = rte_get_tsc_cycles();
+    p.tokens = std::min<uint64_t>(p.tokens + (t - p.last) * pps / tsc_hz, kBurst);
+    if (p.tokens || t - p.last > tsc_hz) p.last = t;
+    return uint16_t(p.tokens);
   }
   void outbound(Worker& w, const State& st, uint16_t q) noexcept;
   void send_tunnel(Worker& w, const State& st, flow::TunnelId t, rte_mbuf** grp, uint16_t g) noexcept;
@@ -204,18 +226,12 @@ bool is_ip_ethertype(const uint8_t* eth) noexcept {
 
 void Dataplane::Impl::outbound(Worker& w, const State& st, uint16_t q) noexcept {
   const PortRt& ip = ports[inside];
-  uint16_t want = kBurst;
-  if (opt.pace_pps) {
-    const uint64_t t = rte_get_tsc_cycles();
-    w.pace_tokens = std::min<uint64_t>(w.pace_tokens + (t - w.pace_last) * opt.pace_pps / tsc_hz, kBurst);
-    if (w.pace_tokens || t - w.pace_last > tsc_hz) w.pace_last = t;
-    want = uint16_t(w.pace_tokens);
-    if (want == 0) return;
-  }
+  const uint16_t want = opt.pace_pps ? paced(w.pace, opt.pace_pps) : kBurst;
+  if (want == 0) return;
   rte_mbuf* pkts[kBurst];
   const uint16_t n = rte_eth_rx_burst(ip.id, q, pkts, want);
   if (n == 0) return;
-  if (opt.pace_pps) w.pace_tokens -= n;
+  if (opt.pace_pps) w.pace.tokens -= n;
   w.ctr.inside_rx += n;
 
   const uint8_t* l3[kBurst];
@@ -301,9 +317,12 @@ void Dataplane::Impl::send_tunnel(Worker& w, const State& st, flow::TunnelId t, 
 
 void Dataplane::Impl::inbound(Worker& w, const State& st, uint16_t oidx, uint16_t q) noexcept {
   const PortRt& op = ports[outside[oidx]];
+  const uint16_t want = opt.pace_outside_pps ? paced(w.opace[oidx], opt.pace_outside_pps) : kBurst;
+  if (want == 0) return;
   rte_mbuf* pkts[kBurst];
-  const uint16_t n = rte_eth_rx_burst(op.id, q, pkts, kBurst);
+  const uint16_t n = rte_eth_rx_burst(op.id, q, pkts, want);
   if (n == 0) return;
+  if (opt.pace_outside_pps) w.opace[oidx].tokens -= n;
   w.ctr.outside_rx += n;
   uint16_t k = 0;
   for (uint16_t i = 0; i < n; ++i) {
@@ -318,9 +337,14 @@ void Dataplane::Impl::inbound(Worker& w, const State& st, uint16_t oidx, uint16_
   }
   const uint16_t d = esp::decap_burst(*st.in_table[oidx], w.id, pkts, k);
   for (uint16_t i = d; i < k; ++i) rte_pktmbuf_free(pkts[i]);  // reason counted in the SA or the table
+  if (d == 0) return;
+  const uint32_t now = now_ms();
   uint16_t s = 0;
   for (uint16_t i = 0; i < d; ++i) {
     rte_mbuf* m = pkts[i];
+    // The ICV verified: proof of life of its tunnel, whatever the inner packet turns out to be.
+    std::atomic<uint32_t>& pr = w.proof[m->hash.usr];
+    if (pr.load(std::memory_order_relaxed) != now) pr.store(now, std::memory_order_relaxed);
     const uint8_t* p = rte_pktmbuf_mtod(m, const uint8_t*);
     const bool v6 = (p[0] >> 4) == 6;
     // Route-based selector: what comes out of a tunnel must come from the networks behind the tunnels.
@@ -347,7 +371,8 @@ void Dataplane::Impl::inbound(Worker& w, const State& st, uint16_t oidx, uint16_
 int Dataplane::Impl::worker_main(Worker& w) {
   rte_rcu_qsbr_thread_register(qsbr, w.id);
   rte_rcu_qsbr_thread_online(qsbr, w.id);
-  w.pace_last = rte_get_tsc_cycles();
+  w.pace.last = rte_get_tsc_cycles();
+  for (auto& p : w.opace) p.last = w.pace.last;
   while (!g_stop.load(std::memory_order_relaxed)) {
     const State* st = state.load(std::memory_order_acquire);
     for (uint16_t q : w.inside_rxq) outbound(w, *st, q);
@@ -497,6 +522,15 @@ Stats collect(const Dataplane::Impl& d) {
       ts.effective = d.model.effective(uint32_t(t));
       ts.weight = d.model.weight(uint32_t(t));
       ts.effective_weight = d.model.effective_weight(uint32_t(t));
+      if (t < d.live.tunnels() && d.live.enabled(uint32_t(t))) {
+        const uint32_t now = d.now_ms();
+        ts.live_enabled = true;
+        ts.live = d.live.state(uint32_t(t));
+        ts.last_proof_ms_ago = d.live.ever_proof(uint32_t(t)) ? std::max<int32_t>(0, int32_t(now - d.live.last_proof(uint32_t(t)))) : -1;
+        ts.flaps = d.live.flaps(uint32_t(t));
+        ts.suppressions = d.live.suppressions(uint32_t(t));
+        ts.penalty = d.live.penalty(uint32_t(t), now);
+      }
     }
   }
   for (const auto& wp : d.workers) {
@@ -591,6 +625,10 @@ nlohmann::json to_json(const Stats& s) {
     for (size_t r = 0; r < esp::kDropCount; ++r)
       if (t.esp_drops[r]) ed[esp::to_string(esp::Drop(r))] = t.esp_drops[r];
     e["esp_drops"] = ed;
+    if (t.live_enabled) {
+      e["liveness"] = {{"state", to_string(t.live)}, {"last_proof_ms_ago", t.last_proof_ms_ago},
+                       {"flaps", t.flaps}, {"suppressions", t.suppressions}, {"penalty", t.penalty}};
+    }
     ts.push_back(e);
   }
   j["tunnels"] = ts;
@@ -710,6 +748,12 @@ int tel_tunnels(const char*, const char*, rte_tel_data* d) {
     uint64_t ed = 0;
     for (uint64_t x : t.esp_drops) ed += x;
     rte_tel_data_add_dict_u64(c, "esp_drops", ed);
+    rte_tel_data_add_dict_string(c, "liveness", t.live_enabled ? to_string(t.live) : "off");
+    if (t.live_enabled) {
+      rte_tel_data_add_dict_int(c, "last_proof_ms_ago", int(std::min<int64_t>(t.last_proof_ms_ago, INT32_MAX)));
+      rte_tel_data_add_dict_u64(c, "flaps", t.flaps);
+      rte_tel_data_add_dict_u64(c, "suppressions", t.suppressions);
+    }
     rte_tel_data_add_dict_container(d, t.name.c_str(), c, 0);
   }
   return 0;
@@ -895,6 +939,9 @@ int Dataplane::create(config::Gateway g, config::PmdConfig p, Options o, std::un
       for (uint16_t q = w->id; q < d.ports[d.outside[o]].nrx; q += nw) w->outside_rxq[o].push_back(q);
     w->pins = std::make_unique<flow::PinTable>(d.gw.flow.pin_capacity, d.gw.flow.pin_idle_timeout_ms);
     w->tctr = std::make_unique<TunnelCtr[]>(d.gw.tunnels.size());
+    w->proof = std::make_unique<std::atomic<uint32_t>[]>(d.gw.tunnels.size());
+    for (size_t t = 0; t < d.gw.tunnels.size(); ++t) w->proof[t].store(0, std::memory_order_relaxed);
+    w->opace.resize(d.outside.size());
     std::memset(static_cast<void*>(w->tctr.get()), 0, sizeof(TunnelCtr) * d.gw.tunnels.size());
   }
 
@@ -1200,6 +1247,12 @@ void Dataplane::Impl::refresh_mirror(const Dataplane& dp) {
       std::lock_guard lk(snap_mu);
       r.last_seq_out = sa_out[t]->last_seq();
     }
+    if (ts.live_enabled) {
+      r.liveness = 1 + uint32_t(ts.live);  // LiveState order: up, down, holding, suppressed
+      r.liveness_penalty = ts.penalty;
+      r.last_proof_ms_ago = ts.last_proof_ms_ago;
+      r.flaps = ts.flaps;
+    }
     ctrl->write_tunnel(t, r);
   }
   for (uint32_t w = 0; w < workers.size() && w < ctrl::kMaxWorkers; ++w) {
@@ -1212,6 +1265,68 @@ void Dataplane::Impl::refresh_mirror(const Dataplane& dp) {
     ctrl->write_worker(w, r);
   }
   ctrl->set_generation(generation);
+}
+
+// ------------------------------------------------------------------------------------------------ liveness
+
+void Dataplane::Impl::liveness_start() {
+  std::lock_guard lk(snap_mu);
+  const uint32_t now = now_ms();
+  live = Liveness(uint32_t(gw.tunnels.size()));
+  live_any = opt.liveness.enabled;
+  for (uint32_t t = 0; t < gw.tunnels.size(); ++t) live.configure(t, opt.liveness, now);
+  proof_seen.assign(workers.size(), std::vector<uint32_t>(gw.tunnels.size(), 0));
+  for (size_t w = 0; w < workers.size(); ++w)
+    for (size_t t = 0; t < gw.tunnels.size(); ++t)
+      proof_seen[w][t] = workers[w]->proof[t].load(std::memory_order_relaxed);
+}
+
+// Reads the workers' watchdog ticks, runs the detector, and publishes its verdicts the way an operator command
+// is published (model change, new State, RCU synchronise). Main lcore, every loop.
+void Dataplane::Impl::liveness_poll(const Dataplane& dp, double el) {
+  if (!live_any) return;
+  static thread_local std::vector<Liveness::Change> changes;  // main only; keeps its capacity between calls
+  changes.clear();
+  {
+    std::lock_guard lk(snap_mu);
+    for (size_t w = 0; w < workers.size(); ++w) {
+      for (uint32_t t = 0; t < gw.tunnels.size(); ++t) {
+        const uint32_t v = workers[w]->proof[t].load(std::memory_order_relaxed);
+        if (v == proof_seen[w][t]) continue;
+        proof_seen[w][t] = v;
+        live.proof(t, v);
+      }
+    }
+    live.tick(now_ms(), &changes);
+    for (const auto& c : changes) model.set_live(c.tunnel, c.up);
+  }
+  if (changes.empty()) return;
+  publish();
+  const uint32_t done = now_ms();
+  uint64_t inside_rx = 0, outside_rx = 0;
+  for (const auto& w : workers) {
+    inside_rx += w->ctr.inside_rx;
+    outside_rx += w->ctr.outside_rx;
+  }
+  for (const auto& c : changes) {
+    const std::string& name = gw.tunnels[c.tunnel].name;
+    const std::string text = fmt::format("liveness:{}:{}", name, c.up ? "up" : "down");
+    live_events.push_back({{"event", text},
+                           {"tunnel", name},
+                           {"up", c.up},
+                           {"at_s", el},
+                           {"at_ms", c.at},
+                           {"last_proof_ms", c.last_proof},
+                           {"silence_ms", int32_t(c.at - c.last_proof)},   // last proof -> verdict
+                           {"publish_ms", int32_t(done - c.at)},           // verdict -> every worker on it
+                           {"generation", generation},
+                           {"inside_rx", inside_rx},
+                           {"outside_rx", outside_rx}});
+    if (!opt.quiet)
+      fmt::print("meshgate: liveness: tunnel {} {} at {:.3f}s (last proof {} ms before)\n", name,
+                 c.up ? "up" : "down", el, int32_t(c.at - c.last_proof));
+  }
+  (void)dp;
 }
 
 // ------------------------------------------------------------------------------------------------ run
@@ -1232,6 +1347,7 @@ int Dataplane::run() {
   }
   const uint64_t hz = d.tsc_hz;
   const uint64_t t0 = rte_get_tsc_cycles();
+  d.liveness_start();
   uint64_t next_stats = d.opt.stats_interval_s > 0 ? t0 + uint64_t(d.opt.stats_interval_s * double(hz)) : UINT64_MAX;
   uint64_t last_rx = 0, last_change = t0;
   std::vector<bool> fired(d.opt.events.size(), false);
@@ -1270,6 +1386,7 @@ int Dataplane::run() {
       }
       if (changed) d.publish();
     }
+    d.liveness_poll(*this, el);
     if (d.ctrl) {
       d.handle_commands(*this);
       if (now >= next_mirror) {
@@ -1314,6 +1431,7 @@ int Dataplane::run() {
   const unsigned in_use = rte_mempool_in_use_count(d.pool);
   d.report = to_json(fin);
   d.report["events"] = events;
+  d.report["liveness_events"] = d.live_events;
   d.report["ports"] = port_stats;
   d.report["mbufs_in_use_at_exit"] = in_use;
   if (!d.opt.quiet) {

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "dataplane/liveness.h"
 #include "dataplane/model.h"
 #include "esp/esp.h"
 
@@ -66,6 +67,8 @@ struct Options {
   double duration_s = 0;               // stop after S seconds (0: until SIGINT/SIGTERM)
   uint32_t exit_when_idle_ms = 0;      // stop once no packet arrived for this long (after the first one)
   uint64_t pace_pps = 0;               // per-worker inside RX rate limit, for demos and tests
+  uint64_t pace_outside_pps = 0;       // per-worker, per-outside-port RX rate limit (tests feeding ESP pcaps)
+  LivenessConfig liveness;             // applied to every tunnel when enabled (off by default)
   std::vector<Event> events;
   bool quiet = false;
   bool control = true;                 // create the control block /dev/shm/meshgate.<name>
@@ -86,6 +89,12 @@ struct TunnelStats {
   uint64_t pinned = 0;                      // pins resident now, all workers
   uint64_t placed = 0;                      // flows placed here (new and moved)
   uint64_t esp_drops[esp::kDropCount] = {};  // both SAs
+  // Liveness (DESIGN.md "Liveness"): off unless enabled.
+  bool live_enabled = false;
+  LiveState live = LiveState::kUp;
+  int64_t last_proof_ms_ago = -1;           // -1: no authenticated inbound packet yet
+  uint64_t flaps = 0, suppressions = 0;
+  uint32_t penalty = 0;
 };
 
 struct Stats {

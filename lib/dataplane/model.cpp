@@ -29,6 +29,7 @@ Model::Model(const config::Gateway& g) : mode_(g.mode) {
 }
 
 AdminState Model::effective(uint32_t t) const noexcept {
+  if (!tunnels_[t].live) return AdminState::kDown;
   return std::max(tunnels_[t].admin, instances_[tunnels_[t].instance].admin);  // enum order = severity
 }
 

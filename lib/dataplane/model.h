@@ -1,7 +1,8 @@
 // mg::dp::Model — the control side's view of tunnel and instance state, and the rules that turn it into the
 // flow library's TunnelSpecs (DESIGN.md "Flow spreading", issue 4 "Workers").
 //
-//   effective state of a tunnel = the more severe of its own admin state and its instance's (down > draining > up)
+//   effective state of a tunnel = the more severe of its own admin state and its instance's (down > draining > up),
+//     and down while liveness says the tunnel is dead (so an operator `down` always wins over liveness `up`)
 //   active-active: every effectively-up tunnel gets new flows by weight
 //   active-standby: while any tunnel of an active instance is up with weight > 0, the standby instances' tunnels
 //     stay `up` (their pins hold) but get weight 0 (no new flows); when none is, the standby tunnels get their
@@ -35,6 +36,7 @@ class Model {
   AdminState tunnel_admin(uint32_t t) const noexcept { return tunnels_[t].admin; }
   AdminState instance_admin(uint32_t i) const noexcept { return instances_[i].admin; }
   AdminState effective(uint32_t t) const noexcept;
+  bool live(uint32_t t) const noexcept { return tunnels_[t].live; }
   uint32_t weight(uint32_t t) const noexcept { return tunnels_[t].weight; }
   uint32_t instance_of(uint32_t t) const noexcept { return tunnels_[t].instance; }
   bool standby(uint32_t i) const noexcept { return instances_[i].standby; }
@@ -47,6 +49,13 @@ class Model {
   bool set_instance(uint32_t i, AdminState s, std::optional<uint32_t> deadline, std::string* err);
   bool set_weight(uint32_t t, uint32_t w, std::string* err);
   void set_mode(config::Mode m) noexcept { mode_ = m; }
+  // Liveness verdict (main's detector, not the operator): false makes the tunnel effectively down whatever its
+  // admin state; true gives it back its admin state. Returns true when the flag changed.
+  bool set_live(uint32_t t, bool live) noexcept {
+    if (t >= tunnels() || tunnels_[t].live == live) return false;
+    tunnels_[t].live = live;
+    return true;
+  }
   // Draining tunnels whose deadline passed become down. Returns true when something changed.
   bool expire_drains(uint32_t now) noexcept;
 
@@ -60,6 +69,7 @@ class Model {
     uint32_t weight;
     AdminState admin = AdminState::kUp;
     std::optional<uint32_t> deadline;
+    bool live = true;
   };
   struct I {
     bool standby;
