@@ -47,6 +47,16 @@ int main(int argc, char** argv) {
                  "tunnel liveness detection for every tunnel: INTERVAL_MSxMULTIPLIER, e.g. 20x3 (default: off)");
   app.add_option("--liveness-hold-down-ms", opt.liveness.hold_down_ms,
                  "continuous proof of life before a tunnel that came back is used again (default 1000)");
+  bool no_probes = false;
+  app.add_flag("--liveness-no-probes", no_probes, "no probes: only authenticated inbound traffic proves life");
+  std::string probe_src, probe_dst;
+  app.add_option("--probe-src", probe_src, "inner IPv4 source of probes (default: the tunnel's instance IPv4)");
+  app.add_option("--probe-dst", probe_dst,
+                 "inner IPv4 destination of probes (default: the device's IPv4); with --reflect, the address "
+                 "whose echo requests are answered (default: the tunnel's instance IPv4)");
+  app.add_flag("--reflect", opt.reflect,
+               "answer ICMP echo requests arriving inside a tunnel for its own address on the same tunnel "
+               "(meshgate as the far device of another)");
   bool no_damping = false;
   app.add_flag("--liveness-no-damping", no_damping, "do not suppress flapping tunnels");
   app.add_option("--event", events,
@@ -110,6 +120,13 @@ int main(int argc, char** argv) {
       return mg::dp::kExitConfig;
     }
     if (no_damping) opt.liveness.penalty = 0;
+    opt.probes = !no_probes;
+  }
+  for (auto [text, addr] : {std::pair{&probe_src, &opt.probe_src}, std::pair{&probe_dst, &opt.probe_dst}}) {
+    if (!text->empty() && (!mg::net::parse_ip(text->c_str(), addr) || addr->version != 4)) {
+      fmt::print(stderr, "meshgate: probe address '{}' is not an IPv4 address\n", *text);
+      return mg::dp::kExitConfig;
+    }
   }
   opt.eal_extra = eal_extra;
   opt.control = !no_control;

@@ -199,7 +199,9 @@ json tunnel_json(uint32_t i, const c::TunnelInfo& t) {
   // Only where liveness runs: a gateway without it shows what it always did.
   if (t.liveness != 0)
     j["liveness"] = {{"state", liveness_name(t.liveness)}, {"last_proof_ms_ago", t.last_proof_ms_ago},
-                     {"flaps", t.flaps}, {"penalty", t.liveness_penalty}};
+                     {"flaps", t.flaps}, {"penalty", t.liveness_penalty}, {"probes_out", t.probes_out},
+                     {"probe_replies_in", t.probe_replies_in}};
+  if (t.reflected != 0) j["reflected"] = t.reflected;
   return j;
 }
 

@@ -130,6 +130,8 @@ struct TunnelInfo {
   uint32_t liveness_penalty;     // damping figure now
   int64_t last_proof_ms_ago;     // -1: no authenticated inbound packet yet
   uint64_t flaps;                // liveness up -> down verdicts
+  uint64_t probes_out, probe_replies_in;  // liveness probes sent, replies to them received
+  uint64_t reflected;            // reflector: echo requests answered on the tunnel
 };
 
 struct WorkerInfo {

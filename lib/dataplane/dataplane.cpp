@@ -46,7 +46,23 @@ struct alignas(64) RtTunnel {
   esp::Sa* out;
   uint16_t port;   // instance port id
   uint8_t l2[kEthLen];  // dst = device next hop, src = port MAC, type = outer IP version
+  uint8_t probe;        // send probes now (liveness on, addresses known, not down by the operator)
+  uint8_t probe_src[4], probe_dst[4];  // inner IPv4 of our probes
+  uint8_t local[4];     // reflector: echo requests to this inner IPv4 are answered (0.0.0.0: none)
 };
+
+// Probe packets: ICMP echo with this identifier and payload magic; the payload also carries the TSC at send.
+constexpr uint16_t kProbeId = 0x6d67;  // "mg"
+constexpr uint8_t kProbeMagic[8] = {'m', 'g', '-', 'p', 'r', 'o', 'b', 'e'};
+constexpr uint16_t kProbeLen = 20 + 8 + 16;
+
+// RFC 1624 incremental update of a one's complement checksum when a 16-bit word changes from `from` to `to`.
+inline uint16_t csum_update(uint16_t sum, uint16_t from, uint16_t to) noexcept {
+  uint32_t x = uint32_t(uint16_t(~sum)) + uint16_t(~from) + to;
+  x = (x & 0xffff) + (x >> 16);
+  x = (x & 0xffff) + (x >> 16);
+  return uint16_t(~x);
+}
 
 }  // namespace
 
@@ -69,10 +85,13 @@ struct State {
   std::unique_ptr<const flow::SelectionTable> sel;
   std::vector<RtTunnel> tunnels;
   std::vector<esp::SaTable*> in_table;  // by outside-port index
+  bool intercept = false;  // look at decrypted ICMP: probe replies (liveness with probes) or requests (reflect)
+  bool reflect = false;
 };
 
 struct alignas(64) TunnelCtr {
   uint64_t packets_out, packets_in, bytes_in, tx_full;
+  uint64_t probes_out, probe_replies_in, reflect_in, reflected, probe_drops;
 };
 
 struct alignas(64) WorkerCtr {
@@ -100,6 +119,12 @@ struct Worker {
   std::unique_ptr<std::atomic<uint32_t>[]> proof;
   Pace pace;                 // inside RX
   std::vector<Pace> opace;   // per outside-port index
+  // Probes: tunnels t with t % workers == id are this worker's to probe; due times in TSC cycles.
+  std::vector<uint32_t> probe_tunnels;
+  std::vector<uint64_t> probe_due;   // by tunnel
+  uint64_t probe_next = UINT64_MAX;  // the earliest due time: one compare per loop when nothing is due
+  uint64_t rng = 0x9e3779b97f4a7c15ull;
+  uint16_t probe_seq = 0;
 };
 
 struct PortRt {
@@ -204,6 +229,10 @@ struct Dataplane::Impl {
   void outbound(Worker& w, const State& st, uint16_t q) noexcept;
   void send_tunnel(Worker& w, const State& st, flow::TunnelId t, rte_mbuf** grp, uint16_t g) noexcept;
   void inbound(Worker& w, const State& st, uint16_t oidx, uint16_t q) noexcept;
+  bool intercept(Worker& w, const State& st, rte_mbuf* m) noexcept;
+  bool send_one(Worker& w, const RtTunnel& rt, rte_mbuf* m) noexcept;
+  void send_probes(Worker& w, const State& st) noexcept;
+  bool probing = false;  // liveness with probes: workers run send_probes
   int worker_main(Worker& w);
 };
 
@@ -345,6 +374,7 @@ void Dataplane::Impl::inbound(Worker& w, const State& st, uint16_t oidx, uint16_
     // The ICV verified: proof of life of its tunnel, whatever the inner packet turns out to be.
     std::atomic<uint32_t>& pr = w.proof[m->hash.usr];
     if (pr.load(std::memory_order_relaxed) != now) pr.store(now, std::memory_order_relaxed);
+    if (st.intercept && intercept(w, st, m)) continue;  // a probe reply or a request we reflected
     const uint8_t* p = rte_pktmbuf_mtod(m, const uint8_t*);
     const bool v6 = (p[0] >> 4) == 6;
     // Route-based selector: what comes out of a tunnel must come from the networks behind the tunnels.
@@ -368,16 +398,140 @@ void Dataplane::Impl::inbound(Worker& w, const State& st, uint16_t oidx, uint16_
   w.ctr.drops[size_t(Drop::kTxFull)] += s - t;
 }
 
+// Encrypts one packet (an inner IPv4 datagram) with the tunnel's outbound SA and sends it on its instance port.
+// For probes and reflected replies only (a few per tunnel per interval), never for data.
+bool Dataplane::Impl::send_one(Worker& w, const RtTunnel& rt, rte_mbuf* m) noexcept {
+  if (esp::encap_burst(*rt.out, w.id, &m, 1) != 1) {  // reason counted in the SA
+    rte_pktmbuf_free(m);
+    return false;
+  }
+  uint8_t* l2 = reinterpret_cast<uint8_t*>(rte_pktmbuf_prepend(m, kEthLen));
+  std::memcpy(l2, rt.l2, kEthLen);
+  if (rte_eth_tx_burst(ports[rt.port].id, w.id, &m, 1) != 1) {
+    rte_pktmbuf_free(m);
+    return false;
+  }
+  ++w.ctr.outside_tx;
+  return true;
+}
+
+// A decrypted inner packet (m starts at it) that liveness consumes: an echo reply to one of our probes, or, as a
+// reflector, an echo request to this tunnel's address, answered on the same tunnel. Returns true when m was
+// consumed (freed or sent). Cheap for data: two byte compares before anything else.
+bool Dataplane::Impl::intercept(Worker& w, const State& st, rte_mbuf* m) noexcept {
+  uint8_t* p = rte_pktmbuf_mtod(m, uint8_t*);
+  if (p[0] != 0x45 || p[9] != 1 || rte_pktmbuf_data_len(m) < 28) return false;  // IPv4 ICMP, no options
+  uint8_t* icmp = p + 20;
+  const uint32_t t = m->hash.usr;
+  const RtTunnel& rt = st.tunnels[t];
+  TunnelCtr& tc = w.tctr[t];
+  if (icmp[0] == 0 && net::load_be16(icmp + 4) == kProbeId && rte_pktmbuf_data_len(m) >= kProbeLen &&
+      std::memcmp(icmp + 8, kProbeMagic, sizeof kProbeMagic) == 0) {
+    ++tc.probe_replies_in;  // its proof of life is already recorded
+    rte_pktmbuf_free(m);
+    return true;
+  }
+  if (!st.reflect || icmp[0] != 8 || icmp[1] != 0 || std::memcmp(p + 16, rt.local, 4) != 0) return false;
+  ++tc.reflect_in;
+  // Echo reply: swap the addresses (the IPv4 checksum does not change), type 8 -> 0 (ICMP checksum updated).
+  uint8_t a[4];
+  std::memcpy(a, p + 12, 4);
+  std::memcpy(p + 12, p + 16, 4);
+  std::memcpy(p + 16, a, 4);
+  icmp[0] = 0;
+  const uint16_t sum = csum_update(net::load_be16(icmp + 2), 0x0800, 0x0000);
+  icmp[2] = uint8_t(sum >> 8);
+  icmp[3] = uint8_t(sum);
+  // Ethernet padding must not go into the tunnel.
+  const uint16_t ip_len = net::load_be16(p + 2);
+  if (ip_len >= 28 && ip_len < rte_pktmbuf_pkt_len(m)) rte_pktmbuf_trim(m, uint16_t(rte_pktmbuf_pkt_len(m) - ip_len));
+  if (send_one(w, rt, m)) ++tc.reflected;
+  else ++tc.probe_drops;
+  return true;
+}
+
+// Sends the probes that are due among this worker's tunnels and schedules the next ones 75..100 % of an
+// interval later (jitter, so that the probes of many tunnels do not bunch). A tunnel that had authenticated
+// inbound traffic on this worker within the last interval needs no probe: that traffic is its proof.
+void Dataplane::Impl::send_probes(Worker& w, const State& st) noexcept {
+  const uint64_t now = rte_get_tsc_cycles();
+  const uint64_t iv = tsc_hz * opt.liveness.interval_ms / 1000;
+  const uint32_t now_ms_v = now_ms();
+  uint64_t next = UINT64_MAX;
+  for (uint32_t t : w.probe_tunnels) {
+    uint64_t& due = w.probe_due[t];
+    if (now >= due) {
+      w.rng ^= w.rng << 13;
+      w.rng ^= w.rng >> 7;
+      w.rng ^= w.rng << 17;
+      due = now + iv * 3 / 4 + (iv / 4 ? w.rng % (iv / 4) : 0);
+      const RtTunnel& rt = st.tunnels[t];
+      const bool busy = int32_t(now_ms_v - w.proof[t].load(std::memory_order_relaxed)) <
+                        int32_t(opt.liveness.interval_ms);
+      if (rt.probe && !busy) {
+        TunnelCtr& tc = w.tctr[t];
+        rte_mbuf* m = rte_pktmbuf_alloc(pool);
+        uint8_t* p = m ? reinterpret_cast<uint8_t*>(rte_pktmbuf_append(m, kProbeLen)) : nullptr;
+        if (p == nullptr) {
+          if (m) rte_pktmbuf_free(m);
+          ++tc.probe_drops;
+        } else {
+          std::memset(p, 0, kProbeLen);
+          p[0] = 0x45;
+          p[3] = kProbeLen;
+          p[8] = 64;  // TTL
+          p[9] = 1;   // ICMP
+          std::memcpy(p + 12, rt.probe_src, 4);
+          std::memcpy(p + 16, rt.probe_dst, 4);
+          const uint16_t hs = net::ipv4_header_checksum(p, 20);
+          p[10] = uint8_t(hs >> 8);
+          p[11] = uint8_t(hs);
+          uint8_t* icmp = p + 20;
+          icmp[0] = 8;
+          icmp[4] = kProbeId >> 8;
+          icmp[5] = kProbeId & 0xff;
+          ++w.probe_seq;
+          icmp[6] = uint8_t(w.probe_seq >> 8);
+          icmp[7] = uint8_t(w.probe_seq);
+          std::memcpy(icmp + 8, kProbeMagic, sizeof kProbeMagic);
+          std::memcpy(icmp + 16, &now, 8);
+          // ICMP checksum over the 24 bytes: the IPv4 header routine is a plain RFC 1071 sum.
+          const uint16_t cs = net::ipv4_header_checksum(icmp, 24);
+          icmp[2] = uint8_t(cs >> 8);
+          icmp[3] = uint8_t(cs);
+          if (send_one(w, rt, m)) ++tc.probes_out;
+          else ++tc.probe_drops;
+        }
+      }
+    }
+    next = std::min(next, due);
+  }
+  w.probe_next = next;
+}
+
 int Dataplane::Impl::worker_main(Worker& w) {
   rte_rcu_qsbr_thread_register(qsbr, w.id);
   rte_rcu_qsbr_thread_online(qsbr, w.id);
   w.pace.last = rte_get_tsc_cycles();
+  if (probing) {
+    // First probes spread over one interval, so that tunnels (and workers) do not start in step.
+    w.rng ^= uint64_t(w.id + 1) * 0x2545f4914f6cdd1dull ^ w.pace.last;
+    const uint64_t iv = std::max<uint64_t>(1, tsc_hz * opt.liveness.interval_ms / 1000);
+    for (uint32_t t : w.probe_tunnels) {
+      w.rng ^= w.rng << 13;
+      w.rng ^= w.rng >> 7;
+      w.rng ^= w.rng << 17;
+      w.probe_due[t] = w.pace.last + w.rng % iv;
+      w.probe_next = std::min(w.probe_next, w.probe_due[t]);
+    }
+  }
   for (auto& p : w.opace) p.last = w.pace.last;
   while (!g_stop.load(std::memory_order_relaxed)) {
     const State* st = state.load(std::memory_order_acquire);
     for (uint16_t q : w.inside_rxq) outbound(w, *st, q);
     for (uint16_t o = 0; o < outside.size(); ++o)
       for (uint16_t q : w.outside_rxq[o]) inbound(w, *st, o, q);
+    if (probing && rte_get_tsc_cycles() >= w.probe_next) send_probes(w, *st);
     // Nothing of `st` is held past this point: main may free it once every worker has said so.
     rte_rcu_qsbr_quiescent(qsbr, w.id);
   }
@@ -403,7 +557,20 @@ void Dataplane::Impl::publish() {
     const bool v6 = config::tunnel_ip_version(gw, ct) == 6;
     r.l2[12] = v6 ? 0x86 : 0x08;
     r.l2[13] = v6 ? 0xdd : 0x00;
+    // Probe addresses: the options, or the tunnel's own endpoints (IPv4 only: the inner probe is IPv4).
+    const net::IpAddr& src = opt.probe_src.version ? opt.probe_src : gw.instances[ct.instance].ipv4;
+    const net::IpAddr& dst = opt.probe_dst.version ? opt.probe_dst : gw.devices[ct.device].ipv4;
+    const bool admin_down = model.tunnel_admin(uint32_t(t)) == AdminState::kDown ||
+                            model.instance_admin(ct.instance) == AdminState::kDown;
+    r.probe = probing && src.version == 4 && dst.version == 4 && !admin_down;
+    if (src.version == 4) std::memcpy(r.probe_src, src.bytes, 4);
+    if (dst.version == 4) std::memcpy(r.probe_dst, dst.bytes, 4);
+    const net::IpAddr& me = opt.probe_dst.version == 4 ? opt.probe_dst : gw.instances[ct.instance].ipv4;
+    std::memset(r.local, 0, 4);
+    if (me.version == 4) std::memcpy(r.local, me.bytes, 4);
   }
+  st->reflect = opt.reflect;
+  st->intercept = opt.reflect || probing;
   for (auto& t : in_tables) st->in_table.push_back(t.get());
   State* old = state.exchange(st.release(), std::memory_order_acq_rel);
   if (old != nullptr) {
@@ -483,6 +650,11 @@ void subtract(Stats& s, const Stats& b) {
     x.packets_in -= y.packets_in;
     x.bytes_in -= y.bytes_in;
     x.tx_full -= y.tx_full;
+    x.probes_out -= y.probes_out;
+    x.probe_replies_in -= y.probe_replies_in;
+    x.reflect_in -= y.reflect_in;
+    x.reflected -= y.reflected;
+    x.probe_drops -= y.probe_drops;
     x.placed -= y.placed;  // pinned is a gauge: never subtracted
     for (size_t r = 0; r < esp::kDropCount; ++r) x.esp_drops[r] -= y.esp_drops[r];
   }
@@ -552,6 +724,11 @@ Stats collect(const Dataplane::Impl& d) {
       ts.packets_in += w.tctr[t].packets_in;
       ts.bytes_in += w.tctr[t].bytes_in;
       ts.tx_full += w.tctr[t].tx_full;
+      ts.probes_out += w.tctr[t].probes_out;
+      ts.probe_replies_in += w.tctr[t].probe_replies_in;
+      ts.reflect_in += w.tctr[t].reflect_in;
+      ts.reflected += w.tctr[t].reflected;
+      ts.probe_drops += w.tctr[t].probe_drops;
       ts.pinned += w.pins->tunnel_counters(flow::TunnelId(t)).pinned;
       ts.placed += w.pins->tunnel_counters(flow::TunnelId(t)).placed;
     }
@@ -619,6 +796,11 @@ nlohmann::json to_json(const Stats& s) {
     e["packets_in"] = t.packets_in;
     e["bytes_in"] = t.bytes_in;
     e["tx_full"] = t.tx_full;
+    e["probes_out"] = t.probes_out;
+    e["probe_replies_in"] = t.probe_replies_in;
+    e["reflect_in"] = t.reflect_in;
+    e["reflected"] = t.reflected;
+    e["probe_drops"] = t.probe_drops;
     e["pinned"] = t.pinned;
     e["placed"] = t.placed;
     nlohmann::json ed = nlohmann::json::object();
@@ -753,7 +935,10 @@ int tel_tunnels(const char*, const char*, rte_tel_data* d) {
       rte_tel_data_add_dict_int(c, "last_proof_ms_ago", int(std::min<int64_t>(t.last_proof_ms_ago, INT32_MAX)));
       rte_tel_data_add_dict_u64(c, "flaps", t.flaps);
       rte_tel_data_add_dict_u64(c, "suppressions", t.suppressions);
+      rte_tel_data_add_dict_u64(c, "probes_out", t.probes_out);
+      rte_tel_data_add_dict_u64(c, "probe_replies_in", t.probe_replies_in);
     }
+    if (t.reflect_in) rte_tel_data_add_dict_u64(c, "reflected", t.reflected);
     rte_tel_data_add_dict_container(d, t.name.c_str(), c, 0);
   }
   return 0;
@@ -942,6 +1127,8 @@ int Dataplane::create(config::Gateway g, config::PmdConfig p, Options o, std::un
     w->proof = std::make_unique<std::atomic<uint32_t>[]>(d.gw.tunnels.size());
     for (size_t t = 0; t < d.gw.tunnels.size(); ++t) w->proof[t].store(0, std::memory_order_relaxed);
     w->opace.resize(d.outside.size());
+    w->probe_due.assign(d.gw.tunnels.size(), 0);
+    for (uint32_t t = w->id; t < d.gw.tunnels.size(); t += nw) w->probe_tunnels.push_back(t);
     std::memset(static_cast<void*>(w->tctr.get()), 0, sizeof(TunnelCtr) * d.gw.tunnels.size());
   }
 
@@ -978,6 +1165,7 @@ int Dataplane::create(config::Gateway g, config::PmdConfig p, Options o, std::un
     *err = "RCU QSBR init failed";
     return kExitEal;
   }
+  d.probing = d.opt.liveness.enabled && d.opt.probes;
   d.start_tsc = rte_get_tsc_cycles();
   d.publish();
   g_dp = dp.get();
@@ -1253,6 +1441,9 @@ void Dataplane::Impl::refresh_mirror(const Dataplane& dp) {
       r.last_proof_ms_ago = ts.last_proof_ms_ago;
       r.flaps = ts.flaps;
     }
+    r.probes_out = ts.probes_out;
+    r.probe_replies_in = ts.probe_replies_in;
+    r.reflected = ts.reflected;
     ctrl->write_tunnel(t, r);
   }
   for (uint32_t w = 0; w < workers.size() && w < ctrl::kMaxWorkers; ++w) {

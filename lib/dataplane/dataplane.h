@@ -69,6 +69,14 @@ struct Options {
   uint64_t pace_pps = 0;               // per-worker inside RX rate limit, for demos and tests
   uint64_t pace_outside_pps = 0;       // per-worker, per-outside-port RX rate limit (tests feeding ESP pcaps)
   LivenessConfig liveness;             // applied to every tunnel when enabled (off by default)
+  // Probes (with liveness): an ICMP echo request inside each tunnel's ESP every interval (75..100 % of it,
+  // jittered), from probe_src (default: the tunnel's instance IPv4) to probe_dst (default: the device's IPv4).
+  // A tunnel with neither given nor an IPv4 at both ends gets no probes (the inbound watchdog still runs).
+  bool probes = true;
+  net::IpAddr probe_src, probe_dst;    // version 0: the defaults above
+  // Reflector (a meshgate acting as the device of another): an authenticated ICMP echo request whose inner
+  // destination is the tunnel's own instance IPv4 (or probe_dst) is answered on the same tunnel.
+  bool reflect = false;
   std::vector<Event> events;
   bool quiet = false;
   bool control = true;                 // create the control block /dev/shm/meshgate.<name>
@@ -86,6 +94,12 @@ struct TunnelStats {
   uint64_t packets_out = 0, bytes_out = 0;  // encrypted and sent (bytes: inner)
   uint64_t packets_in = 0, bytes_in = 0;    // decrypted and passed on (bytes: inner)
   uint64_t tx_full = 0;                     // encrypted but refused by the TX queue
+  // Probes and reflection (not in packets_out/packets_in; outside_tx and outside_rx count them):
+  uint64_t probes_out = 0;                  // probes sent
+  uint64_t probe_replies_in = 0;            // echo replies to our probes, consumed
+  uint64_t reflect_in = 0;                  // echo requests to reflect, consumed
+  uint64_t reflected = 0;                   // echo replies sent back on the tunnel
+  uint64_t probe_drops = 0;                 // a probe or reply not sent (no mbuf, ESP refused, TX full)
   uint64_t pinned = 0;                      // pins resident now, all workers
   uint64_t placed = 0;                      // flows placed here (new and moved)
   uint64_t esp_drops[esp::kDropCount] = {};  // both SAs

@@ -7,6 +7,10 @@
                 traffic is still flowing; its flows move to the other tunnels (every inner packet still out exactly
                 once, each moved flow switches once), other flows do not move, the other tunnels stay up until
                 their own inbound ends (after the inside traffic); the stats JSON shows state, proof and flaps.
+                Probes (on by default with --liveness): only for tunnels without inbound traffic, one per 15..20 ms,
+                ICMP echo requests instance IPv4 -> device IPv4 inside the tunnel's ESP.
+  ReflectTest   --reflect: echo requests to a tunnel's own address are answered on that tunnel; replies to our
+                probes are consumed (and count as proof); other ICMP goes inside.
   OffTest       the same inputs without --liveness: nothing goes down (liveness is off by default).
 
 Reuses tests/gateway/test_gateway.py (pcap i/o, config model, runner, decryption, accounting).
@@ -14,13 +18,19 @@ Run: /usr/bin/python3 tests/liveness/test_liveness_gw.py --meshgate build/apps/m
 Exit: 0 all passed, 1 a failure, 77 (meson: skipped) when scapy is missing.
 """
 import collections
+import copy
 import os
 import random
+import struct
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "gateway"))
 import test_gateway as tg  # noqa: E402  (exits 77 itself when scapy is missing)
-from scapy.all import IP, raw  # noqa: E402
+from scapy.all import IP, ICMP, raw  # noqa: E402
+
+PROBE_ID = 0x6d67
+PROBE_MAGIC = b"mg-probe"
+REFLECT_MAGIC = b"reflect!"   # payload of the echo requests the reflector test sends
 
 INTERVAL, MULT = 20, 3
 DETECT_BOUND_MS = INTERVAL * MULT + INTERVAL   # the issue's bound: interval x multiplier + one interval
@@ -61,6 +71,25 @@ def build_inputs(gw, rng):
     return tr, rx, inbound
 
 
+def is_probe(inner):
+    """An inner IPv4 ICMP echo (request or reply) of meshgate's liveness probes or of the reflector test."""
+    return (len(inner) >= 36 and inner[0] == 0x45 and inner[9] == 1 and inner[20] in (0, 8)
+            and inner[28:36] in (PROBE_MAGIC, REFLECT_MAGIC))
+
+
+def pcap_times(path):
+    """Timestamps (s) of a microsecond or nanosecond pcap's frames."""
+    with open(path, "rb") as f:
+        data = f.read()
+    nano = struct.unpack("<I", data[:4])[0] == 0xA1B23C4D
+    out, off = [], 24
+    while off + 16 <= len(data):
+        sec, frac, incl, _ = struct.unpack("<IIII", data[off:off + 16])
+        out.append(sec + frac / (1e9 if nano else 1e6))
+        off += 16 + incl
+    return out
+
+
 class LiveCase(tg.GatewayCase):
     extra = ()
 
@@ -73,18 +102,42 @@ class LiveCase(tg.GatewayCase):
                         extra=["--pace-pps", str(INSIDE_PPS), "--pace-outside-pps", str(OUTSIDE_PPS)]
                         + list(cls.extra))
         cls.mg.trace, cls.mg.gw = tr, cls.gw
-        cls.decoded = tg.decrypt_outputs(cls.gw, cls.mg) if cls.mg.out["out-a"] is not None else []
+        dec = tg.decrypt_outputs(cls.gw, cls.mg) if cls.mg.out["out-a"] is not None else []
+        # Liveness packets (probes, reflected replies) are checked on their own; the rest is data.
+        cls.probes = [d for d in dec if d.inner is not None and is_probe(d.inner)]
+        cls.decoded = [d for d in dec if not (d.inner is not None and is_probe(d.inner))]
+        cls.times = {port: pcap_times(os.path.join(cls.mg.dir, "out", f"{port}.pcap")) for port in ("out-a", "out-b")}
 
     def events(self):
         return self.mg.stats.get("liveness_events", []) if self.mg.stats else []
 
-    def check_accounting(self):
-        self.assert_accounting(INSIDE_PKTS, 2 * OUTSIDE_PKTS)
+    def check_accounting(self, outside_fed=2 * OUTSIDE_PKTS, inside_fed=INSIDE_PKTS):
+        # The shared accounting of data, with the liveness packets taken out of the counters and the pcaps.
+        run = copy.copy(self.mg)
+        st = run.stats = copy.deepcopy(self.mg.stats)
+        T = st["tunnels"]
+        st["outside_tx"] -= sum(t["probes_out"] + t["reflected"] for t in T)
+        st["outside_rx"] -= sum(t["probe_replies_in"] + t["reflect_in"] for t in T)
+        for port in ("out-a", "out-b"):
+            st["ports"][port]["opackets"] -= sum(t["probes_out"] + t["reflected"] for t in T
+                                                 if self.gw.by_name[t["name"]].port == port)
+            st["ports"][port]["ipackets"] -= sum(t["probe_replies_in"] + t["reflect_in"] for t in T
+                                                 if self.gw.by_name[t["name"]].port == port)
+        run.out = dict(run.out)
+        for port in ("out-a", "out-b"):
+            keep = {d.pos for d in self.decoded if d.port == port}
+            run.out[port] = [f for k, f in enumerate(run.out[port]) if k in keep]
+        consumed = sum(t["probe_replies_in"] + t["reflect_in"] for t in T)
+        probs = tg.accounting_problems(run, inside_fed, outside_fed - consumed)
+        if probs:
+            self.fail_run("accounting: " + "; ".join(probs))
+        self.assertEqual(sum(t["probe_drops"] for t in T), 0)
         st = self.mg.stats
         self.assertEqual(sum(st["drops"].values()), 0, f"drops {st['drops']}")
         self.assertEqual(st["esp_in_drops"], 0)
         for name, n in self.inbound.items():
-            self.assertEqual(self.mg.tunnel_stats()[name]["packets_in"], n, f"{name}: inbound packets")
+            t = self.mg.tunnel_stats()[name]
+            self.assertEqual(t["packets_in"] + t["probe_replies_in"] + t["reflect_in"], n, f"{name}: inbound")
 
 
 class WatchdogTest(LiveCase):
@@ -134,6 +187,37 @@ class WatchdogTest(LiveCase):
         self.assertLess(last_a1, down["inside_rx"] + 32, f"a-1 used after its down verdict {down}")
         self.assertEqual(self.mg.stats["flows"]["moved_down"], moved)
 
+    def test_probes_inside_esp_only_when_not_busy(self):
+        """Probes: ICMP echo requests from the instance IPv4 to the device IPv4, valid checksums, identifier and
+        magic, inside the tunnel's ESP (they decrypted above with the tunnel's outbound SA). While a tunnel's
+        inbound traffic arrives every 5 ms it needs no probes; after it ends, one every 15..20 ms (jitter)."""
+        self.assertTrue(self.probes, "no probes at all")
+        by_t = collections.defaultdict(list)
+        for d in self.probes:
+            t = self.gw.by_name[d.tunnel]
+            p = IP(d.inner)
+            icmp = p[ICMP]
+            self.assertEqual((p.src, p.dst, icmp.type, icmp.id), (t.inst_ip, t.dev_ip, 8, PROBE_ID), d.tunnel)
+            self.assertEqual(bytes(icmp.payload)[:8], PROBE_MAGIC)
+            q = IP(d.inner)
+            del q.chksum
+            del q[ICMP].chksum
+            q = IP(raw(q))
+            self.assertEqual((q.chksum, q[ICMP].chksum), (p.chksum, icmp.chksum), f"{d.tunnel}: checksums")
+            by_t[d.tunnel].append(self.times[d.port][d.pos])
+        ts = self.mg.tunnel_stats()
+        for name, times in by_t.items():
+            self.assertEqual(ts[name]["probes_out"], len(times), name)
+        # a-1 is probed from its silence to the end (about 2 s): roughly one probe per 17.5 ms on average.
+        a1 = sorted(by_t["a-1"])
+        gaps = sorted(b - a for a, b in zip(a1, a1[1:]))
+        self.assertGreater(len(a1), 40, f"a-1: {len(a1)} probes")
+        med = gaps[len(gaps) // 2]
+        self.assertTrue(0.013 <= med <= 0.022, f"a-1: median probe gap {med * 1000:.1f} ms (want 15..20)")
+        # The busy tunnels got probes only in their silent tail (about 0.4 s after 2.5 s of inbound).
+        for name in ("a-2", "b-1", "b-2"):
+            self.assertLess(len(by_t[name]), len(a1) / 2, f"{name}: {len(by_t[name])} probes while busy?")
+
     def test_stats_show_liveness(self):
         ts = self.mg.tunnel_stats()
         for name in ("a-1", "a-2", "b-1", "b-2"):
@@ -156,8 +240,96 @@ class OffTest(LiveCase):
         ts = self.mg.tunnel_stats()
         for name in ("a-1", "a-2", "b-1", "b-2"):
             self.assertNotIn("liveness", ts[name])
+            self.assertEqual(ts[name]["probes_out"], 0)
             self.assertEqual(ts[name]["state"], "up")
         self.assertEqual(self.mg.stats["flows"]["moved_down"], 0)
+
+
+class ReflectTest(LiveCase):
+    """--reflect with --liveness: echo requests to a tunnel's own instance address come back on that tunnel (inner
+    addresses swapped, type 0, same id/seq/payload, valid checksums, the tunnel's outbound SA); echo replies to
+    our probes are consumed as probe replies (and are proof of life); other ICMP goes to the inside port."""
+    name = "liveness-reflect"
+    extra = ("--liveness", f"{INTERVAL}x{MULT}", "--reflect")
+    N_IN = 100
+
+    @classmethod
+    def setUpClass(cls):
+        gw = cls.gw = tg.Gw(tg.dual_cfg())
+        sa = {t.name: t.inn.scapy_sa() for t in gw.tunnels}
+        rng = random.Random(6002)
+        rx = {"out-a": [], "out-b": []}
+        cls.inbound = collections.Counter()
+        cls.requests = {}   # (tunnel, seq) -> request payload
+        cls.replies = collections.Counter()
+        cls.data_icmp = 0
+        for port, names in (("out-a", ["a-1", "a-2"]), ("out-b", ["b-1", "b-2"])):
+            for k in range(OUTSIDE_PKTS):
+                t = gw.by_name[names[k % 2]]
+                kind = k % 10
+                if kind in (0, 1, 2, 3):   # echo request to the tunnel's own address: reflected
+                    body = REFLECT_MAGIC + bytes(rng.randrange(256) for _ in range(rng.choice([0, 8, 56, 500])))
+                    pkt = IP(src=t.dev_ip, dst=t.inst_ip, ttl=60) / ICMP(type=8, id=77, seq=k) / body
+                    cls.requests[(t.name, k)] = bytes(body)
+                elif kind in (4, 5):       # a reply to one of our probes
+                    pkt = (IP(src=t.dev_ip, dst=t.inst_ip) / ICMP(type=0, id=PROBE_ID, seq=k)
+                           / (PROBE_MAGIC + struct.pack("<Q", k)))
+                    cls.replies[t.name] += 1
+                elif kind == 6:            # an echo request to someone else: data, to the inside port
+                    pkt = IP(src="10.128.9.9", dst="100.64.0.9") / ICMP(type=8, id=5, seq=k) / b"data-icmp"
+                    cls.data_icmp += 1
+                else:                      # plain data
+                    pkt = IP(src="10.128.1.1", dst="100.64.0.1") / tg.UDP(sport=1, dport=2) / (b"x" * 50)
+                eth = (bytes.fromhex(("02:70:63:61:70:01" if port == "out-a" else "02:70:63:61:70:02")
+                                     .replace(":", "")) + bytes.fromhex(t.dev_mac.replace(":", "")) + b"\x08\x00")
+                rx[port].append(eth + raw(sa[t.name].encrypt(IP(raw(pkt)))))
+                cls.inbound[t.name] += 1
+        flows = tg.make_flows(20, rng, v4_net=8, v6_net=0x80)
+        tr = tg.Trace()
+        for k in range(cls.N_IN):
+            tr.add(flows[k % len(flows)], 128)
+        cls.trace = tr
+        cls.mg = tg.Run(cls.name, tg.dual_cfg(), tr.frames, a_rx=rx["out-a"], b_rx=rx["out-b"],
+                        extra=["--pace-pps", str(INSIDE_PPS), "--pace-outside-pps", str(OUTSIDE_PPS)]
+                        + list(cls.extra))
+        cls.mg.trace, cls.mg.gw = tr, gw
+        dec = tg.decrypt_outputs(gw, cls.mg)
+        cls.probes = [d for d in dec if d.inner is not None and is_probe(d.inner)]
+        cls.decoded = [d for d in dec if not (d.inner is not None and is_probe(d.inner))]
+
+    def test_accounting(self):
+        self.check_accounting(inside_fed=self.N_IN)
+        self.assert_decoded_clean()
+        self.assert_exactly_once(range(self.N_IN))
+
+    def test_requests_reflected_on_the_same_tunnel(self):
+        got = {}
+        for d in self.probes:
+            p = IP(d.inner)
+            if p[ICMP].type != 0:
+                continue
+            t = self.gw.by_name[d.tunnel]
+            self.assertEqual((p.src, p.dst, p[ICMP].id), (t.inst_ip, t.dev_ip, 77), d.tunnel)
+            q = IP(d.inner)
+            del q.chksum
+            del q[ICMP].chksum
+            q = IP(raw(q))
+            self.assertEqual((q.chksum, q[ICMP].chksum), (p.chksum, p[ICMP].chksum), f"{d.tunnel}: checksums")
+            self.assertEqual(len(d.inner), p.len, "no padding in the tunnel")
+            got[(d.tunnel, p[ICMP].seq)] = bytes(p[ICMP].payload)
+        self.assertEqual(got, self.requests)
+        ts = self.mg.tunnel_stats()
+        for name in ("a-1", "a-2", "b-1", "b-2"):
+            n = sum(1 for (tn, _) in self.requests if tn == name)
+            self.assertEqual((ts[name]["reflect_in"], ts[name]["reflected"]), (n, n), name)
+            self.assertEqual(ts[name]["probe_replies_in"], self.replies[name], name)
+
+    def test_other_icmp_goes_inside_and_tunnels_stay_up(self):
+        inside = self.mg.out["inside"]
+        self.assertEqual(sum(1 for f in inside if b"data-icmp" in f), self.data_icmp)
+        self.assertFalse([f for f in inside if REFLECT_MAGIC in f or PROBE_MAGIC in f])
+        early = [e for e in self.events() if e["outside_rx"] < 2 * OUTSIDE_PKTS - 50]
+        self.assertFalse(early, f"tunnels went down while authenticated inbound (probe replies included) arrived")
 
 
 if __name__ == "__main__":
