@@ -65,6 +65,7 @@ bool Model::set_tunnel(uint32_t t, AdminState s, std::optional<uint32_t> deadlin
   }
   tunnels_[t].admin = s;
   tunnels_[t].deadline = s == AdminState::kDraining ? deadline : std::nullopt;
+  tunnels_[t].drained = false;
   return true;
 }
 
@@ -79,6 +80,7 @@ bool Model::set_instance(uint32_t i, AdminState s, std::optional<uint32_t> deadl
   }
   instances_[i].admin = s;
   instances_[i].deadline = s == AdminState::kDraining ? deadline : std::nullopt;
+  instances_[i].drained = false;
   return true;
 }
 
@@ -100,14 +102,14 @@ bool Model::expire_drains(uint32_t now) noexcept {
   for (auto& x : tunnels_) {
     if (x.admin == AdminState::kDraining && x.deadline && int32_t(now - *x.deadline) >= 0) {
       x.admin = AdminState::kDown;
-      x.deadline.reset();
+      x.drained = true;
       changed = true;
     }
   }
   for (auto& i : instances_) {
     if (i.admin == AdminState::kDraining && i.deadline && int32_t(now - *i.deadline) >= 0) {
       i.admin = AdminState::kDown;
-      i.deadline.reset();
+      i.drained = true;
       changed = true;
     }
   }
@@ -117,8 +119,18 @@ bool Model::expire_drains(uint32_t now) noexcept {
 const std::vector<flow::TunnelSpec>& Model::specs() noexcept {
   for (uint32_t t = 0; t < tunnels(); ++t) {
     flow::TunnelSpec& s = specs_[t];
-    const AdminState e = effective(t);
-    const auto d = effective_deadline(t);
+    AdminState e = effective(t);
+    auto d = effective_deadline(t);
+    // A drain whose deadline passed is `down` to operators, but the flow library keeps seeing a draining
+    // tunnel with a past deadline: its pins then move as drain-deadline moves (moved_drain), not as downs.
+    const T& x = tunnels_[t];
+    const I& in = instances_[x.instance];
+    if (e == AdminState::kDown && x.live && (x.admin != AdminState::kDown || x.drained) &&
+        (in.admin != AdminState::kDown || in.drained)) {
+      e = AdminState::kDraining;
+      if (x.drained && x.deadline) d = x.deadline;
+      if (in.drained && in.deadline && (!d || int32_t(*in.deadline - *d) < 0)) d = in.deadline;
+    }
     const flow::TunnelState fs = e == AdminState::kUp       ? flow::TunnelState::kUp
                                  : e == AdminState::kDraining ? flow::TunnelState::kDraining
                                                               : flow::TunnelState::kDown;

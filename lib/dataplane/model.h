@@ -70,11 +70,13 @@ class Model {
     AdminState admin = AdminState::kUp;
     std::optional<uint32_t> deadline;
     bool live = true;
+    bool drained = false;  // down because a drain deadline passed (deadline kept)
   };
   struct I {
     bool standby;
     AdminState admin = AdminState::kUp;
     std::optional<uint32_t> deadline;
+    bool drained = false;
   };
   std::optional<uint32_t> effective_deadline(uint32_t t) const noexcept;
   std::vector<T> tunnels_;

@@ -148,6 +148,12 @@ TEST(Model, DrainDeadlineBecomesDown) {
   EXPECT_EQ(m.effective(1), AdminState::kDraining);
   EXPECT_TRUE(m.expire_drains(1000));
   EXPECT_EQ(m.effective(1), AdminState::kDown);
+  // The flow library keeps a draining tunnel with a past deadline, so pins move as drain moves.
   const auto& s = m.specs();
-  EXPECT_EQ(s[1].state, flow::TunnelState::kDown);
+  EXPECT_EQ(s[1].state, flow::TunnelState::kDraining);
+  EXPECT_TRUE(s[1].has_deadline);
+  EXPECT_EQ(s[1].drain_deadline, 1000u);
+  // A real down afterwards is a down.
+  ASSERT_TRUE(m.set_tunnel(1, AdminState::kDown, std::nullopt, &err));
+  EXPECT_EQ(m.specs()[1].state, flow::TunnelState::kDown);
 }
