@@ -42,7 +42,7 @@ struct Options {
 const char* state_name(uint32_t s) {
   switch (c::State(s)) {
     case c::State::kUp: return "up";
-    case c::State::kDrain: return "drain";
+    case c::State::kDrain: return "draining";  // DESIGN.md's word for the state
     case c::State::kDown: return "down";
   }
   return "?";

@@ -361,7 +361,7 @@ TEST_F(Ctl, ShowTunnelsJsonMatchesMirror) {
   const auto j = json::parse(r.out);
   ASSERT_TRUE(j.is_array());
   ASSERT_EQ(j.size(), 4u);
-  const char* states[] = {"up", "drain", "down"};
+  const char* states[] = {"up", "draining", "down"};
   for (uint32_t t = 0; t < 4; ++t) {
     SCOPED_TRACE(t);
     TunnelInfo m;
