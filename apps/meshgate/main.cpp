@@ -49,6 +49,10 @@ int main(int argc, char** argv) {
                  "continuous proof of life before a tunnel that came back is used again (default 1000)");
   bool no_probes = false;
   app.add_flag("--liveness-no-probes", no_probes, "no probes: only authenticated inbound traffic proves life");
+  std::vector<std::string> faults;
+  app.add_option("--fault", faults,
+                 "fault injection: SECONDS:TUNNEL:blackhole|heal (drop the tunnel's traffic both ways here)")
+      ->allow_extra_args(false);
   std::string probe_src, probe_dst;
   app.add_option("--probe-src", probe_src, "inner IPv4 source of probes (default: the tunnel's instance IPv4)");
   app.add_option("--probe-dst", probe_dst,
@@ -107,6 +111,15 @@ int main(int argc, char** argv) {
       return mg::dp::kExitConfig;
     }
     opt.events.push_back(ev);
+  }
+  for (const auto& f : faults) {
+    mg::dp::Fault ft;
+    std::string err;
+    if (!mg::dp::parse_fault(f, *gw, &ft, &err)) {
+      fmt::print(stderr, "meshgate: {}\n", err);
+      return mg::dp::kExitConfig;
+    }
+    opt.faults.push_back(ft);
   }
   if (check) {
     fmt::print("{}\n{}", mg::config::describe(*gw), mg::config::describe(*pmd));

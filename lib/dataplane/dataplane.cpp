@@ -49,6 +49,7 @@ struct alignas(64) RtTunnel {
   uint8_t probe;        // send probes now (liveness on, addresses known, not down by the operator)
   uint8_t probe_src[4], probe_dst[4];  // inner IPv4 of our probes
   uint8_t local[4];     // reflector: echo requests to this inner IPv4 are answered (0.0.0.0: none)
+  uint8_t blackhole;    // fault injection: drop everything of this tunnel
 };
 
 // Probe packets: ICMP echo with this identifier and payload magic; the payload also carries the TSC at send.
@@ -91,7 +92,7 @@ struct State {
 
 struct alignas(64) TunnelCtr {
   uint64_t packets_out, packets_in, bytes_in, tx_full;
-  uint64_t probes_out, probe_replies_in, reflect_in, reflected, probe_drops;
+  uint64_t probes_out, probe_replies_in, reflect_in, reflected, probe_drops, fault_drops;
 };
 
 struct alignas(64) WorkerCtr {
@@ -170,6 +171,7 @@ struct Dataplane::Impl {
   std::vector<std::vector<uint32_t>> proof_seen;  // by worker, by tunnel: the last watchdog value main read
   nlohmann::json live_events = nlohmann::json::array();
   bool live_any = false;
+  std::vector<uint8_t> blackhole;              // by tunnel: fault injection (Options::faults)
 
   // Inbound SA tables, one per outside port, of the tunnels whose instance uses that port (suspended ones left
   // out). The caller keeps the old tables alive until a publish() has synchronised.
@@ -330,6 +332,11 @@ void Dataplane::Impl::outbound(Worker& w, const State& st, uint16_t q) noexcept 
 void Dataplane::Impl::send_tunnel(Worker& w, const State& st, flow::TunnelId t, rte_mbuf** grp, uint16_t g) noexcept {
   const RtTunnel& rt = st.tunnels[t];
   TunnelCtr& tc = w.tctr[t];
+  if (rt.blackhole) [[unlikely]] {
+    for (uint16_t j = 0; j < g; ++j) rte_pktmbuf_free(grp[j]);
+    tc.fault_drops += g;
+    return;
+  }
   const uint16_t e = esp::encap_burst(*rt.out, w.id, grp, g);
   for (uint16_t j = e; j < g; ++j) rte_pktmbuf_free(grp[j]);  // reason counted in the SA
   for (uint16_t j = 0; j < e; ++j) {
@@ -371,6 +378,11 @@ void Dataplane::Impl::inbound(Worker& w, const State& st, uint16_t oidx, uint16_
   uint16_t s = 0;
   for (uint16_t i = 0; i < d; ++i) {
     rte_mbuf* m = pkts[i];
+    if (st.tunnels[m->hash.usr].blackhole) [[unlikely]] {
+      ++w.tctr[m->hash.usr].fault_drops;
+      rte_pktmbuf_free(m);
+      continue;
+    }
     // The ICV verified: proof of life of its tunnel, whatever the inner packet turns out to be.
     std::atomic<uint32_t>& pr = w.proof[m->hash.usr];
     if (pr.load(std::memory_order_relaxed) != now) pr.store(now, std::memory_order_relaxed);
@@ -562,7 +574,8 @@ void Dataplane::Impl::publish() {
     const net::IpAddr& dst = opt.probe_dst.version ? opt.probe_dst : gw.devices[ct.device].ipv4;
     const bool admin_down = model.tunnel_admin(uint32_t(t)) == AdminState::kDown ||
                             model.instance_admin(ct.instance) == AdminState::kDown;
-    r.probe = probing && src.version == 4 && dst.version == 4 && !admin_down;
+    r.blackhole = t < blackhole.size() ? blackhole[t] : 0;
+    r.probe = probing && src.version == 4 && dst.version == 4 && !admin_down && !r.blackhole;
     if (src.version == 4) std::memcpy(r.probe_src, src.bytes, 4);
     if (dst.version == 4) std::memcpy(r.probe_dst, dst.bytes, 4);
     const net::IpAddr& me = opt.probe_dst.version == 4 ? opt.probe_dst : gw.instances[ct.instance].ipv4;
@@ -655,6 +668,7 @@ void subtract(Stats& s, const Stats& b) {
     x.reflect_in -= y.reflect_in;
     x.reflected -= y.reflected;
     x.probe_drops -= y.probe_drops;
+    x.fault_drops -= y.fault_drops;
     x.placed -= y.placed;  // pinned is a gauge: never subtracted
     for (size_t r = 0; r < esp::kDropCount; ++r) x.esp_drops[r] -= y.esp_drops[r];
   }
@@ -729,6 +743,7 @@ Stats collect(const Dataplane::Impl& d) {
       ts.reflect_in += w.tctr[t].reflect_in;
       ts.reflected += w.tctr[t].reflected;
       ts.probe_drops += w.tctr[t].probe_drops;
+      ts.fault_drops += w.tctr[t].fault_drops;
       ts.pinned += w.pins->tunnel_counters(flow::TunnelId(t)).pinned;
       ts.placed += w.pins->tunnel_counters(flow::TunnelId(t)).placed;
     }
@@ -801,6 +816,7 @@ nlohmann::json to_json(const Stats& s) {
     e["reflect_in"] = t.reflect_in;
     e["reflected"] = t.reflected;
     e["probe_drops"] = t.probe_drops;
+    e["fault_drops"] = t.fault_drops;
     e["pinned"] = t.pinned;
     e["placed"] = t.placed;
     nlohmann::json ed = nlohmann::json::object();
@@ -883,6 +899,32 @@ bool parse_event(const std::string& s, const config::Gateway& g, Event* out, std
   }
   if (!parse_admin_state(f[3], &e.state)) return fail("state '" + f[3] + "' is not up, down or drain");
   *out = e;
+  return true;
+}
+
+bool parse_fault(const std::string& s, const config::Gateway& g, Fault* out, std::string* err) {
+  const size_t a = s.find(':'), b = a == std::string::npos ? a : s.find(':', a + 1);
+  auto fail = [&](const std::string& m) {
+    if (err) *err = "fault '" + s + "': " + m + " (form: SECONDS:TUNNEL:blackhole|heal)";
+    return false;
+  };
+  if (b == std::string::npos) return fail("needs three fields");
+  Fault f;
+  f.text = s;
+  try {
+    size_t used = 0;
+    f.at_s = std::stod(s.substr(0, a), &used);
+    if (used != a || f.at_s < 0) return fail("bad time");
+  } catch (...) {
+    return fail("bad time");
+  }
+  const std::string name = s.substr(a + 1, b - a - 1), what = s.substr(b + 1);
+  auto it = std::find_if(g.tunnels.begin(), g.tunnels.end(), [&](auto& t) { return t.name == name; });
+  if (it == g.tunnels.end()) return fail("no tunnel named '" + name + "'");
+  f.tunnel = uint32_t(it - g.tunnels.begin());
+  if (what != "blackhole" && what != "heal") return fail("'" + what + "' is neither blackhole nor heal");
+  f.blackhole = what == "blackhole";
+  *out = f;
   return true;
 }
 
@@ -1166,6 +1208,7 @@ int Dataplane::create(config::Gateway g, config::PmdConfig p, Options o, std::un
     return kExitEal;
   }
   d.probing = d.opt.liveness.enabled && d.opt.probes;
+  d.blackhole.assign(d.gw.tunnels.size(), 0);
   d.start_tsc = rte_get_tsc_cycles();
   d.publish();
   g_dp = dp.get();
@@ -1492,7 +1535,9 @@ void Dataplane::Impl::liveness_poll(const Dataplane& dp, double el) {
     for (const auto& c : changes) model.set_live(c.tunnel, c.up);
   }
   if (changes.empty()) return;
+  const uint64_t pub0 = rte_get_tsc_cycles();
   publish();
+  const uint64_t pub_us = (rte_get_tsc_cycles() - pub0) * 1000000 / tsc_hz;
   const uint32_t done = now_ms();
   uint64_t inside_rx = 0, outside_rx = 0;
   for (const auto& w : workers) {
@@ -1510,6 +1555,7 @@ void Dataplane::Impl::liveness_poll(const Dataplane& dp, double el) {
                            {"last_proof_ms", c.last_proof},
                            {"silence_ms", int32_t(c.at - c.last_proof)},   // last proof -> verdict
                            {"publish_ms", int32_t(done - c.at)},           // verdict -> every worker on it
+                           {"publish_us", pub_us},                          // build + store + RCU synchronise
                            {"generation", generation},
                            {"inside_rx", inside_rx},
                            {"outside_rx", outside_rx}});
@@ -1542,6 +1588,7 @@ int Dataplane::run() {
   uint64_t next_stats = d.opt.stats_interval_s > 0 ? t0 + uint64_t(d.opt.stats_interval_s * double(hz)) : UINT64_MAX;
   uint64_t last_rx = 0, last_change = t0;
   std::vector<bool> fired(d.opt.events.size(), false);
+  std::vector<bool> faulted(d.opt.faults.size(), false);
   nlohmann::json events = nlohmann::json::array();
   uint64_t next_mirror = t0;
 
@@ -1568,6 +1615,15 @@ int Dataplane::run() {
       if (!d.opt.quiet)
         fmt::print("meshgate: event '{}' at {:.3f}s{}\n", ev.text, el, ok ? "" : " failed: " + err);
       events.push_back({{"event", ev.text}, {"at_s", el}, {"ok", ok}, {"before", to_json(s)}});
+    }
+    for (size_t f = 0; f < d.opt.faults.size(); ++f) {
+      const Fault& ft = d.opt.faults[f];
+      if (faulted[f] || el < ft.at_s) continue;
+      faulted[f] = true;
+      d.blackhole[ft.tunnel] = ft.blackhole ? 1 : 0;
+      d.publish();
+      if (!d.opt.quiet) fmt::print("meshgate: fault '{}' at {:.3f}s\n", ft.text, el);
+      events.push_back({{"event", "fault:" + ft.text}, {"at_s", el}, {"at_ms", d.now_ms()}, {"ok", true}});
     }
     {
       bool changed;

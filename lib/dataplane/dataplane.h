@@ -61,6 +61,17 @@ struct Event {
 // "2.5:instance:gw-a:down", "p10000:tunnel:a-1:drain" (p = after that many inside packets).
 bool parse_event(const std::string& s, const config::Gateway& g, Event* out, std::string* err);
 
+// Fault injection (tests and demos of liveness): from `at_s` seconds after start, tunnel `tunnel` is a black hole
+// in this gateway (nothing sent on it, its inbound ESP dropped after decryption, so it proves nothing), or heals.
+struct Fault {
+  double at_s = 0;
+  uint32_t tunnel = 0;
+  bool blackhole = true;
+  std::string text;
+};
+// "2.5:a-1:blackhole", "4:a-1:heal".
+bool parse_fault(const std::string& s, const config::Gateway& g, Fault* out, std::string* err);
+
 struct Options {
   std::vector<std::string> eal_extra;  // appended to the pmd_config's EAL arguments
   double stats_interval_s = 0;         // print the counters table every S seconds (0: only at exit)
@@ -78,6 +89,7 @@ struct Options {
   // destination is the tunnel's own instance IPv4 (or probe_dst) is answered on the same tunnel.
   bool reflect = false;
   std::vector<Event> events;
+  std::vector<Fault> faults;
   bool quiet = false;
   bool control = true;                 // create the control block /dev/shm/meshgate.<name>
   std::string control_name;            // default: the gateway name
@@ -100,6 +112,7 @@ struct TunnelStats {
   uint64_t reflect_in = 0;                  // echo requests to reflect, consumed
   uint64_t reflected = 0;                   // echo replies sent back on the tunnel
   uint64_t probe_drops = 0;                 // a probe or reply not sent (no mbuf, ESP refused, TX full)
+  uint64_t fault_drops = 0;                 // dropped by an injected black hole (both directions)
   uint64_t pinned = 0;                      // pins resident now, all workers
   uint64_t placed = 0;                      // flows placed here (new and moved)
   uint64_t esp_drops[esp::kDropCount] = {};  // both SAs
