@@ -105,7 +105,7 @@ run_mg() {  # size workers tunnels rep
   local t1=$warmup t2; t2=$(python3 -c "print($warmup + $duration)")
   MESHGATE_INSIDE_PCAP="$out/in-$s.pcap" "$mg" -c "$out/gw-${t}t.toml" --pmd "${pmd[$w]}" -q \
     --duration "$t2" --event "$t1:tunnel:${first_tunnel[$t]}:up" --event "$t2:tunnel:${first_tunnel[$t]}:up" \
-    --stats-json "$j" --eal=--file-prefix="$tag-mg" --eal=--log-level=error >>"$out/meshgate.log" 2>&1 \
+    --stats-json "$j" --control-name "$tag-mg" --eal=--file-prefix="$tag-mg" --eal=--log-level=error >>"$out/meshgate.log" 2>&1 \
     || { log "meshgate $s w$w t$t r$r FAILED (see meshgate.log)"; rm -f "$j"; return 0; }
   python3 - "$j" "$(load)" <<'PY'
 import json, sys
