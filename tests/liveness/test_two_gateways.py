@@ -1,0 +1,195 @@
+#!/usr/bin/python3
+"""Two meshgate processes facing each other (issue 6, first test), in a network namespace this test creates and
+deletes: a Linux bridge and four veth pairs; each meshgate outside port is net_pcap on one veth (iface=, phy_mac=1,
+the veth MACs set to the configs' next_hop_mac values).
+
+  near  configs/gateway-dual.toml (2 instances x 2 devices), --liveness 20x3 (probes on), paced plaintext flows.
+  far   the mirror config made here (instances = near's devices, devices = near's instances, SAs swapped), with
+        --reflect (answers near's probes on the same tunnel) and --fault 1.0:1-a:blackhole --fault 1.8:1-a:heal.
+
+Checks: near marks a-1 down within interval x multiplier + one interval of its last proof, and only a-1; a-1 is up
+again no sooner than the hold-down after the heal; the other tunnels' data all arrives at the far side (nothing
+lost), a-1's loss is bounded by the detection time; both processes exit cleanly with no mbuf leak.
+Needs root (ip netns) and scapy; exit 77 (skipped) without them.
+Run: /usr/bin/python3 tests/liveness/test_two_gateways.py --meshgate build/apps/meshgate/meshgate [--keep]
+"""
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import time
+import tomllib
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "gateway"))
+import test_gateway as tg  # noqa: E402
+
+NS = f"mglv{os.getpid()}"
+MACS = {"ga": "02:00:00:00:0a:01", "gb": "02:00:00:00:0a:02", "d1": "02:00:00:00:01:01", "d2": "02:00:00:00:01:02"}
+INSIDE_PKTS, PPS = 3000, 1000
+
+
+def sh(*cmd, ns=True, check=True):
+    full = (["ip", "netns", "exec", NS] if ns else []) + list(cmd)
+    return subprocess.run(full, capture_output=True, text=True, check=check)
+
+
+def make_far_config(near_path, path, pmd_path):
+    with open(near_path, "rb") as f:
+        c = tomllib.load(f)
+    inst_mac = {"gw-a": MACS["ga"], "gw-b": MACS["gb"]}
+    dev_port = {"onprem-1": "op1", "onprem-2": "op2"}
+    out = ['[gateway]', 'name = "far"', 'mode = "active-active"', f'pmd_config = "{pmd_path}"', '',
+           '[inside]', 'port = "inside"', 'prefixes = ["10.0.0.0/8", "2001:db8:a::/48", "2001:db8:b::/48"]',
+           'next_hop_mac = "02:00:00:00:0f:01"', '', '[flow]', 'seed = 7', 'table_size = 65537',
+           'pin_idle_timeout_ms = 30000', 'pin_capacity = 65536', '']
+    for d in c["device"]:   # the near side's devices are this side's instances
+        out += ['[[instance]]', f'name = "{d["name"]}"', f'ipv4 = "{d["ipv4"]}"', f'port = "{dev_port[d["name"]]}"', '']
+    for i in c["instance"]:
+        out += ['[[device]]', f'name = "{i["name"]}"', f'ipv4 = "{i["ipv4"]}"', f'next_hop_mac = "{inst_mac[i["name"]]}"',
+                '']
+    for t in c["tunnel"]:
+        name = t["name"].split("-")[1] + "-" + t["name"].split("-")[0]     # a-1 -> 1-a
+        out += ['[[tunnel]]', f'name = "{name}"', f'instance = "{t["device"]}"', f'device = "{t["instance"]}"',
+                'weight = 1']
+        for side, src in (("out", t["in"]), ("in", t["out"])):
+            out += [f'[tunnel.{side}]', f'spi = {src["spi"]}', f'cipher = "{src["cipher"]}"', f'key = "{src["key"]}"',
+                    f'esn = {"true" if src.get("esn") else "false"}']
+            if side == "in":
+                out.append('replay_window = 1024')
+        out.append('')
+    with open(path, "w") as f:
+        f.write("\n".join(out))
+
+
+def make_pmd(path, inside_rx, inside_tx, ports):
+    lines = ['[eal]', 'args = ["--no-huge", "-m", "512", "--no-pci", "-l", "0-1"]', '', '[workers]', 'lcores = [1]',
+             'mbufs = 16383', '', '[[port]]', 'name = "inside"',
+             f'devargs = "net_pcap0,rx_pcap={inside_rx},tx_pcap={inside_tx}"', '']
+    for k, (name, iface) in enumerate(ports):
+        lines += ['[[port]]', f'name = "{name}"', f'devargs = "net_pcap{k + 1},iface={iface},phy_mac=1"', '']
+    with open(path, "w") as f:
+        f.write("\n".join(lines))
+
+
+class TwoGateways(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        if os.geteuid() != 0 or shutil.which("ip") is None:
+            raise unittest.SkipTest("needs root and ip(8) for a network namespace")
+        d = cls.dir = os.path.join(tg.TMP, "two")
+        os.makedirs(os.path.join(d, "near-out"), exist_ok=True)
+        os.makedirs(os.path.join(d, "far-out"), exist_ok=True)
+        subprocess.run(["ip", "netns", "add", NS], check=True)
+        try:
+            sh("sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", check=False)
+            sh("sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1", check=False)
+            sh("ip", "link", "add", "br0", "type", "bridge")
+            sh("ip", "link", "set", "br0", "up")
+            for ifc, mac in MACS.items():
+                sh("ip", "link", "add", ifc, "type", "veth", "peer", "name", ifc + "-br")
+                sh("ip", "link", "set", ifc, "address", mac)
+                sh("ip", "link", "set", ifc + "-br", "master", "br0")
+                sh("ip", "link", "set", ifc, "up")
+                sh("ip", "link", "set", ifc + "-br", "up")
+            rng = random.Random(6100)
+            flows = [f for f in tg.make_flows(300, rng, v4_net=12, v6_net=0xc0) if not f.v6][:150]
+            cls.trace = tr = tg.Trace()
+            for k in range(INSIDE_PKTS):
+                tr.add(flows[k % len(flows)], 200)
+            tg.write_pcap(os.path.join(d, "near-in.pcap"), tr.frames)
+            tg.write_pcap(os.path.join(d, "empty.pcap"), [])
+            make_pmd(os.path.join(d, "near-pmd.toml"), os.path.join(d, "near-in.pcap"),
+                     os.path.join(d, "near-out", "inside.pcap"), [("out-a", "ga"), ("out-b", "gb")])
+            make_pmd(os.path.join(d, "far-pmd.toml"), os.path.join(d, "empty.pcap"),
+                     os.path.join(d, "far-out", "inside.pcap"), [("op1", "d1"), ("op2", "d2")])
+            make_far_config(tg.dual_cfg(), os.path.join(d, "far.toml"), os.path.join(d, "far-pmd.toml"))
+            mg = tg.ARGS.meshgate
+            far_cmd = [mg, "-c", os.path.join(d, "far.toml"), "--reflect", "--fault", "1.0:1-a:blackhole",
+                       "--fault", "1.8:1-a:heal", "--duration", "6", "--stats-json", os.path.join(d, "far.json"),
+                       f"--eal=--file-prefix={NS}-far", "--control-name", f"{NS}-far"]
+            near_cmd = [mg, "-c", tg.dual_cfg(), "--pmd", os.path.join(d, "near-pmd.toml"), "--liveness", "20x3",
+                        "--pace-pps", str(PPS), "--duration", "4.5", "--stats-json", os.path.join(d, "near.json"),
+                        f"--eal=--file-prefix={NS}-near", "--control-name", f"{NS}-near"]
+            cls.cmds = (far_cmd, near_cmd)
+            far = subprocess.Popen(["ip", "netns", "exec", NS] + far_cmd, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True)
+            time.sleep(0.3)
+            near = subprocess.Popen(["ip", "netns", "exec", NS] + near_cmd, stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT, text=True)
+            cls.near_log = near.communicate(timeout=60)[0]
+            cls.far_log = far.communicate(timeout=60)[0]
+            cls.near_rc, cls.far_rc = near.returncode, far.returncode
+        finally:
+            subprocess.run(["ip", "netns", "del", NS], check=False)
+            for p in (f"{NS}-far", f"{NS}-near"):
+                shutil.rmtree(f"/var/run/dpdk/{p}", ignore_errors=True)
+        cls.near = cls.far = None
+        for side in ("near", "far"):
+            p = os.path.join(d, f"{side}.json")
+            if os.path.exists(p):
+                with open(p) as f:
+                    setattr(cls, side, json.load(f))
+
+    def describe(self):
+        return (f"near rc {self.near_rc}: {' '.join(self.cmds[1])}\n{self.near_log[-1500:]}\n"
+                f"far rc {self.far_rc}: {' '.join(self.cmds[0])}\n{self.far_log[-1500:]}")
+
+    def test_clean_exits(self):
+        self.assertEqual((self.near_rc, self.far_rc), (0, 0), self.describe())
+        self.assertEqual(self.near["mbufs_in_use_at_exit"], 0)
+        self.assertEqual(self.far["mbufs_in_use_at_exit"], 0)
+
+    def test_blackholed_tunnel_down_in_time_and_back_after_hold_down(self):
+        ev = self.near["liveness_events"]
+        a1 = [e for e in ev if e["tunnel"] == "a-1"]
+        self.assertEqual([e["up"] for e in a1], [False, True], f"a-1 events {a1}\n{self.describe()}")
+        down, up = a1
+        self.assertLessEqual(down["silence_ms"], 80, f"detection slower than interval x multiplier + interval: {down}")
+        self.assertGreaterEqual(up["at_ms"] - down["at_ms"], 1000, f"back up before the hold-down: {a1}")
+        others = [e for e in ev if e["tunnel"] != "a-1"]
+        self.assertEqual(others, [], f"false alarms on the other tunnels: {others}")
+        ts = {t["name"]: t for t in self.near["tunnels"]}
+        for name in ("a-2", "b-1", "b-2"):
+            self.assertGreater(ts[name]["probe_replies_in"], 50, f"{name}: reflected probes came back")
+
+    def test_other_tunnels_lose_nothing_a1_loss_bounded(self):
+        near = {t["name"]: t for t in self.near["tunnels"]}
+        far = {t["name"]: t for t in self.far["tunnels"]}
+        for n, f in (("a-2", "2-a"), ("b-1", "1-b"), ("b-2", "2-b")):
+            self.assertEqual(far[f]["packets_in"], near[n]["packets_out"], f"{n}: data sent vs received far")
+        lost = near["a-1"]["packets_out"] - far["1-a"]["packets_in"]
+        self.assertGreater(lost, 0, "the black hole dropped nothing?")
+        self.assertLessEqual(lost, 80 * PPS // 1000, f"a-1 lost {lost} packets: more than the detection window")
+        self.assertEqual(self.near["inside_rx"], INSIDE_PKTS)
+        self.assertEqual(sum(t["packets_out"] for t in self.near["tunnels"]), INSIDE_PKTS, "no drop near")
+
+
+def main():
+    import argparse
+    import tempfile
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--meshgate", required=True)
+    ap.add_argument("--source-root", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+    ap.add_argument("--keep", action="store_true")
+    a, rest = ap.parse_known_args()
+    tg.ARGS = argparse.Namespace(meshgate=os.path.abspath(a.meshgate), source_root=os.path.abspath(a.source_root),
+                                 spread="", esp_tool="")
+    tg.TMP = tempfile.mkdtemp(prefix="mg-two-")
+    try:
+        prog = unittest.main(argv=[sys.argv[0]] + rest, exit=False, verbosity=2)
+    finally:
+        if a.keep:
+            print(f"scratch kept in {tg.TMP}")
+        else:
+            shutil.rmtree(tg.TMP, ignore_errors=True)
+    r = prog.result
+    if r.testsRun and len(r.skipped) == r.testsRun:
+        return 77
+    return 0 if not (r.failures or r.errors) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
