@@ -123,6 +123,7 @@ struct Worker {
   // Probes: tunnels t with t % workers == id are this worker's to probe; due times in TSC cycles.
   std::vector<uint32_t> probe_tunnels;
   std::vector<uint64_t> probe_due;   // by tunnel
+  std::vector<uint32_t> busy;        // by tunnel: ms tick of the last inbound packet that was not a probe reply
   uint64_t probe_next = UINT64_MAX;  // the earliest due time: one compare per loop when nothing is due
   uint64_t rng = 0x9e3779b97f4a7c15ull;
   uint16_t probe_seq = 0;
@@ -387,6 +388,8 @@ void Dataplane::Impl::inbound(Worker& w, const State& st, uint16_t oidx, uint16_
     std::atomic<uint32_t>& pr = w.proof[m->hash.usr];
     if (pr.load(std::memory_order_relaxed) != now) pr.store(now, std::memory_order_relaxed);
     if (st.intercept && intercept(w, st, m)) continue;  // a probe reply or a request we reflected
+    // Traffic other than probe replies: the tunnel is busy and needs no probe. Worker-private, main never reads it.
+    if (probing) w.busy[m->hash.usr] = now;
     const uint8_t* p = rte_pktmbuf_mtod(m, const uint8_t*);
     const bool v6 = (p[0] >> 4) == 6;
     // Route-based selector: what comes out of a tunnel must come from the networks behind the tunnels.
@@ -464,7 +467,8 @@ bool Dataplane::Impl::intercept(Worker& w, const State& st, rte_mbuf* m) noexcep
 
 // Sends the probes that are due among this worker's tunnels and schedules the next ones 75..100 % of an
 // interval later (jitter, so that the probes of many tunnels do not bunch). A tunnel that had authenticated
-// inbound traffic on this worker within the last interval needs no probe: that traffic is its proof.
+// inbound traffic (other than probe replies) on this worker within the last interval needs no probe: that
+// traffic is its proof.
 void Dataplane::Impl::send_probes(Worker& w, const State& st) noexcept {
   const uint64_t now = rte_get_tsc_cycles();
   const uint64_t iv = tsc_hz * opt.liveness.interval_ms / 1000;
@@ -478,8 +482,8 @@ void Dataplane::Impl::send_probes(Worker& w, const State& st) noexcept {
       w.rng ^= w.rng << 17;
       due = now + iv * 3 / 4 + (iv / 4 ? w.rng % (iv / 4) : 0);
       const RtTunnel& rt = st.tunnels[t];
-      const bool busy = int32_t(now_ms_v - w.proof[t].load(std::memory_order_relaxed)) <
-                        int32_t(opt.liveness.interval_ms);
+      // Replies to our own probes do not make a tunnel busy: only other authenticated traffic does.
+      const bool busy = int32_t(now_ms_v - w.busy[t]) < int32_t(opt.liveness.interval_ms);
       if (rt.probe && !busy) {
         TunnelCtr& tc = w.tctr[t];
         rte_mbuf* m = rte_pktmbuf_alloc(pool);
@@ -1170,6 +1174,7 @@ int Dataplane::create(config::Gateway g, config::PmdConfig p, Options o, std::un
     for (size_t t = 0; t < d.gw.tunnels.size(); ++t) w->proof[t].store(0, std::memory_order_relaxed);
     w->opace.resize(d.outside.size());
     w->probe_due.assign(d.gw.tunnels.size(), 0);
+    w->busy.assign(d.gw.tunnels.size(), 0);
     for (uint32_t t = w->id; t < d.gw.tunnels.size(); t += nw) w->probe_tunnels.push_back(t);
     std::memset(static_cast<void*>(w->tctr.get()), 0, sizeof(TunnelCtr) * d.gw.tunnels.size());
   }
