@@ -14,6 +14,8 @@ the veth MACs set to the configs' next_hop_mac values).
   KillFar      the far process stops (all four tunnels silent at once) and a new one starts 0.8 s later: all go
                down within the bound and together, and come back after the hold-down (the new process's replies
                start at sequence number 1, so the first ones are replays to the near side: same static keys).
+  Flapping     a-1 black-holed 100 ms / healed 200 ms, 8 times, near hold-down 100 ms: down/up/down/up/down, then
+               suppressed by damping (3 flaps); no false alarm elsewhere; a-1's packets conserved across both sides.
 Needs root (ip netns) and scapy; exit 77 (skipped) without them.
 Run: /usr/bin/python3 tests/liveness/test_two_gateways.py --meshgate build/apps/meshgate/meshgate [--keep]
 """
@@ -82,6 +84,7 @@ class TwoGateways(unittest.TestCase):
     """Black hole on one tunnel at the far side for 0.8 s, then healed."""
     FAR = [(0, ["--fault", "1.0:1-a:blackhole", "--fault", "1.8:1-a:heal", "--duration", "6"])]
     NEAR_S = 4.5
+    NEAR_EXTRA = ()
 
     @classmethod
     def setUpClass(cls):
@@ -121,7 +124,7 @@ class TwoGateways(unittest.TestCase):
                              + ["--stats-json", os.path.join(d, f"far{k}.json"), f"--eal=--file-prefix={NS}-far{k}",
                                 "--control-name", f"{NS}-far{k}"]))
             near_cmd = [mg, "-c", tg.dual_cfg(), "--pmd", os.path.join(d, "near-pmd.toml"), "--liveness", "20x3",
-                        "--pace-pps", str(PPS), "--duration", str(cls.NEAR_S),
+                        "--pace-pps", str(PPS), "--duration", str(cls.NEAR_S)] + list(cls.NEAR_EXTRA) + [
                         "--stats-json", os.path.join(d, "near.json"),
                         f"--eal=--file-prefix={NS}-near", "--control-name", f"{NS}-near"]
             cls.cmds = ([c for _, c in fars], near_cmd)
@@ -220,6 +223,36 @@ class KillFar(TwoGateways):
 
     def test_other_tunnels_lose_nothing_a1_loss_bounded(self):
         self.assertEqual(self.near["inside_rx"], INSIDE_PKTS)
+
+
+class Flapping(TwoGateways):
+    """a-1 at the far side: black hole 100 ms, healed 200 ms, 8 times; near with a 100 ms hold-down so that each
+    cycle is a down and an up. Damping suppresses the tunnel after three flaps (3 x 1000 less decay > 2500): it
+    stays down for the rest of the run although proof comes back; no crash, other tunnels untouched."""
+    FAR = [(0, [x for k in range(8) for x in ("--fault", f"{1.0 + 0.3 * k:.1f}:1-a:blackhole",
+                                               "--fault", f"{1.1 + 0.3 * k:.1f}:1-a:heal")] + ["--duration", "6"])]
+    NEAR_EXTRA = ("--liveness-hold-down-ms", "100")
+
+    def test_blackholed_tunnel_down_in_time_and_back_after_hold_down(self):
+        ev = self.near["liveness_events"]
+        a1 = [e for e in ev if e["tunnel"] == "a-1"]
+        self.assertEqual([e["up"] for e in a1], [False, True, False, True, False], f"{a1}\n{self.describe()}")
+        for e in a1:
+            if not e["up"]:
+                self.assertLessEqual(e["silence_ms"], 80, e)
+        self.assertEqual([e for e in ev if e["tunnel"] != "a-1"], [])
+        lv = {t["name"]: t for t in self.near["tunnels"]}["a-1"]["liveness"]
+        self.assertEqual((lv["state"], lv["flaps"], lv["suppressions"]), ("suppressed", 3, 1), lv)
+
+    def test_other_tunnels_lose_nothing_a1_loss_bounded(self):
+        near = {t["name"]: t for t in self.near["tunnels"]}
+        far = {t["name"]: t for t in self.far["tunnels"]}
+        for n, f in (("a-2", "2-a"), ("b-1", "1-b"), ("b-2", "2-b")):
+            self.assertEqual(far[f]["packets_in"], near[n]["packets_out"], f"{n}: data sent vs received far")
+        self.assertEqual(sum(t["packets_out"] for t in self.near["tunnels"]), INSIDE_PKTS, "no drop near")
+        # Everything near sent on a-1 (data and probes) reached the far side or its black hole.
+        self.assertEqual(near["a-1"]["packets_out"] + near["a-1"]["probes_out"],
+                         far["1-a"]["packets_in"] + far["1-a"]["reflect_in"] + far["1-a"]["fault_drops"])
 
 
 def main():
