@@ -8,6 +8,8 @@
   overhead  forwarding rate (inside packets per second, unpaced, the inside pcap replayed from memory, output to
             /dev/null) without liveness and with --liveness 20x100 (probes every 15..20 ms on every tunnel; x100 so
             that the tunnels, which get no replies here, stay up for the 1.5 s runs), alternated REPEATS times.
+  twoproc   (root) two meshgates in a network namespace, probes answered by the far one (--reflect), which
+            black-holes a-1 for 150 ms every 500 ms: probe-based detection, CYCLES times.
 
 Run: /usr/bin/python3 tests/liveness/measure_failover.py --meshgate build/apps/meshgate/meshgate [--cycles 50]
 """
@@ -106,6 +108,37 @@ def overhead(args):
     print(f"overhead: {100 * (off - on) / off:+.2f} % of the forwarding rate (negative: faster with probes, noise)")
 
 
+def twoproc(args):
+    """Probe-based detection between two meshgates (tests/liveness/test_two_gateways.py's namespace): the far side
+    black-holes a-1 for 150 ms every 500 ms, CYCLES times; near: --liveness 20x3, hold-down 200 ms, no damping."""
+    import test_two_gateways as t2
+    n = args.cycles
+    faults = []
+    for k in range(n):
+        faults += ["--fault", f"{1.0 + 0.5 * k:.2f}:1-a:blackhole", "--fault", f"{1.15 + 0.5 * k:.2f}:1-a:heal"]
+
+    class Run(t2.TwoGateways):
+        FAR = [(0, faults + ["--duration", str(3 + 0.5 * n)])]
+        NEAR_S = 2 + 0.5 * n
+        NEAR_EXTRA = ("--liveness-hold-down-ms", "200", "--liveness-no-damping")
+
+    Run.setUpClass()
+    if Run.near is None or Run.near_rc != 0:
+        sys.exit(f"two-process run failed: near rc {Run.near_rc}\n{Run.near_log[-2000:]}\n{Run.far_log[-1000:]}")
+    ev = Run.near["liveness_events"]
+    downs = [e for e in ev if e["tunnel"] == "a-1" and not e["up"]]
+    s = [e["silence_ms"] for e in downs]
+    p = [e["publish_us"] for e in downs]
+    tot = [a + b / 1000 for a, b in zip(s, p)]
+    others = [e for e in ev if e["tunnel"] != "a-1"]
+    print(f"two processes, probes: {len(downs)} of {n} outages of a-1 detected, {len(others)} false downs elsewhere")
+    for name, v, u in (("last proof -> verdict", s, "ms"), ("verdict -> published", p, "us"),
+                       ("last proof -> rerouted", tot, "ms")):
+        print(f"  {name:24s} p50 {pct(v, 50):.1f} {u}  p99 {pct(v, 99):.1f} {u}  max {max(v):.1f} {u}")
+    ts = {t["name"]: t for t in Run.near["tunnels"]}
+    print(f"  probes sent {sum(t['probes_out'] for t in ts.values())}, replies {sum(t['probe_replies_in'] for t in ts.values())}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--meshgate", required=True)
@@ -124,6 +157,8 @@ def main():
             failover(a)
         if "overhead" in a.what:
             overhead(a)
+        if "twoproc" in a.what:
+            twoproc(a)
     finally:
         shutil.rmtree(tg.TMP, ignore_errors=True)
 

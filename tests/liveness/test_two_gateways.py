@@ -144,8 +144,8 @@ class TwoGateways(unittest.TestCase):
                     time.sleep(0.3)
                     near = subprocess.Popen(["ip", "netns", "exec", NS] + near_cmd, stdout=subprocess.PIPE,
                                             stderr=subprocess.STDOUT, text=True)
-            cls.near_log = near.communicate(timeout=60)[0]
-            outs = [p.communicate(timeout=60)[0] for p in procs]
+            cls.near_log = near.communicate(timeout=cls.NEAR_S + 60)[0]
+            outs = [p.communicate(timeout=cls.NEAR_S + 60)[0] for p in procs]
             cls.far_log = "\n".join(outs)
             cls.near_rc, cls.far_rc = near.returncode, max(p.returncode for p in procs)
         finally:
