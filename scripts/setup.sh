@@ -10,7 +10,7 @@ PKGS=(
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   libfmt-dev libtomlplusplus-dev libcli11-dev nlohmann-json3-dev
   libpcap-dev libxxhash-dev
-  python3-scapy tshark
+  python3-scapy tshark iproute2
   clang libclang-rt-14-dev
 )
 
