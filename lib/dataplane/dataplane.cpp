@@ -93,6 +93,7 @@ struct State {
 struct alignas(64) TunnelCtr {
   uint64_t packets_out, packets_in, bytes_in, tx_full;
   uint64_t probes_out, probe_replies_in, reflect_in, reflected, probe_drops, fault_drops;
+  uint64_t probes_deferred;  // probes and replies that waited for room in the TX queue (then sent or dropped)
 };
 
 struct alignas(64) WorkerCtr {
@@ -127,6 +128,20 @@ struct Worker {
   uint64_t probe_next = UINT64_MAX;  // the earliest due time: one compare per loop when nothing is due
   uint64_t rng = 0x9e3779b97f4a7c15ull;
   uint16_t probe_seq = 0;
+  // Probes and reflected replies that a full TX queue refused, encrypted and framed, retried first thing every
+  // loop until `until` (TSC). Under overload the TX ring is full most of the time; dropping a probe there would
+  // turn a busy tunnel into a false alarm (three refused probes in a row = down), so control traffic waits its
+  // turn ahead of the next data burst instead.
+  struct CtlTx {
+    rte_mbuf* m;
+    uint64_t until;
+    uint32_t tunnel;
+    uint16_t port;
+    uint8_t reflect;
+  };
+  static constexpr uint16_t kCtlMax = 32;
+  CtlTx ctl[kCtlMax];
+  uint16_t nctl = 0;
 };
 
 struct PortRt {
@@ -207,6 +222,7 @@ struct Dataplane::Impl {
   void handle_commands(Dataplane& dp);
   void refresh_mirror(const Dataplane& dp);
 
+  uint32_t live_interval_ms(uint32_t) const noexcept { return opt.liveness.interval_ms; }
   uint32_t now_ms() const noexcept { return uint32_t((rte_get_tsc_cycles() - start_tsc) * 1000 / tsc_hz); }
   void publish();
   bool routed4(uint32_t dst) const noexcept {
@@ -233,7 +249,8 @@ struct Dataplane::Impl {
   void send_tunnel(Worker& w, const State& st, flow::TunnelId t, rte_mbuf** grp, uint16_t g) noexcept;
   void inbound(Worker& w, const State& st, uint16_t oidx, uint16_t q) noexcept;
   bool intercept(Worker& w, const State& st, rte_mbuf* m) noexcept;
-  bool send_one(Worker& w, const RtTunnel& rt, rte_mbuf* m) noexcept;
+  bool send_one(Worker& w, const RtTunnel& rt, uint32_t t, rte_mbuf* m, bool reflect) noexcept;
+  void flush_ctl(Worker& w) noexcept;
   void send_probes(Worker& w, const State& st) noexcept;
   bool probing = false;  // liveness with probes: workers run send_probes
   int worker_main(Worker& w);
@@ -413,21 +430,54 @@ void Dataplane::Impl::inbound(Worker& w, const State& st, uint16_t oidx, uint16_
   w.ctr.drops[size_t(Drop::kTxFull)] += s - t;
 }
 
-// Encrypts one packet (an inner IPv4 datagram) with the tunnel's outbound SA and sends it on its instance port.
-// For probes and reflected replies only (a few per tunnel per interval), never for data.
-bool Dataplane::Impl::send_one(Worker& w, const RtTunnel& rt, rte_mbuf* m) noexcept {
+// Encrypts one packet (an inner IP datagram) with tunnel t's outbound SA and sends it on its instance port; a
+// full TX queue defers it (flush_ctl). For probes and reflected replies only (a few per tunnel per interval),
+// never for data. True when sent or deferred; the caller counts nothing: sent packets are counted here.
+bool Dataplane::Impl::send_one(Worker& w, const RtTunnel& rt, uint32_t t, rte_mbuf* m, bool reflect) noexcept {
+  TunnelCtr& tc = w.tctr[t];
   if (esp::encap_burst(*rt.out, w.id, &m, 1) != 1) {  // reason counted in the SA
     rte_pktmbuf_free(m);
+    ++tc.probe_drops;
     return false;
   }
   uint8_t* l2 = reinterpret_cast<uint8_t*>(rte_pktmbuf_prepend(m, kEthLen));
   std::memcpy(l2, rt.l2, kEthLen);
-  if (rte_eth_tx_burst(ports[rt.port].id, w.id, &m, 1) != 1) {
+  if (w.nctl == 0 && rte_eth_tx_burst(ports[rt.port].id, w.id, &m, 1) == 1) {
+    ++w.ctr.outside_tx;
+    ++(reflect ? tc.reflected : tc.probes_out);
+    return true;
+  }
+  if (w.nctl == Worker::kCtlMax) {
     rte_pktmbuf_free(m);
+    ++tc.probe_drops;
     return false;
   }
-  ++w.ctr.outside_tx;
+  // Half an interval at most: later than that the next probe is due anyway, and a probe held back behind a
+  // great many data packets would fall out of the far side's replay window.
+  const uint64_t wait = std::max<uint64_t>(tsc_hz / 1000, tsc_hz * live_interval_ms(t) / 2000);
+  w.ctl[w.nctl++] = {m, rte_get_tsc_cycles() + wait, t, rt.port, uint8_t(reflect)};
+  ++tc.probes_deferred;
   return true;
+}
+
+// Sends deferred probes and replies, oldest first, before the loop's data gets to the TX queues.
+void Dataplane::Impl::flush_ctl(Worker& w) noexcept {
+  const uint64_t now = rte_get_tsc_cycles();
+  uint16_t k = 0;
+  for (uint16_t i = 0; i < w.nctl; ++i) {
+    Worker::CtlTx c = w.ctl[i];
+    TunnelCtr& tc = w.tctr[c.tunnel];
+    if (rte_eth_tx_burst(ports[c.port].id, w.id, &c.m, 1) == 1) {
+      ++w.ctr.outside_tx;
+      ++(c.reflect ? tc.reflected : tc.probes_out);
+    } else if (now >= c.until) {
+      rte_pktmbuf_free(c.m);
+      ++tc.probe_drops;
+    } else {
+      w.ctl[k++] = c;
+    }
+  }
+  w.nctl = k;
 }
 
 // A decrypted inner packet (m starts at it) that liveness consumes: an echo reply to one of our probes, or, as a
@@ -460,8 +510,7 @@ bool Dataplane::Impl::intercept(Worker& w, const State& st, rte_mbuf* m) noexcep
   // Ethernet padding must not go into the tunnel.
   const uint16_t ip_len = net::load_be16(p + 2);
   if (ip_len >= 28 && ip_len < rte_pktmbuf_pkt_len(m)) rte_pktmbuf_trim(m, uint16_t(rte_pktmbuf_pkt_len(m) - ip_len));
-  if (send_one(w, rt, m)) ++tc.reflected;
-  else ++tc.probe_drops;
+  send_one(w, rt, t, m, true);
   return true;
 }
 
@@ -515,8 +564,7 @@ void Dataplane::Impl::send_probes(Worker& w, const State& st) noexcept {
           const uint16_t cs = net::ipv4_header_checksum(icmp, 24);
           icmp[2] = uint8_t(cs >> 8);
           icmp[3] = uint8_t(cs);
-          if (send_one(w, rt, m)) ++tc.probes_out;
-          else ++tc.probe_drops;
+          send_one(w, rt, t, m, false);
         }
       }
     }
@@ -544,6 +592,7 @@ int Dataplane::Impl::worker_main(Worker& w) {
   for (auto& p : w.opace) p.last = w.pace.last;
   while (!g_stop.load(std::memory_order_relaxed)) {
     const State* st = state.load(std::memory_order_acquire);
+    if (w.nctl) [[unlikely]] flush_ctl(w);
     for (uint16_t q : w.inside_rxq) outbound(w, *st, q);
     for (uint16_t o = 0; o < outside.size(); ++o)
       for (uint16_t q : w.outside_rxq[o]) inbound(w, *st, o, q);
@@ -551,6 +600,11 @@ int Dataplane::Impl::worker_main(Worker& w) {
     // Nothing of `st` is held past this point: main may free it once every worker has said so.
     rte_rcu_qsbr_quiescent(qsbr, w.id);
   }
+  for (uint16_t i = 0; i < w.nctl; ++i) {  // still deferred at stop: not sent
+    rte_pktmbuf_free(w.ctl[i].m);
+    ++w.tctr[w.ctl[i].tunnel].probe_drops;
+  }
+  w.nctl = 0;
   rte_rcu_qsbr_thread_offline(qsbr, w.id);
   rte_rcu_qsbr_thread_unregister(qsbr, w.id);
   return 0;
@@ -672,6 +726,7 @@ void subtract(Stats& s, const Stats& b) {
     x.reflect_in -= y.reflect_in;
     x.reflected -= y.reflected;
     x.probe_drops -= y.probe_drops;
+    x.probes_deferred -= y.probes_deferred;
     x.fault_drops -= y.fault_drops;
     x.placed -= y.placed;  // pinned is a gauge: never subtracted
     for (size_t r = 0; r < esp::kDropCount; ++r) x.esp_drops[r] -= y.esp_drops[r];
@@ -747,6 +802,7 @@ Stats collect(const Dataplane::Impl& d) {
       ts.reflect_in += w.tctr[t].reflect_in;
       ts.reflected += w.tctr[t].reflected;
       ts.probe_drops += w.tctr[t].probe_drops;
+      ts.probes_deferred += w.tctr[t].probes_deferred;
       ts.fault_drops += w.tctr[t].fault_drops;
       ts.pinned += w.pins->tunnel_counters(flow::TunnelId(t)).pinned;
       ts.placed += w.pins->tunnel_counters(flow::TunnelId(t)).placed;
@@ -820,6 +876,7 @@ nlohmann::json to_json(const Stats& s) {
     e["reflect_in"] = t.reflect_in;
     e["reflected"] = t.reflected;
     e["probe_drops"] = t.probe_drops;
+    e["probes_deferred"] = t.probes_deferred;
     e["fault_drops"] = t.fault_drops;
     e["pinned"] = t.pinned;
     e["placed"] = t.placed;

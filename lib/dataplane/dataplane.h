@@ -111,7 +111,8 @@ struct TunnelStats {
   uint64_t probe_replies_in = 0;            // echo replies to our probes, consumed
   uint64_t reflect_in = 0;                  // echo requests to reflect, consumed
   uint64_t reflected = 0;                   // echo replies sent back on the tunnel
-  uint64_t probe_drops = 0;                 // a probe or reply not sent (no mbuf, ESP refused, TX full)
+  uint64_t probe_drops = 0;                 // a probe or reply not sent (no mbuf, ESP refused, TX full too long)
+  uint64_t probes_deferred = 0;             // a probe or reply that found the TX queue full and waited
   uint64_t fault_drops = 0;                 // dropped by an injected black hole (both directions)
   uint64_t pinned = 0;                      // pins resident now, all workers
   uint64_t placed = 0;                      // flows placed here (new and moved)
