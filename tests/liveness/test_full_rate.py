@@ -1,0 +1,179 @@
+#!/usr/bin/python3
+"""No false alarm at full rate (issue 6): two meshgate processes joined by net_memif (shared memory, copy mode,
+no hugepages), the near one forwarding as fast as it can for 60 s with liveness 20 ms x 3 and probes on.
+
+  near  configs/gateway-dual.toml cut to two tunnels (a-1: gw-a -> onprem-1, b-2: gw-b -> onprem-2; a memif link
+        is point to point, so each instance port meets one far port), inside = a pcap replayed without end
+        (net_pcap infinite_rx), one worker, --liveness 20x3.
+  far   the mirror config (tests/liveness/test_two_gateways.py make_far_config), --reflect: it decrypts, answers
+        near's probes on the same tunnel, and is the memif server. Its worker runs on the other CPU than near's.
+
+Near offers more than the far side can take, so near's TX queues are full most of the time: that is where probes
+used to be refused and lost (three in a row = a false down). Checks: no liveness event on near in 60 s, both
+tunnels up at the end, about one probe per 17.5 ms per tunnel and every one answered, every packet near's TX
+took reached the far side's tunnel (memif loses nothing), both exit cleanly with every mbuf back.
+Run: /usr/bin/python3 tests/liveness/test_full_rate.py --meshgate build/apps/meshgate/meshgate [--seconds 60]
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "gateway"))
+import test_gateway as tg  # noqa: E402
+import test_two_gateways as t2  # noqa: E402
+
+SECONDS = 60.0
+TUNNELS = (("a-1", "1-a"), ("b-2", "2-b"))
+
+
+def two_tunnel_config(src, dst):
+    with open(src) as f:
+        text = f.read()
+    head, *tunnels = text.split("[[tunnel]]")
+    keep = [t for t in tunnels if any(f'name = "{n}"' in t for n, _ in TUNNELS)]
+    assert len(keep) == 2, "configs/gateway-dual.toml has no tunnels a-1 and b-2"
+    with open(dst, "w") as f:
+        f.write(head + "".join("[[tunnel]]" + t for t in keep))
+
+
+def memif_pmd(path, inside, ports, role, sock, lcores):
+    lines = ['[eal]', f'args = ["--no-huge", "-m", "1024", "--no-pci", "--lcores", "{lcores}"]', '',
+             '[workers]', 'lcores = [1]', 'mbufs = 32767', '', '[[port]]', 'name = "inside"', f'devargs = "{inside}"',
+             '']
+    for k, (name, ident) in enumerate(ports):
+        lines += ['[[port]]', f'name = "{name}"', f'devargs = "net_memif{k},role={role},id={ident},socket={sock}"', '']
+    with open(path, "w") as f:
+        f.write("\n".join(lines))
+
+
+class FullRateNoFalseAlarm(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        d = cls.dir = tempfile.mkdtemp(prefix="mg-fullrate-")
+        tag = f"mgfr{os.getpid()}"
+        near_cfg, far_cfg = os.path.join(d, "near.toml"), os.path.join(d, "far.toml")
+        two_tunnel_config(tg.dual_cfg(), near_cfg)
+        rng = __import__("random").Random(6200)
+        flows = [f for f in tg.make_flows(200, rng, v4_net=12, v6_net=0xc0) if not f.v6][:100]
+        tr = tg.Trace()
+        for k in range(2000):
+            tr.add(flows[k % len(flows)], 200)
+        tg.write_pcap(os.path.join(d, "in.pcap"), tr.frames)
+        tg.write_pcap(os.path.join(d, "empty.pcap"), [])
+        sock = os.path.join(d, "memif.sock")
+        # Near: main on CPU 0, worker on CPU 1; far: worker on CPU 0, main on CPU 1 (mains mostly sleep).
+        memif_pmd(os.path.join(d, "near-pmd.toml"),
+                  f"net_pcap0,rx_pcap={os.path.join(d, 'in.pcap')},infinite_rx=1,tx_pcap={os.path.join(d, 'near-in.out')}",
+                  [("out-a", 1), ("out-b", 2)], "client", sock, "0@0,1@1")
+        memif_pmd(os.path.join(d, "far-pmd.toml"),
+                  f"net_pcap0,rx_pcap={os.path.join(d, 'empty.pcap')},tx_pcap=/dev/null",
+                  [("op1", 1), ("op2", 2)], "server", sock, "0@1,1@0")
+        t2.make_far_config(near_cfg, far_cfg, os.path.join(d, "far-pmd.toml"))
+        mg = tg.ARGS.meshgate
+        far_cmd = [mg, "-c", far_cfg, "--reflect", "--duration", str(SECONDS + 4), "--stats-json",
+                   os.path.join(d, "far.json"), f"--eal=--file-prefix={tag}-far", "--control-name", f"{tag}-far"]
+        near_cmd = [mg, "-c", near_cfg, "--pmd", os.path.join(d, "near-pmd.toml"), "--liveness", "20x3",
+                    "--duration", str(SECONDS), "--stats-json", os.path.join(d, "near.json"),
+                    f"--eal=--file-prefix={tag}-near", "--control-name", f"{tag}-near"]
+        cls.cmds = (far_cmd, near_cmd)
+        far = subprocess.Popen(far_cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for _ in range(300):   # the memif server's socket, then near (the client) can connect
+            if os.path.exists(sock) or far.poll() is not None:
+                break
+            time.sleep(0.01)
+        time.sleep(0.2)
+        near = subprocess.run(near_cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              timeout=SECONDS + 120)
+        cls.near_log, cls.near_rc = near.stdout, near.returncode
+        cls.far_log = far.communicate(timeout=60)[0]
+        cls.far_rc = far.returncode
+        cls.near = cls.far = None
+        for name in ("near", "far"):
+            p = os.path.join(d, f"{name}.json")
+            if os.path.exists(p):
+                with open(p) as f:
+                    setattr(cls, name, json.load(f))
+        for p in (f"{tag}-far", f"{tag}-near"):
+            shutil.rmtree(f"/var/run/dpdk/{p}", ignore_errors=True)
+        if cls.near and cls.far:
+            sent = cls.near["outside_tx"]
+            print(f"\nfull rate: near forwarded {sent / cls.near['elapsed_s'] / 1e6:.2f} Mpps for "
+                  f"{cls.near['elapsed_s']:.1f} s; TX queue full {cls.near['drops']['tx_full']} times; probes "
+                  + ", ".join(f"{t['name']} {t['probes_out']} sent / {t['probe_replies_in']} answered / "
+                              f"{t.get('probes_deferred', '?')} deferred / {t['probe_drops']} dropped"
+                              for t in cls.near["tunnels"]), file=sys.stderr)
+
+    @classmethod
+    def tearDownClass(cls):
+        if not getattr(tg.ARGS, "keep", False):
+            shutil.rmtree(cls.dir, ignore_errors=True)
+
+    def describe(self):
+        return (f"near rc {self.near_rc}: {' '.join(self.cmds[1])}\n{self.near_log[-2000:]}\n"
+                f"far rc {self.far_rc}: {' '.join(self.cmds[0])}\n{self.far_log[-1500:]}")
+
+    def test_clean_exits(self):
+        self.assertEqual((self.near_rc, self.far_rc), (0, 0), self.describe())
+        self.assertEqual(self.near["mbufs_in_use_at_exit"], 0)
+        self.assertEqual(self.far["mbufs_in_use_at_exit"], 0)
+
+    def test_no_false_alarm(self):
+        self.assertIsNotNone(self.near, self.describe())
+        self.assertEqual(self.near["liveness_events"], [], self.describe())
+        for t in self.near["tunnels"]:
+            self.assertEqual(t["liveness"]["state"], "up", t)
+            self.assertEqual(t["liveness"]["flaps"], 0, t)
+
+    def test_probes_kept_going_and_were_answered(self):
+        el = self.near["elapsed_s"]
+        for t in self.near["tunnels"]:
+            # One probe every 15..20 ms (jitter); the data going out proves nothing to the near side, so every
+            # interval has its probe.
+            self.assertGreaterEqual(t["probes_out"], int(el * 1000 / 20 * 0.95), t)
+            self.assertLessEqual(t["probes_out"], int(el * 1000 / 15) + 2, t)
+            self.assertGreaterEqual(t["probe_replies_in"], t["probes_out"] - 2, t)  # in flight at the stop
+        far = {t["name"]: t for t in self.far["tunnels"]}
+        for n, f in TUNNELS:
+            near_t = {t["name"]: t for t in self.near["tunnels"]}[n]
+            self.assertEqual(far[f]["reflect_in"], near_t["probes_out"], (n, far[f]))
+            self.assertEqual(far[f]["reflected"], far[f]["reflect_in"], far[f])
+
+    def test_full_rate_and_nothing_lost_between(self):
+        near = {t["name"]: t for t in self.near["tunnels"]}
+        far = {t["name"]: t for t in self.far["tunnels"]}
+        for n, f in TUNNELS:
+            self.assertGreater(near[n]["packets_out"], 0, n)
+            self.assertEqual(far[f]["packets_in"], near[n]["packets_out"], (n, near[n], far[f]))
+        self.assertEqual(self.far["outside_rx"], self.near["outside_tx"])
+        self.assertEqual(self.far["esp_in_drops"], 0, self.far)
+        # Forwarding as fast as it could: inside RX never waited on pacing and only full TX queues dropped.
+        dr = self.near["drops"]
+        self.assertEqual(sum(dr.values()) - dr["tx_full"], 0, dr)
+        self.assertEqual(self.near["inside_rx"], sum(t["packets_out"] for t in near.values()) + dr["tx_full"])
+
+
+def main():
+    import argparse
+    global SECONDS
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--meshgate", required=True)
+    ap.add_argument("--source-root", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+    ap.add_argument("--seconds", type=float, default=SECONDS)
+    ap.add_argument("--keep", action="store_true")
+    a, rest = ap.parse_known_args()
+    SECONDS = a.seconds
+    tg.ARGS = argparse.Namespace(meshgate=os.path.abspath(a.meshgate), source_root=os.path.abspath(a.source_root),
+                                 spread="", esp_tool="", keep=a.keep)
+    prog = unittest.main(argv=[sys.argv[0]] + rest, exit=False, verbosity=2)
+    r = prog.result
+    return 0 if not (r.failures or r.errors) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
