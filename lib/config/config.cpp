@@ -41,6 +41,24 @@ std::string sa_text(const SaSpec& s, bool inbound) {
   return o;
 }
 
+const char* on_off(bool b) noexcept { return b ? "on" : "off"; }
+
+// "liveness 20ms x3 hold 1000ms probes 192.0.2.1 -> 198.51.100.1", or "liveness off"; with reflect, the address
+// whose echo requests this tunnel answers, since that is used even when the tunnel's own liveness is off.
+std::string liveness_text(const LivenessGlobal& lg, const LivenessSettings& s) {
+  std::string o = "liveness ";
+  if (s.enabled) {
+    o += std::to_string(s.interval_ms) + "ms x" + std::to_string(s.multiplier) + " hold " +
+         std::to_string(s.hold_down_ms) + "ms ";
+    o += s.probes ? "probes " + ip_text(s.probe_source) + " -> " + ip_text(s.probe_address)
+                  : std::string("no probes (inbound traffic only)");
+  } else {
+    o += "off";
+  }
+  if (lg.reflect) o += "  reflects echo to " + ip_text(s.probe_source);
+  return o;
+}
+
 const net::IpAddr& pick(const net::IpAddr& v4, const net::IpAddr& v6, int version) noexcept {
   return version == 4 ? v4 : v6;
 }
@@ -139,6 +157,14 @@ std::string describe(const Gateway& g) {
   o += std::string("flow seed ") + seed + "  table " + std::to_string(g.flow.table_size) + "  pin idle " +
        std::to_string(g.flow.pin_idle_timeout_ms) + " ms  pin capacity " + std::to_string(g.flow.pin_capacity) +
        " per worker\n";
+  const size_t live = size_t(std::count_if(g.tunnels.begin(), g.tunnels.end(),
+                                            [](const Tunnel& t) { return t.liveness.enabled; }));
+  if (g.liveness.present || live != 0)
+    o += "liveness on " + std::to_string(live) + " of " + std::to_string(g.tunnels.size()) + " tunnels  damping " +
+         on_off(g.liveness.damping) + "  monitor " + (g.liveness.monitor ? "on (report only, no tunnel taken out)" : "off") +
+         "  reflect " + on_off(g.liveness.reflect) + (g.liveness.present ? "" : "  (no [liveness] table)") + "\n";
+  else
+    o += "liveness off (no [liveness] table)\n";
   o += "instances (" + std::to_string(g.instances.size()) + "):\n";
   for (const Instance& i : g.instances) {
     o += "  " + i.name + "  ipv4 " + ip_text(i.ipv4) + "  ipv6 " + ip_text(i.ipv6) + "  port " + i.port;
@@ -146,9 +172,12 @@ std::string describe(const Gateway& g) {
     o += "\n";
   }
   o += "devices (" + std::to_string(g.devices.size()) + "):\n";
-  for (const Device& d : g.devices)
+  for (const Device& d : g.devices) {
     o += "  " + d.name + "  ipv4 " + ip_text(d.ipv4) + "  ipv6 " + ip_text(d.ipv6) + "  next hop " +
-         detail::format_mac(d.mac) + "\n";
+         detail::format_mac(d.mac);
+    if (d.probe_address.version != 0) o += "  probe address " + ip_text(d.probe_address);
+    o += "\n";
+  }
   o += "tunnels (" + std::to_string(g.tunnels.size()) + "):\n";
   for (const Tunnel& t : g.tunnels) {
     const std::string inst = t.instance < g.instances.size() ? g.instances[t.instance].name : "?";
@@ -159,6 +188,7 @@ std::string describe(const Gateway& g) {
          "\n";
     o += "    out " + sa_text(t.out, false) + "\n";
     o += "    in  " + sa_text(t.in, true) + "\n";
+    o += "    " + liveness_text(g.liveness, t.liveness) + "\n";
   }
   return o;
 }

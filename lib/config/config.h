@@ -1,8 +1,8 @@
 // mg::config — the gateway's TOML files turned into a validated model (DESIGN.md "Config").
 //
 // Two files:
-//   gateway file  [gateway] [[instance]] [[device]] [[tunnel]] [flow] [inside]  (what to do)
-//   pmd_config    [eal] [[port]] [workers]                                     (which DPDK ports and lcores)
+//   gateway file  [gateway] [[instance]] [[device]] [[tunnel]] [flow] [inside] [liveness]  (what to do)
+//   pmd_config    [eal] [[port]] [workers]                                                (which DPDK ports and lcores)
 // The gateway file names its pmd_config (`[gateway] pmd_config = "relative/or/absolute.toml"`, relative to
 // the gateway file), overridable on the meshgate command line.
 //
@@ -55,6 +55,31 @@ struct SaSpec {
   int line = 0;
 };
 
+// One tunnel's liveness settings, resolved: [tunnel.liveness] over [liveness] over these defaults. The data plane
+// reads only this, so it never needs to know which table a value came from.
+struct LivenessSettings {
+  bool enabled = false;          // default true when the file has a [liveness] table
+  uint32_t interval_ms = 20;     // probe interval and the unit of detection, 1..60000
+  uint32_t multiplier = 3;       // missed intervals before down, 1..100
+  uint32_t hold_down_ms = 1000;  // continuous proof before a tunnel that came back is used again, 0..3600000
+  bool probes = true;            // ICMP echo requests inside ESP on idle tunnels
+  // Inner addresses of the probes. probe_address: the tunnel's, else the device's, else the device's outer
+  // address of the tunnel's IP version. probe_source: the tunnel's, else the instance's outer address of
+  // probe_address's version. Resolved even when disabled (the reflector answers echo requests to
+  // probe_source); version 0 only when nothing resolvable and the tunnel does not need it.
+  net::IpAddr probe_source;
+  net::IpAddr probe_address;
+};
+
+// [liveness] settings that apply to the whole gateway rather than per tunnel.
+struct LivenessGlobal {
+  bool present = false;  // the file has a [liveness] table (it turns liveness on for every tunnel by default)
+  bool damping = true;   // suppress flapping tunnels (RFC 2439-style)
+  bool monitor = false;  // verdicts are logged and counted but never take a tunnel out
+  bool reflect = false;  // answer ICMP echo requests sent through a tunnel to that tunnel's probe_source
+  int line = 0;
+};
+
 struct Instance {
   std::string name;
   net::IpAddr ipv4;             // version 0 when absent; at least one of ipv4/ipv6
@@ -72,6 +97,7 @@ struct Device {
   net::IpAddr ipv6;
   std::string next_hop_mac;     // Ethernet destination for this device's tunnels; default ff:ff:ff:ff:ff:ff
   uint8_t mac[6] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+  net::IpAddr probe_address;    // inner address answering ICMP echo for all its tunnels; version 0 = not set
   int line = 0;
 };
 
@@ -86,6 +112,7 @@ struct Tunnel {
   esp::DfPolicy df = esp::DfPolicy::kCopy;
   esp::DscpPolicy dscp_policy = esp::DscpPolicy::kCopy;
   uint8_t tos = 0;
+  LivenessSettings liveness;    // fully resolved
   int line = 0;
 };
 
@@ -112,6 +139,7 @@ struct Gateway {
   std::vector<Device> devices;
   std::vector<Tunnel> tunnels;
   FlowSettings flow;
+  LivenessGlobal liveness;
   std::string pmd_config;       // resolved path
   std::string source;           // the gateway file's path
   int inside_line = 0;          // line of the [inside] table, for cross_check messages
@@ -148,6 +176,7 @@ struct PmdConfig {
 //                tunnel-reference tunnel-pair-unique tunnel-ip-version weight ttl df dscp
 //                spi-zero spi-range spi-unique cipher icv-length engine engine-cipher
 //                key-source key-hex key-length key-file key-reuse replay-window
+//                liveness-range probe-address probe-version probe-source
 //   pmd_config   eal-lcores worker-lcores worker-lcore-unique worker-is-main worker-lcore-not-enabled mbufs
 //                ports-required devargs devargs-unique env-unset env-syntax queues descriptors mtu
 //   cross_check  port-unknown tx-queues

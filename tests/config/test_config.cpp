@@ -650,6 +650,248 @@ TEST_F(Config, ReplayWindow) {
   EXPECT_EQ(g.tunnels[0].in.replay_window, 64u);
 }
 
+// ---- liveness ----
+
+// `text` appended to tunnel #n (0 or 1) of the base gateway: after the last line of its [tunnel.in].
+std::string after_tunnel(const std::string& s, int n, const std::string& text) {
+  const std::string key = "key = \"" + std::string(n == 0 ? kK2 : kK4) + "\"\n";
+  return edit(s, key, key + text);
+}
+
+std::string ip(const net::IpAddr& a) {
+  char b[64];
+  return a.version ? net::format_ip(a, b, sizeof b) : "-";
+}
+
+// A tunnel's resolved liveness, compared field by field so that a failure names the field.
+struct WantLive {
+  bool enabled;
+  uint32_t interval_ms, multiplier, hold_down_ms;
+  bool probes;
+  const char* source;
+  const char* address;
+};
+void expect_live(const LivenessSettings& s, const WantLive& w) {
+  EXPECT_EQ(s.enabled, w.enabled);
+  EXPECT_EQ(s.interval_ms, w.interval_ms);
+  EXPECT_EQ(s.multiplier, w.multiplier);
+  EXPECT_EQ(s.hold_down_ms, w.hold_down_ms);
+  EXPECT_EQ(s.probes, w.probes);
+  EXPECT_EQ(ip(s.probe_source), w.source);
+  EXPECT_EQ(ip(s.probe_address), w.address);
+}
+
+TEST_F(Config, LivenessOffWithoutTable) {
+  const Gateway g = good_gw(gateway());
+  EXPECT_FALSE(g.liveness.present);
+  EXPECT_TRUE(g.liveness.damping);
+  EXPECT_FALSE(g.liveness.monitor);
+  EXPECT_FALSE(g.liveness.reflect);
+  EXPECT_EQ(g.devices[0].probe_address.version, 0);
+  // Addresses resolved all the same: the reflector uses probe_source whether or not the tunnel probes.
+  expect_live(g.tunnels[0].liveness, {false, 20, 3, 1000, true, "192.0.2.1", "198.51.100.1"});
+  expect_live(g.tunnels[1].liveness, {false, 20, 3, 1000, true, "192.0.2.2", "198.51.100.1"});
+}
+
+TEST_F(Config, LivenessGlobalOnly) {
+  const std::string s = gateway() +
+                        "\n[liveness] #@\ninterval_ms = 50\nmultiplier = 4\nhold_down_ms = 0\nprobes = false\n"
+                        "damping = false\nmonitor = true\nreflect = true\n";
+  const Gateway g = good_gw(s);
+  EXPECT_TRUE(g.liveness.present);
+  EXPECT_EQ(g.liveness.line, marker_line(s));
+  EXPECT_FALSE(g.liveness.damping);
+  EXPECT_TRUE(g.liveness.monitor);
+  EXPECT_TRUE(g.liveness.reflect);
+  for (const Tunnel& t : g.tunnels) {
+    EXPECT_TRUE(t.liveness.enabled);  // the table's presence turns it on
+    EXPECT_EQ(t.liveness.interval_ms, 50u);
+    EXPECT_EQ(t.liveness.multiplier, 4u);
+    EXPECT_EQ(t.liveness.hold_down_ms, 0u);
+    EXPECT_FALSE(t.liveness.probes);
+    EXPECT_EQ(ip(t.liveness.probe_address), "198.51.100.1");
+  }
+  // An empty table: on, with the defaults.
+  const Gateway e = good_gw(gateway() + "\n[liveness]\n");
+  EXPECT_TRUE(e.tunnels[1].liveness.enabled);
+  EXPECT_EQ(e.tunnels[1].liveness.interval_ms, 20u);
+  EXPECT_TRUE(e.tunnels[1].liveness.probes);
+  EXPECT_TRUE(e.liveness.damping);
+  // enabled = false in the table: off everywhere, settings kept.
+  const Gateway off = good_gw(gateway() + "\n[liveness]\nenabled = false\ninterval_ms = 30\n");
+  EXPECT_TRUE(off.liveness.present);
+  EXPECT_FALSE(off.tunnels[0].liveness.enabled);
+  EXPECT_EQ(off.tunnels[0].liveness.interval_ms, 30u);
+}
+
+TEST_F(Config, LivenessTunnelOverridesGlobal) {
+  std::string s = after_tunnel(gateway(), 0,
+                               "[tunnel.liveness]\ninterval_ms = 50\nmultiplier = 4\nhold_down_ms = 500\nprobes = false\n"
+                               "probe_source = \"169.254.10.1\"\nprobe_address = \"169.254.10.2\"\n");
+  s += "\n[liveness]\ninterval_ms = 10\nmultiplier = 2\nhold_down_ms = 2000\n";
+  const Gateway g = good_gw(s);
+  expect_live(g.tunnels[0].liveness, {true, 50, 4, 500, false, "169.254.10.1", "169.254.10.2"});
+  // The other tunnel has no [tunnel.liveness]: [liveness], then the defaults.
+  expect_live(g.tunnels[1].liveness, {true, 10, 2, 2000, true, "192.0.2.2", "198.51.100.1"});
+}
+
+TEST_F(Config, LivenessDeviceProbeAddress) {
+  std::string s = edit(gateway(), "ipv4 = \"198.51.100.1\"\n", "ipv4 = \"198.51.100.1\"\nprobe_address = \"10.1.255.1\"\n");
+  s += "\n[liveness]\n";
+  Gateway g = good_gw(s);
+  EXPECT_EQ(ip(g.devices[0].probe_address), "10.1.255.1");
+  EXPECT_EQ(ip(g.tunnels[0].liveness.probe_address), "10.1.255.1");
+  EXPECT_EQ(ip(g.tunnels[0].liveness.probe_source), "192.0.2.1");  // the instance's address of that version
+  EXPECT_EQ(ip(g.tunnels[1].liveness.probe_address), "10.1.255.1");
+  EXPECT_EQ(ip(g.tunnels[1].liveness.probe_source), "192.0.2.2");
+  // A tunnel's own probe_address wins over the device's.
+  g = good_gw(after_tunnel(s, 1, "[tunnel.liveness]\nprobe_address = \"10.1.255.9\"\n"));
+  EXPECT_EQ(ip(g.tunnels[0].liveness.probe_address), "10.1.255.1");
+  EXPECT_EQ(ip(g.tunnels[1].liveness.probe_address), "10.1.255.9");
+}
+
+TEST_F(Config, LivenessIpv6ProbeAddressUsesTheInstanceIpv6) {
+  // Outer IPv4 tunnels, inner IPv6 probes: the source is the instance's IPv6 address.
+  std::string s = edit(gateway(), "ipv4 = \"192.0.2.1\"\n", "ipv4 = \"192.0.2.1\"\nipv6 = \"2001:db8:1::1\"\n");
+  s = edit(s, "ipv4 = \"192.0.2.2\"\n", "ipv4 = \"192.0.2.2\"\nipv6 = \"2001:db8:1::2\"\n");
+  s = edit(s, "ipv4 = \"198.51.100.1\"\n", "ipv4 = \"198.51.100.1\"\nprobe_address = \"2001:db8:ff::1\"\n");
+  const Gateway g = good_gw(s + "\n[liveness]\n");
+  EXPECT_EQ(tunnel_ip_version(g, g.tunnels[0]), 4);
+  EXPECT_EQ(ip(g.tunnels[0].liveness.probe_address), "2001:db8:ff::1");
+  EXPECT_EQ(ip(g.tunnels[0].liveness.probe_source), "2001:db8:1::1");
+  EXPECT_EQ(ip(g.tunnels[1].liveness.probe_source), "2001:db8:1::2");
+  // An IPv6 outer tunnel without probe addresses probes the device's IPv6 from the instance's.
+  std::string v6 = edit(gateway(), "ipv4 = \"198.51.100.1\"", "ipv6 = \"2001:db8:100::1\"");
+  v6 = edit(v6, "ipv4 = \"192.0.2.1\"", "ipv6 = \"2001:db8:1::1\"");
+  v6 = edit(v6, "ipv4 = \"192.0.2.2\"", "ipv6 = \"2001:db8:1::2\"");
+  const Gateway g6 = good_gw(v6 + "\n[liveness]\n");
+  EXPECT_EQ(ip(g6.tunnels[0].liveness.probe_source), "2001:db8:1::1");
+  EXPECT_EQ(ip(g6.tunnels[0].liveness.probe_address), "2001:db8:100::1");
+}
+
+TEST_F(Config, LivenessDisabledPerTunnel) {
+  const Gateway g = good_gw(after_tunnel(gateway(), 1, "[tunnel.liveness]\nenabled = false\n") + "\n[liveness]\n");
+  EXPECT_TRUE(g.tunnels[0].liveness.enabled);
+  EXPECT_FALSE(g.tunnels[1].liveness.enabled);
+  EXPECT_EQ(ip(g.tunnels[1].liveness.probe_source), "192.0.2.2");  // still resolved, for the reflector
+}
+
+TEST_F(Config, LivenessEnabledPerTunnelWithoutGlobalTable) {
+  const Gateway g = good_gw(after_tunnel(gateway(), 0, "[tunnel.liveness]\nenabled = true\nmultiplier = 5\n"));
+  EXPECT_FALSE(g.liveness.present);
+  EXPECT_TRUE(g.tunnels[0].liveness.enabled);
+  EXPECT_EQ(g.tunnels[0].liveness.multiplier, 5u);
+  EXPECT_EQ(g.tunnels[0].liveness.interval_ms, 20u);
+  EXPECT_FALSE(g.tunnels[1].liveness.enabled);
+  // A [tunnel.liveness] without `enabled` and without [liveness] only sets values: liveness stays off.
+  const Gateway h = good_gw(after_tunnel(gateway(), 0, "[tunnel.liveness]\nmultiplier = 5\n"));
+  EXPECT_FALSE(h.tunnels[0].liveness.enabled);
+  EXPECT_EQ(h.tunnels[0].liveness.multiplier, 5u);
+}
+
+TEST_F(Config, LivenessRange) {
+  bad_gw(gateway() + "\n[liveness]\ninterval_ms = 0 #@\n", "liveness-range", "[liveness] `interval_ms` = 0 is out of range 1..60000");
+  bad_gw(gateway() + "\n[liveness]\ninterval_ms = 60001 #@\n", "liveness-range", "1..60000");
+  bad_gw(gateway() + "\n[liveness]\nmultiplier = 0 #@\n", "liveness-range", "`multiplier` = 0 is out of range 1..100");
+  bad_gw(gateway() + "\n[liveness]\nhold_down_ms = -1 #@\n", "liveness-range", "`hold_down_ms` = -1 is out of range 0..3600000");
+  bad_gw(after_tunnel(gateway(), 0, "[tunnel.liveness]\nmultiplier = 101 #@\n"), "liveness-range",
+         "[tunnel.liveness] `multiplier` = 101 is out of range 1..100");
+  bad_gw(after_tunnel(gateway(), 1, "[tunnel.liveness]\nhold_down_ms = 3600001 #@\n"), "liveness-range",
+         "`hold_down_ms` = 3600001 is out of range 0..3600000");
+  // The bounds themselves are fine.
+  const Gateway g = good_gw(gateway() + "\n[liveness]\ninterval_ms = 60000\nmultiplier = 100\nhold_down_ms = 3600000\n");
+  EXPECT_EQ(g.tunnels[0].liveness.interval_ms, 60000u);
+  good_gw(gateway() + "\n[liveness]\ninterval_ms = 1\nmultiplier = 1\nhold_down_ms = 0\n");
+}
+
+TEST_F(Config, LivenessProbeAddress) {
+  const std::string dev = "ipv4 = \"198.51.100.1\"\n";
+  bad_gw(edit(gateway(), dev, dev + "probe_address = \"10.1.255\" #@\n"), "probe-address",
+         "`probe_address` = \"10.1.255\" is not an IPv4 or IPv6 address");
+  bad_gw(edit(gateway(), dev, dev + "probe_address = \"224.0.0.1\" #@\n"), "probe-address", "multicast");
+  bad_gw(after_tunnel(gateway(), 0, "[tunnel.liveness]\nprobe_source = \"127.0.0.1\" #@\n"), "probe-address", "loopback");
+  bad_gw(after_tunnel(gateway(), 0, "[tunnel.liveness]\nprobe_address = \"::\" #@\n"), "probe-address", "unspecified");
+  bad_gw(after_tunnel(gateway(), 0, "[tunnel.liveness]\nprobe_address = \"255.255.255.255\" #@\n"), "probe-address",
+         "broadcast");
+  // Written but unusable is checked even with liveness off (a typo is a typo), and reported once: no
+  // probe-version or probe-source follows from the address that could not be read.
+  std::vector<Error> errs;
+  EXPECT_FALSE(gw(after_tunnel(gateway(), 0, "[tunnel.liveness]\nprobe_source = \"fe80::zz\"\n") + "\n[liveness]\n", &errs));
+  ASSERT_EQ(errs.size(), 1u);
+  EXPECT_EQ(errs[0].rule, "probe-address");
+}
+
+TEST_F(Config, LivenessProbeVersion) {
+  bad_gw(after_tunnel(gateway(), 0, "[tunnel.liveness]\nprobe_source = \"2001:db8::1\" #@\n") + "\n[liveness]\n",
+         "probe-version", "is IPv6 but its probe_address 198.51.100.1");
+  // Against the device's probe_address: the message says where that came from.
+  std::string s = edit(gateway(), "ipv4 = \"198.51.100.1\"\n", "ipv4 = \"198.51.100.1\"\nprobe_address = \"2001:db8:ff::1\"\n");
+  bad_gw(after_tunnel(s, 1, "[tunnel.liveness]\nenabled = true\nprobe_source = \"169.254.10.1\" #@\n"), "probe-version",
+         "device \"d1\" `probe_address`");
+  // Not for a tunnel that does not probe (unless the gateway reflects).
+  const std::string quiet = after_tunnel(gateway(), 0, "[tunnel.liveness]\nprobe_source = \"2001:db8::1\"\n");
+  good_gw(quiet);
+  good_gw(quiet + "\n[liveness]\nprobes = false\n");
+  bad_gw(quiet + "\n[liveness]\nenabled = false\nreflect = true\n", "probe-version", "same IP version");
+}
+
+TEST_F(Config, LivenessProbeSource) {
+  // The device answers on IPv6, the instances have only IPv4: nothing to send probes from.
+  const std::string s = edit(gateway(), "ipv4 = \"198.51.100.1\"\n",
+                             "ipv4 = \"198.51.100.1\"\nprobe_address = \"2001:db8:ff::1\"\n");
+  bad_gw(edit(s, "[[tunnel]]\ninstance = \"gw-a\"", "[[tunnel]] #@\ninstance = \"gw-a\"") + "\n[liveness]\n",
+         "probe-source", "set probe_source in [tunnel.liveness]");
+  // With a [tunnel.liveness], the error points at it.
+  bad_gw(after_tunnel(s, 1, "[tunnel.liveness] #@\nenabled = true\n"), "probe-source", "instance \"gw-b\" has no IPv6");
+  // Liveness off: nothing needs a source, no error; reflect needs one.
+  const Gateway g = good_gw(s);
+  EXPECT_EQ(g.tunnels[0].liveness.probe_source.version, 0);
+  EXPECT_EQ(ip(g.tunnels[0].liveness.probe_address), "2001:db8:ff::1");
+  bad_gw(s + "\n[liveness]\nenabled = false\nreflect = true\n", "probe-source", "set probe_source");
+  // An explicit probe_source solves it.
+  good_gw(after_tunnel(after_tunnel(s, 0, "[tunnel.liveness]\nprobe_source = \"2001:db8:ee::1\"\n"), 1,
+                       "[tunnel.liveness]\nprobe_source = \"2001:db8:ee::2\"\n") +
+          "\n[liveness]\n");
+}
+
+TEST_F(Config, LivenessTypesAndUnknownKeys) {
+  bad_gw(gateway() + "\n[liveness]\ninterval_ms = \"20\" #@\n", "type", "`interval_ms` must be an integer");
+  bad_gw(gateway() + "\n[liveness]\nenabled = 1 #@\n", "type", "true or false");
+  bad_gw(after_tunnel(gateway(), 0, "[tunnel.liveness]\nprobes = \"yes\" #@\n"), "type", "true or false");
+  bad_gw(after_tunnel(gateway(), 0, "[tunnel.liveness]\nprobe_source = 1 #@\n"), "type", "a string");
+  bad_gw("liveness = true #@\n" + gateway(), "type", "a table");
+  bad_gw(gateway() + "\n[liveness]\nintervall_ms = 20 #@\n", "unknown-key", "`intervall_ms`");
+  bad_gw(after_tunnel(gateway(), 0, "[tunnel.liveness]\nholddown_ms = 20 #@\n"), "unknown-key", "`holddown_ms`");
+  bad_gw(edit(gateway(), "ipv4 = \"198.51.100.1\"\n", "ipv4 = \"198.51.100.1\"\nprobe_source = \"10.0.0.1\" #@\n"),
+         "unknown-key", "`probe_source`");
+  // Right key, wrong table: the message says where it goes.
+  bad_gw(after_tunnel(gateway(), 0, "[tunnel.liveness]\ndamping = false #@\n"), "unknown-key", "belongs in [liveness]");
+  bad_gw(gateway() + "\n[liveness]\nprobe_source = \"169.254.10.1\" #@\n", "unknown-key", "belongs in [tunnel.liveness]");
+  bad_gw(gateway() + "\n[liveness]\nprobe_address = \"169.254.10.2\" #@\n", "unknown-key", "[[device]]");
+}
+
+TEST_F(Config, LivenessDescribe) {
+  std::string s = after_tunnel(gateway(), 1, "[tunnel.liveness]\nenabled = false\n");
+  const Gateway g = good_gw(s + "\n[liveness]\nmonitor = true\n");
+  const std::string d = describe(g);
+  for (const char* want : {"liveness on 1 of 2 tunnels  damping on  monitor on", "reflect off",
+                           "liveness 20ms x3 hold 1000ms probes 192.0.2.1 -> 198.51.100.1", "liveness off"})
+    EXPECT_NE(d.find(want), std::string::npos) << want << "\n" << d;
+  // Under the tunnel it belongs to.
+  EXPECT_LT(d.find("gw-a-d1  gw-a"), d.find("liveness 20ms"));
+  EXPECT_LT(d.find("gw-b-d1  gw-b"), d.find("    liveness off"));
+
+  const std::string none = describe(good_gw(gateway()));
+  EXPECT_NE(none.find("liveness off (no [liveness] table)"), std::string::npos) << none;
+
+  std::string t = edit(gateway(), "ipv4 = \"198.51.100.1\"\n", "ipv4 = \"198.51.100.1\"\nprobe_address = \"10.1.255.1\"\n");
+  t = after_tunnel(t, 0, "[tunnel.liveness]\nenabled = true\nprobes = false\ninterval_ms = 50\n");
+  const std::string d2 = describe(good_gw(t + "\n[liveness]\nenabled = false\nreflect = true\n"));
+  for (const char* want : {"liveness on 1 of 2 tunnels", "reflect on", "probe address 10.1.255.1",
+                           "liveness 50ms x3 hold 1000ms no probes", "liveness off  reflects echo to 192.0.2.2"})
+    EXPECT_NE(d2.find(want), std::string::npos) << want << "\n" << d2;
+}
+
 // ---- keys never leave the model ----
 
 TEST_F(Config, KeysNeverInMessagesOrDescribe) {
@@ -953,7 +1195,8 @@ TEST_F(Shipped, GatewayFilesLoadAndMatchTheirPmdConfig) {
   struct Want { const char* file; Mode mode; size_t inst, dev, tun; };
   for (const Want w : {Want{"configs/gateway-dual.toml", Mode::kActiveActive, 2, 2, 4},
                        Want{"configs/gateway-single.toml", Mode::kActiveActive, 2, 1, 2},
-                       Want{"configs/gateway-standby.toml", Mode::kActiveStandby, 2, 2, 4}}) {
+                       Want{"configs/gateway-standby.toml", Mode::kActiveStandby, 2, 2, 4},
+                       Want{"configs/gateway-liveness.toml", Mode::kActiveActive, 2, 2, 4}}) {
     SCOPED_TRACE(w.file);
     std::vector<Error> errs;
     const auto g = load_gateway(root + "/" + w.file, &errs);
@@ -979,6 +1222,56 @@ TEST_F(Shipped, GatewayFilesLoadAndMatchTheirPmdConfig) {
     ASSERT_TRUE(p.has_value()) << all(errs);
     EXPECT_TRUE(cross_check(*g, *p, &errs)) << all(errs);
   }
+}
+
+// A new example must be added to the list above (which says what it holds), not only dropped into configs/.
+TEST_F(Shipped, EveryGatewayFileIsChecked) {
+  size_t n = 0;
+  for (const fs::directory_entry& e : fs::directory_iterator(root + "/configs")) {
+    if (e.path().extension() != ".toml") continue;
+    SCOPED_TRACE(e.path().string());
+    ++n;
+    std::vector<Error> errs;
+    EXPECT_TRUE(load_gateway(e.path().string(), &errs).has_value()) << all(errs);
+  }
+  EXPECT_EQ(n, 4u) << "configs/ has a new or removed gateway file: update GatewayFilesLoadAndMatchTheirPmdConfig";
+}
+
+TEST_F(Shipped, DualKeepsLivenessOff) {
+  // The demo has no peer answering probes: with liveness on, every tunnel would go down.
+  std::vector<Error> errs;
+  const auto g = load_gateway(root + "/configs/gateway-dual.toml", &errs);
+  ASSERT_TRUE(g.has_value()) << all(errs);
+  EXPECT_FALSE(g->liveness.present);
+  for (const Tunnel& t : g->tunnels) EXPECT_FALSE(t.liveness.enabled) << t.name;
+}
+
+TEST_F(Shipped, LivenessExample) {
+  std::vector<Error> errs;
+  const auto g = load_gateway(root + "/configs/gateway-liveness.toml", &errs);
+  ASSERT_TRUE(g.has_value()) << all(errs);
+  EXPECT_TRUE(g->liveness.present);
+  EXPECT_TRUE(g->liveness.damping);
+  EXPECT_FALSE(g->liveness.monitor);
+  EXPECT_FALSE(g->liveness.reflect);
+  // AWS-style inside addresses: ours .1, the device's .2, one /30 per tunnel.
+  const char* names[] = {"a-1", "a-2", "b-1", "b-2"};
+  ASSERT_EQ(g->tunnels.size(), 4u);
+  for (size_t i = 0; i < 4; ++i) {
+    const Tunnel& t = g->tunnels[i];
+    SCOPED_TRACE(t.name);
+    EXPECT_EQ(t.name, names[i]);
+    const std::string net = "169.254." + std::to_string(10 + i) + ".";
+    expect_live(t.liveness, {true, 20, 3, 1000, true, (net + "1").c_str(), (net + "2").c_str()});
+  }
+  // Its own demo keys: none shared with gateway-dual.toml.
+  const auto dual = load_gateway(root + "/configs/gateway-dual.toml", &errs);
+  ASSERT_TRUE(dual.has_value()) << all(errs);
+  for (const Tunnel& t : g->tunnels)
+    for (const Tunnel& d : dual->tunnels)
+      for (const SaSpec* x : {&t.out, &t.in})
+        for (const SaSpec* y : {&d.out, &d.in}) EXPECT_NE(x->keymat.bytes(), y->keymat.bytes()) << t.name << " " << d.name;
+  EXPECT_NE(describe(*g).find("liveness 20ms x3 hold 1000ms probes 169.254.10.1 -> 169.254.10.2"), std::string::npos);
 }
 
 TEST_F(Shipped, DualDesignAddresses) {

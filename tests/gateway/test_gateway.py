@@ -1149,7 +1149,7 @@ class CheckTest(unittest.TestCase):
         return p.returncode, p.stdout, p.stderr
 
     def test_shipped_configs_are_valid(self):
-        for name in ("gateway-dual.toml", "gateway-standby.toml", "gateway-single.toml"):
+        for name in ("gateway-dual.toml", "gateway-standby.toml", "gateway-single.toml", "gateway-liveness.toml"):
             path = source_path("configs", name)
             rc, out, err = self.check(path)
             self.assertEqual(rc, 0, f"meshgate --check -c {path} (MESHGATE_* set): exit {rc}, stderr {err[-500:]}")
