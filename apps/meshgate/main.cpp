@@ -4,6 +4,8 @@
 //   meshgate --config FILE --check                              validate both files, print the model, no EAL
 //   meshgate --config FILE --duration 10 --stats-interval 1 --event 5:instance:gw-a:down
 //   meshgate --config FILE --liveness 20x3                    tunnels without proof of life for 60 ms go down
+//                                                             (liveness is configured in the file's [liveness]
+//                                                             and [tunnel.liveness]; these flags override it)
 //
 // Exit codes: 0 ok, 1 runtime failure, 2 bad config or usage, 3 EAL failure, 4 port failure.
 #include <CLI/CLI.hpp>
@@ -11,6 +13,7 @@
 
 #include <csignal>
 #include <fstream>
+#include <optional>
 #include <nlohmann/json.hpp>
 
 #include "config/config.h"
@@ -44,25 +47,31 @@ int main(int argc, char** argv) {
                  "limit RX of each outside port per worker to this many packets/s (tests feeding ESP pcaps)");
   std::string liveness;
   app.add_option("--liveness", liveness,
-                 "tunnel liveness detection for every tunnel: INTERVAL_MSxMULTIPLIER, e.g. 20x3 (default: off)");
-  app.add_option("--liveness-hold-down-ms", opt.liveness.hold_down_ms,
-                 "continuous proof of life before a tunnel that came back is used again (default 1000)");
-  bool no_probes = false;
+                 "liveness detection for every tunnel: INTERVAL_MSxMULTIPLIER, e.g. 20x3, or off (default: the "
+                 "gateway file's [liveness] / [tunnel.liveness]; without them off)");
+  std::optional<uint32_t> hold_down;
+  app.add_option("--liveness-hold-down-ms", hold_down,
+                 "continuous proof of life before a tunnel that came back is used again (file default 1000)")
+      ->check(CLI::Range(0u, 3600000u));
+  bool no_probes = false, no_damping = false, monitor = false, reflect = false;
   app.add_flag("--liveness-no-probes", no_probes, "no probes: only authenticated inbound traffic proves life");
+  app.add_flag("--liveness-no-damping", no_damping, "do not suppress flapping tunnels");
+  app.add_flag("--liveness-monitor", monitor,
+               "detect and report only: liveness verdicts never take a tunnel out (trying timers out)");
   std::vector<std::string> faults;
   app.add_option("--fault", faults,
                  "fault injection: SECONDS:TUNNEL:blackhole|heal (drop the tunnel's traffic both ways here)")
       ->allow_extra_args(false);
   std::string probe_src, probe_dst;
-  app.add_option("--probe-src", probe_src, "inner IPv4 source of probes (default: the tunnel's instance IPv4)");
-  app.add_option("--probe-dst", probe_dst,
-                 "inner IPv4 destination of probes (default: the device's IPv4); with --reflect, the address "
-                 "whose echo requests are answered (default: the tunnel's instance IPv4)");
-  app.add_flag("--reflect", opt.reflect,
-               "answer ICMP echo requests arriving inside a tunnel for its own address on the same tunnel "
-               "(meshgate as the far device of another)");
-  bool no_damping = false;
-  app.add_flag("--liveness-no-damping", no_damping, "do not suppress flapping tunnels");
+  app.add_option("--probe-source,--probe-src", probe_src,
+                 "inner source (IPv4 or IPv6) of every tunnel's probes, our address inside the tunnels (default: "
+                 "[tunnel.liveness] probe_source, else the instance's address)");
+  app.add_option("--probe-address,--probe-dst", probe_dst,
+                 "inner address (IPv4 or IPv6) every tunnel's probes go to (default: [tunnel.liveness] or "
+                 "[[device]] probe_address, else the device's address)");
+  app.add_flag("--reflect", reflect,
+               "answer ICMP/ICMPv6 echo requests that arrive inside a tunnel for its probe source on the same "
+               "tunnel (meshgate as the far device of another; [liveness] reflect)");
   app.add_option("--event", events,
                  "state change during the run: SECONDS|pPACKETS:tunnel|instance:NAME:up|down|drain")
       ->allow_extra_args(false);
@@ -85,6 +94,38 @@ int main(int argc, char** argv) {
   if (!gw) {
     print_errors(errs);
     return mg::dp::kExitConfig;
+  }
+  {
+    mg::dp::LivenessOverrides lo;
+    if (!liveness.empty()) {
+      mg::dp::LivenessConfig lc;
+      std::string err;
+      if (!mg::dp::parse_liveness(liveness, &lc, &err)) {
+        fmt::print(stderr, "meshgate: {}\n", err);
+        return mg::dp::kExitConfig;
+      }
+      lo.enabled = lc.enabled;
+      if (lc.enabled) {
+        lo.interval_ms = lc.interval_ms;
+        lo.multiplier = lc.multiplier;
+      }
+    }
+    lo.hold_down_ms = hold_down;
+    if (no_probes) lo.probes = false;
+    if (no_damping) lo.damping = false;
+    if (monitor) lo.monitor = true;
+    if (reflect) lo.reflect = true;
+    for (auto [text, addr] : {std::pair{&probe_src, &lo.probe_source}, std::pair{&probe_dst, &lo.probe_address}}) {
+      if (!text->empty() && !mg::net::parse_ip(text->c_str(), addr)) {
+        fmt::print(stderr, "meshgate: probe address '{}' is not an IPv4 or IPv6 address\n", *text);
+        return mg::dp::kExitConfig;
+      }
+    }
+    std::string err;
+    if (!mg::dp::apply_liveness_overrides(&*gw, lo, &err)) {
+      fmt::print(stderr, "meshgate: {}\n", err);
+      return mg::dp::kExitConfig;
+    }
   }
   if (pmd_path.empty()) pmd_path = gw->pmd_config;
   auto pmd = mg::config::load_pmd(pmd_path, &errs);
@@ -125,21 +166,6 @@ int main(int argc, char** argv) {
     fmt::print("{}\n{}", mg::config::describe(*gw), mg::config::describe(*pmd));
     fmt::print("meshgate: {} is valid\n", config_path);
     return mg::dp::kExitOk;
-  }
-  if (!liveness.empty()) {
-    std::string err;
-    if (!mg::dp::parse_liveness(liveness, &opt.liveness, &err)) {
-      fmt::print(stderr, "meshgate: {}\n", err);
-      return mg::dp::kExitConfig;
-    }
-    if (no_damping) opt.liveness.penalty = 0;
-    opt.probes = !no_probes;
-  }
-  for (auto [text, addr] : {std::pair{&probe_src, &opt.probe_src}, std::pair{&probe_dst, &opt.probe_dst}}) {
-    if (!text->empty() && (!mg::net::parse_ip(text->c_str(), addr) || addr->version != 4)) {
-      fmt::print(stderr, "meshgate: probe address '{}' is not an IPv4 address\n", *text);
-      return mg::dp::kExitConfig;
-    }
   }
   opt.eal_extra = eal_extra;
   opt.control = !no_control;

@@ -41,21 +41,29 @@ struct Prefix6 {
   uint8_t len;
 };
 
-// What a worker needs of a tunnel on the hot path.
+// What a worker needs of a tunnel. The first cache line is the per-burst part; probe addresses (a few packets
+// per interval) follow.
 struct alignas(64) RtTunnel {
   esp::Sa* out;
   uint16_t port;   // instance port id
   uint8_t l2[kEthLen];  // dst = device next hop, src = port MAC, type = outer IP version
-  uint8_t probe;        // send probes now (liveness on, addresses known, not down by the operator)
-  uint8_t probe_src[4], probe_dst[4];  // inner IPv4 of our probes
-  uint8_t local[4];     // reflector: echo requests to this inner IPv4 are answered (0.0.0.0: none)
   uint8_t blackhole;    // fault injection: drop everything of this tunnel
+  uint8_t probe;        // send probes now (liveness with probes, not down by the operator)
+  uint8_t probe_v6;     // the probes (and the address answered) are IPv6: ICMPv6 echo
+  uint8_t local_set;    // reflector: echo requests to `local` are answered
+  uint8_t probe_src[16], probe_dst[16];  // inner addresses of our probes (IPv4: the first 4 bytes)
+  uint8_t local[16];    // reflector: our inner address on this tunnel (its probe_source)
 };
+static_assert(offsetof(RtTunnel, local_set) < 64, "the per-burst fields share one cache line");
+static_assert(sizeof(RtTunnel) == 128);
 
-// Probe packets: ICMP echo with this identifier and payload magic; the payload also carries the TSC at send.
+// Probe packets: ICMP/ICMPv6 echo with this identifier and payload magic; the payload also carries the TSC at
+// send, so a reply gives the round trip.
 constexpr uint16_t kProbeId = 0x6d67;  // "mg"
 constexpr uint8_t kProbeMagic[8] = {'m', 'g', '-', 'p', 'r', 'o', 'b', 'e'};
-constexpr uint16_t kProbeLen = 20 + 8 + 16;
+constexpr uint16_t kProbeLen4 = 20 + 8 + 16;
+constexpr uint16_t kProbeLen6 = 40 + 8 + 16;
+constexpr uint8_t kIcmp6EchoRequest = 128, kIcmp6EchoReply = 129;
 
 // RFC 1624 incremental update of a one's complement checksum when a 16-bit word changes from `from` to `to`.
 inline uint16_t csum_update(uint16_t sum, uint16_t from, uint16_t to) noexcept {
@@ -94,6 +102,7 @@ struct alignas(64) TunnelCtr {
   uint64_t packets_out, packets_in, bytes_in, tx_full;
   uint64_t probes_out, probe_replies_in, reflect_in, reflected, probe_drops, fault_drops;
   uint64_t probes_deferred;  // probes and replies that waited for room in the TX queue (then sent or dropped)
+  uint64_t rtt_sum_us, rtt_max_us;  // probe round trips (replies to this worker's probes)
 };
 
 struct alignas(64) WorkerCtr {
@@ -128,15 +137,15 @@ struct Worker {
   uint64_t probe_next = UINT64_MAX;  // the earliest due time: one compare per loop when nothing is due
   uint64_t rng = 0x9e3779b97f4a7c15ull;
   uint16_t probe_seq = 0;
-  // Probes and reflected replies that a full TX queue refused, encrypted and framed, retried first thing every
-  // loop until `until` (TSC). Under overload the TX ring is full most of the time; dropping a probe there would
-  // turn a busy tunnel into a false alarm (three refused probes in a row = down), so control traffic waits its
-  // turn ahead of the next data burst instead.
+  // Probes and reflected replies that a full TX queue refused, kept as plaintext and tried again first thing
+  // every loop until `until` (TSC). Under overload the TX ring is full most of the time; dropping a probe there
+  // would turn a busy tunnel into a false alarm (three refused probes in a row = down), so control traffic
+  // waits its turn ahead of the next data burst instead. Each try encrypts a fresh copy: a probe encrypted once
+  // and sent after the data that overtook it meanwhile would reach the peer below its replay window.
   struct CtlTx {
-    rte_mbuf* m;
+    rte_mbuf* m;      // inner packet, not yet encrypted
     uint64_t until;
     uint32_t tunnel;
-    uint16_t port;
     uint8_t reflect;
   };
   static constexpr uint16_t kCtlMax = 32;
@@ -222,7 +231,8 @@ struct Dataplane::Impl {
   void handle_commands(Dataplane& dp);
   void refresh_mirror(const Dataplane& dp);
 
-  uint32_t live_interval_ms(uint32_t) const noexcept { return opt.liveness.interval_ms; }
+  std::vector<uint32_t> probe_iv_ms;  // by tunnel: its liveness interval (immutable once workers run)
+  uint32_t live_interval_ms(uint32_t t) const noexcept { return probe_iv_ms[t]; }
   uint32_t now_ms() const noexcept { return uint32_t((rte_get_tsc_cycles() - start_tsc) * 1000 / tsc_hz); }
   void publish();
   bool routed4(uint32_t dst) const noexcept {
@@ -249,8 +259,9 @@ struct Dataplane::Impl {
   void send_tunnel(Worker& w, const State& st, flow::TunnelId t, rte_mbuf** grp, uint16_t g) noexcept;
   void inbound(Worker& w, const State& st, uint16_t oidx, uint16_t q) noexcept;
   bool intercept(Worker& w, const State& st, rte_mbuf* m) noexcept;
-  bool send_one(Worker& w, const RtTunnel& rt, uint32_t t, rte_mbuf* m, bool reflect) noexcept;
-  void flush_ctl(Worker& w) noexcept;
+  void send_one(Worker& w, const RtTunnel& rt, uint32_t t, rte_mbuf* m, bool reflect) noexcept;
+  bool try_send(Worker& w, const RtTunnel& rt, rte_mbuf* m) noexcept;
+  void flush_ctl(Worker& w, const State& st) noexcept;
   void send_probes(Worker& w, const State& st) noexcept;
   bool probing = false;  // liveness with probes: workers run send_probes
   int worker_main(Worker& w);
@@ -432,43 +443,58 @@ void Dataplane::Impl::inbound(Worker& w, const State& st, uint16_t oidx, uint16_
 
 // Encrypts one packet (an inner IP datagram) with tunnel t's outbound SA and sends it on its instance port; a
 // full TX queue defers it (flush_ctl). For probes and reflected replies only (a few per tunnel per interval),
-// never for data. True when sent or deferred; the caller counts nothing: sent packets are counted here.
-bool Dataplane::Impl::send_one(Worker& w, const RtTunnel& rt, uint32_t t, rte_mbuf* m, bool reflect) noexcept {
+// never for data: the plaintext is copied first so that a refused packet can be encrypted again. Counts what it
+// sends or drops.
+void Dataplane::Impl::send_one(Worker& w, const RtTunnel& rt, uint32_t t, rte_mbuf* m, bool reflect) noexcept {
   TunnelCtr& tc = w.tctr[t];
+  rte_mbuf* keep = w.nctl < Worker::kCtlMax ? rte_pktmbuf_copy(m, pool, 0, UINT32_MAX) : nullptr;
+  if (w.nctl == 0 && try_send(w, rt, m)) {
+    if (keep) rte_pktmbuf_free(keep);
+    ++(reflect ? tc.reflected : tc.probes_out);
+    return;
+  }
+  if (w.nctl) rte_pktmbuf_free(m);  // older ones go first
+  if (keep == nullptr) {
+    ++tc.probe_drops;
+    return;
+  }
+  // Half an interval at most: later than that the next probe is due anyway.
+  const uint64_t wait = std::max<uint64_t>(tsc_hz / 1000, tsc_hz * live_interval_ms(t) / 2000);
+  w.ctl[w.nctl++] = {keep, rte_get_tsc_cycles() + wait, t, uint8_t(reflect)};
+  ++tc.probes_deferred;
+}
+
+// Encrypts m (consumed in every case) and hands it to the TX queue of the tunnel's port.
+bool Dataplane::Impl::try_send(Worker& w, const RtTunnel& rt, rte_mbuf* m) noexcept {
   if (esp::encap_burst(*rt.out, w.id, &m, 1) != 1) {  // reason counted in the SA
     rte_pktmbuf_free(m);
-    ++tc.probe_drops;
     return false;
   }
   uint8_t* l2 = reinterpret_cast<uint8_t*>(rte_pktmbuf_prepend(m, kEthLen));
   std::memcpy(l2, rt.l2, kEthLen);
-  if (w.nctl == 0 && rte_eth_tx_burst(ports[rt.port].id, w.id, &m, 1) == 1) {
-    ++w.ctr.outside_tx;
-    ++(reflect ? tc.reflected : tc.probes_out);
-    return true;
-  }
-  if (w.nctl == Worker::kCtlMax) {
+  if (rte_eth_tx_burst(ports[rt.port].id, w.id, &m, 1) != 1) {
     rte_pktmbuf_free(m);
-    ++tc.probe_drops;
     return false;
   }
-  // Half an interval at most: later than that the next probe is due anyway, and a probe held back behind a
-  // great many data packets would fall out of the far side's replay window.
-  const uint64_t wait = std::max<uint64_t>(tsc_hz / 1000, tsc_hz * live_interval_ms(t) / 2000);
-  w.ctl[w.nctl++] = {m, rte_get_tsc_cycles() + wait, t, rt.port, uint8_t(reflect)};
-  ++tc.probes_deferred;
+  ++w.ctr.outside_tx;
   return true;
 }
 
 // Sends deferred probes and replies, oldest first, before the loop's data gets to the TX queues.
-void Dataplane::Impl::flush_ctl(Worker& w) noexcept {
+void Dataplane::Impl::flush_ctl(Worker& w, const State& st) noexcept {
   const uint64_t now = rte_get_tsc_cycles();
   uint16_t k = 0;
   for (uint16_t i = 0; i < w.nctl; ++i) {
     Worker::CtlTx c = w.ctl[i];
     TunnelCtr& tc = w.tctr[c.tunnel];
-    if (rte_eth_tx_burst(ports[c.port].id, w.id, &c.m, 1) == 1) {
-      ++w.ctr.outside_tx;
+    if (st.tunnels[c.tunnel].blackhole) [[unlikely]] {  // fault injection since: nothing leaves on it
+      rte_pktmbuf_free(c.m);
+      ++tc.fault_drops;
+      continue;
+    }
+    rte_mbuf* e = k == 0 ? rte_pktmbuf_copy(c.m, pool, 0, UINT32_MAX) : nullptr;  // in order: none after a refusal
+    if (e != nullptr && try_send(w, st.tunnels[c.tunnel], e)) {
+      rte_pktmbuf_free(c.m);
       ++(c.reflect ? tc.reflected : tc.probes_out);
     } else if (now >= c.until) {
       rte_pktmbuf_free(c.m);
@@ -481,35 +507,55 @@ void Dataplane::Impl::flush_ctl(Worker& w) noexcept {
 }
 
 // A decrypted inner packet (m starts at it) that liveness consumes: an echo reply to one of our probes, or, as a
-// reflector, an echo request to this tunnel's address, answered on the same tunnel. Returns true when m was
-// consumed (freed or sent). Cheap for data: two byte compares before anything else.
+// reflector, an echo request to this tunnel's own inner address, answered on the same tunnel. ICMP over IPv4
+// without options and ICMPv6 right after the IPv6 header. Returns true when m was consumed (freed or sent).
+// Cheap for data: two byte compares before anything else.
 bool Dataplane::Impl::intercept(Worker& w, const State& st, rte_mbuf* m) noexcept {
   uint8_t* p = rte_pktmbuf_mtod(m, uint8_t*);
-  if (p[0] != 0x45 || p[9] != 1 || rte_pktmbuf_data_len(m) < 28) return false;  // IPv4 ICMP, no options
-  uint8_t* icmp = p + 20;
+  const uint32_t len = rte_pktmbuf_data_len(m);
+  bool v6;
+  if (p[0] == 0x45 && p[9] == net::kProtoIcmp && len >= 28) v6 = false;
+  else if ((p[0] >> 4) == 6 && p[6] == net::kProtoIcmp6 && len >= 48) v6 = true;
+  else return false;
+  const uint32_t hl = v6 ? 40 : 20;
+  uint8_t* icmp = p + hl;
   const uint32_t t = m->hash.usr;
   const RtTunnel& rt = st.tunnels[t];
   TunnelCtr& tc = w.tctr[t];
-  if (icmp[0] == 0 && net::load_be16(icmp + 4) == kProbeId && rte_pktmbuf_data_len(m) >= kProbeLen &&
-      std::memcmp(icmp + 8, kProbeMagic, sizeof kProbeMagic) == 0) {
+  if (icmp[0] == (v6 ? kIcmp6EchoReply : 0) && net::load_be16(icmp + 4) == kProbeId &&
+      len >= hl + 8 + 16 && std::memcmp(icmp + 8, kProbeMagic, sizeof kProbeMagic) == 0) {
     ++tc.probe_replies_in;  // its proof of life is already recorded
+    uint64_t sent;
+    std::memcpy(&sent, icmp + 16, 8);
+    const uint64_t now = rte_get_tsc_cycles();
+    if (sent <= now) {  // a reply to another process's probe (same id) could carry anything
+      const uint64_t us = (now - sent) * 1000000 / tsc_hz;
+      tc.rtt_sum_us += us;
+      tc.rtt_max_us = std::max(tc.rtt_max_us, us);
+    }
     rte_pktmbuf_free(m);
     return true;
   }
-  if (!st.reflect || icmp[0] != 8 || icmp[1] != 0 || std::memcmp(p + 16, rt.local, 4) != 0) return false;
+  if (!st.reflect || !rt.local_set || bool(rt.probe_v6) != v6 || icmp[0] != (v6 ? kIcmp6EchoRequest : 8) ||
+      icmp[1] != 0 || std::memcmp(v6 ? p + 24 : p + 16, rt.local, v6 ? 16 : 4) != 0)
+    return false;
   ++tc.reflect_in;
-  // Echo reply: swap the addresses (the IPv4 checksum does not change), type 8 -> 0 (ICMP checksum updated).
-  uint8_t a[4];
-  std::memcpy(a, p + 12, 4);
-  std::memcpy(p + 12, p + 16, 4);
-  std::memcpy(p + 16, a, 4);
-  icmp[0] = 0;
-  const uint16_t sum = csum_update(net::load_be16(icmp + 2), 0x0800, 0x0000);
+  // Echo reply: swap the addresses (neither the IPv4 header checksum nor the ICMPv6 pseudo-header sum changes),
+  // the type becomes the reply's (checksum updated incrementally).
+  uint8_t* src = v6 ? p + 8 : p + 12;
+  uint8_t a[16];
+  const size_t al = v6 ? 16 : 4;
+  std::memcpy(a, src, al);
+  std::memcpy(src, src + al, al);
+  std::memcpy(src + al, a, al);
+  const uint8_t reply = v6 ? kIcmp6EchoReply : 0;
+  const uint16_t sum = csum_update(net::load_be16(icmp + 2), uint16_t(icmp[0] << 8), uint16_t(reply << 8));
+  icmp[0] = reply;
   icmp[2] = uint8_t(sum >> 8);
   icmp[3] = uint8_t(sum);
   // Ethernet padding must not go into the tunnel.
-  const uint16_t ip_len = net::load_be16(p + 2);
-  if (ip_len >= 28 && ip_len < rte_pktmbuf_pkt_len(m)) rte_pktmbuf_trim(m, uint16_t(rte_pktmbuf_pkt_len(m) - ip_len));
+  const uint32_t ip_len = v6 ? 40u + net::load_be16(p + 4) : net::load_be16(p + 2);
+  if (ip_len >= hl + 8 && ip_len < rte_pktmbuf_pkt_len(m)) rte_pktmbuf_trim(m, uint16_t(rte_pktmbuf_pkt_len(m) - ip_len));
   send_one(w, rt, t, m, true);
   return true;
 }
@@ -520,50 +566,57 @@ bool Dataplane::Impl::intercept(Worker& w, const State& st, rte_mbuf* m) noexcep
 // traffic is its proof.
 void Dataplane::Impl::send_probes(Worker& w, const State& st) noexcept {
   const uint64_t now = rte_get_tsc_cycles();
-  const uint64_t iv = tsc_hz * opt.liveness.interval_ms / 1000;
   const uint32_t now_ms_v = now_ms();
   uint64_t next = UINT64_MAX;
   for (uint32_t t : w.probe_tunnels) {
     uint64_t& due = w.probe_due[t];
     if (now >= due) {
+      const uint32_t iv_ms = probe_iv_ms[t];
+      const uint64_t iv = tsc_hz * iv_ms / 1000;
       w.rng ^= w.rng << 13;
       w.rng ^= w.rng >> 7;
       w.rng ^= w.rng << 17;
       due = now + iv * 3 / 4 + (iv / 4 ? w.rng % (iv / 4) : 0);
       const RtTunnel& rt = st.tunnels[t];
       // Replies to our own probes do not make a tunnel busy: only other authenticated traffic does.
-      const bool busy = int32_t(now_ms_v - w.busy[t]) < int32_t(opt.liveness.interval_ms);
+      const bool busy = int32_t(now_ms_v - w.busy[t]) < int32_t(iv_ms);
       if (rt.probe && !busy) {
-        TunnelCtr& tc = w.tctr[t];
+        const bool v6 = rt.probe_v6;
+        const uint16_t len = v6 ? kProbeLen6 : kProbeLen4;
         rte_mbuf* m = rte_pktmbuf_alloc(pool);
-        uint8_t* p = m ? reinterpret_cast<uint8_t*>(rte_pktmbuf_append(m, kProbeLen)) : nullptr;
+        uint8_t* p = m ? reinterpret_cast<uint8_t*>(rte_pktmbuf_append(m, len)) : nullptr;
         if (p == nullptr) {
           if (m) rte_pktmbuf_free(m);
-          ++tc.probe_drops;
+          ++w.tctr[t].probe_drops;
         } else {
-          std::memset(p, 0, kProbeLen);
-          p[0] = 0x45;
-          p[3] = kProbeLen;
-          p[8] = 64;  // TTL
-          p[9] = 1;   // ICMP
-          std::memcpy(p + 12, rt.probe_src, 4);
-          std::memcpy(p + 16, rt.probe_dst, 4);
-          const uint16_t hs = net::ipv4_header_checksum(p, 20);
-          p[10] = uint8_t(hs >> 8);
-          p[11] = uint8_t(hs);
-          uint8_t* icmp = p + 20;
-          icmp[0] = 8;
-          icmp[4] = kProbeId >> 8;
-          icmp[5] = kProbeId & 0xff;
-          ++w.probe_seq;
-          icmp[6] = uint8_t(w.probe_seq >> 8);
-          icmp[7] = uint8_t(w.probe_seq);
+          std::memset(p, 0, len);
+          uint8_t* icmp;
+          if (v6) {
+            p[0] = 0x60;
+            net::store_be16(p + 4, len - 40);
+            p[6] = net::kProtoIcmp6;
+            p[7] = 64;  // hop limit
+            std::memcpy(p + 8, rt.probe_src, 16);
+            std::memcpy(p + 24, rt.probe_dst, 16);
+            icmp = p + 40;
+            icmp[0] = kIcmp6EchoRequest;
+          } else {
+            p[0] = 0x45;
+            p[3] = uint8_t(len);
+            p[8] = 64;  // TTL
+            p[9] = net::kProtoIcmp;
+            std::memcpy(p + 12, rt.probe_src, 4);
+            std::memcpy(p + 16, rt.probe_dst, 4);
+            net::store_be16(p + 10, net::ipv4_header_checksum(p, 20));
+            icmp = p + 20;
+            icmp[0] = 8;
+          }
+          net::store_be16(icmp + 4, kProbeId);
+          net::store_be16(icmp + 6, ++w.probe_seq);
           std::memcpy(icmp + 8, kProbeMagic, sizeof kProbeMagic);
           std::memcpy(icmp + 16, &now, 8);
-          // ICMP checksum over the 24 bytes: the IPv4 header routine is a plain RFC 1071 sum.
-          const uint16_t cs = net::ipv4_header_checksum(icmp, 24);
-          icmp[2] = uint8_t(cs >> 8);
-          icmp[3] = uint8_t(cs);
+          // RFC 1071 sum over the 24-byte message (ICMPv6: with the pseudo-header).
+          net::store_be16(icmp + 2, v6 ? net::icmpv6_checksum(p, len) : net::ipv4_header_checksum(icmp, 24));
           send_one(w, rt, t, m, false);
         }
       }
@@ -580,8 +633,8 @@ int Dataplane::Impl::worker_main(Worker& w) {
   if (probing) {
     // First probes spread over one interval, so that tunnels (and workers) do not start in step.
     w.rng ^= uint64_t(w.id + 1) * 0x2545f4914f6cdd1dull ^ w.pace.last;
-    const uint64_t iv = std::max<uint64_t>(1, tsc_hz * opt.liveness.interval_ms / 1000);
     for (uint32_t t : w.probe_tunnels) {
+      const uint64_t iv = std::max<uint64_t>(1, tsc_hz * probe_iv_ms[t] / 1000);
       w.rng ^= w.rng << 13;
       w.rng ^= w.rng >> 7;
       w.rng ^= w.rng << 17;
@@ -592,7 +645,7 @@ int Dataplane::Impl::worker_main(Worker& w) {
   for (auto& p : w.opace) p.last = w.pace.last;
   while (!g_stop.load(std::memory_order_relaxed)) {
     const State* st = state.load(std::memory_order_acquire);
-    if (w.nctl) [[unlikely]] flush_ctl(w);
+    if (w.nctl) [[unlikely]] flush_ctl(w, *st);
     for (uint16_t q : w.inside_rxq) outbound(w, *st, q);
     for (uint16_t o = 0; o < outside.size(); ++o)
       for (uint16_t q : w.outside_rxq[o]) inbound(w, *st, o, q);
@@ -627,21 +680,21 @@ void Dataplane::Impl::publish() {
     const bool v6 = config::tunnel_ip_version(gw, ct) == 6;
     r.l2[12] = v6 ? 0x86 : 0x08;
     r.l2[13] = v6 ? 0xdd : 0x00;
-    // Probe addresses: the options, or the tunnel's own endpoints (IPv4 only: the inner probe is IPv4).
-    const net::IpAddr& src = opt.probe_src.version ? opt.probe_src : gw.instances[ct.instance].ipv4;
-    const net::IpAddr& dst = opt.probe_dst.version ? opt.probe_dst : gw.devices[ct.device].ipv4;
+    // Probe addresses come resolved from the config (tunnel, device, outer addresses; command-line overrides).
+    const config::LivenessSettings& ls = ct.liveness;
     const bool admin_down = model.tunnel_admin(uint32_t(t)) == AdminState::kDown ||
                             model.instance_admin(ct.instance) == AdminState::kDown;
     r.blackhole = t < blackhole.size() ? blackhole[t] : 0;
-    r.probe = probing && src.version == 4 && dst.version == 4 && !admin_down && !r.blackhole;
-    if (src.version == 4) std::memcpy(r.probe_src, src.bytes, 4);
-    if (dst.version == 4) std::memcpy(r.probe_dst, dst.bytes, 4);
-    const net::IpAddr& me = opt.probe_dst.version == 4 ? opt.probe_dst : gw.instances[ct.instance].ipv4;
-    std::memset(r.local, 0, 4);
-    if (me.version == 4) std::memcpy(r.local, me.bytes, 4);
+    const bool addrs = ls.probe_source.version != 0 && ls.probe_source.version == ls.probe_address.version;
+    r.probe = probing && ls.enabled && ls.probes && addrs && !admin_down && !r.blackhole;
+    r.probe_v6 = ls.probe_source.version == 6;
+    std::memcpy(r.probe_src, ls.probe_source.bytes, 16);
+    std::memcpy(r.probe_dst, ls.probe_address.bytes, 16);
+    r.local_set = ls.probe_source.version != 0;
+    std::memcpy(r.local, ls.probe_source.bytes, 16);
   }
-  st->reflect = opt.reflect;
-  st->intercept = opt.reflect || probing;
+  st->reflect = gw.liveness.reflect;
+  st->intercept = gw.liveness.reflect || probing;
   for (auto& t : in_tables) st->in_table.push_back(t.get());
   State* old = state.exchange(st.release(), std::memory_order_acq_rel);
   if (old != nullptr) {
@@ -727,6 +780,7 @@ void subtract(Stats& s, const Stats& b) {
     x.reflected -= y.reflected;
     x.probe_drops -= y.probe_drops;
     x.probes_deferred -= y.probes_deferred;
+    x.probe_rtt_sum_us -= y.probe_rtt_sum_us;
     x.fault_drops -= y.fault_drops;
     x.placed -= y.placed;  // pinned is a gauge: never subtracted
     for (size_t r = 0; r < esp::kDropCount; ++r) x.esp_drops[r] -= y.esp_drops[r];
@@ -770,6 +824,8 @@ Stats collect(const Dataplane::Impl& d) {
       if (t < d.live.tunnels() && d.live.enabled(uint32_t(t))) {
         const uint32_t now = d.now_ms();
         ts.live_enabled = true;
+        ts.live_interval_ms = ct.liveness.interval_ms;
+        ts.live_multiplier = ct.liveness.multiplier;
         ts.live = d.live.state(uint32_t(t));
         ts.last_proof_ms_ago = d.live.ever_proof(uint32_t(t)) ? std::max<int32_t>(0, int32_t(now - d.live.last_proof(uint32_t(t)))) : -1;
         ts.flaps = d.live.flaps(uint32_t(t));
@@ -803,6 +859,8 @@ Stats collect(const Dataplane::Impl& d) {
       ts.reflected += w.tctr[t].reflected;
       ts.probe_drops += w.tctr[t].probe_drops;
       ts.probes_deferred += w.tctr[t].probes_deferred;
+      ts.probe_rtt_sum_us += w.tctr[t].rtt_sum_us;
+      ts.probe_rtt_max_us = std::max(ts.probe_rtt_max_us, w.tctr[t].rtt_max_us);
       ts.fault_drops += w.tctr[t].fault_drops;
       ts.pinned += w.pins->tunnel_counters(flow::TunnelId(t)).pinned;
       ts.placed += w.pins->tunnel_counters(flow::TunnelId(t)).placed;
@@ -886,7 +944,10 @@ nlohmann::json to_json(const Stats& s) {
     e["esp_drops"] = ed;
     if (t.live_enabled) {
       e["liveness"] = {{"state", to_string(t.live)}, {"last_proof_ms_ago", t.last_proof_ms_ago},
-                       {"flaps", t.flaps}, {"suppressions", t.suppressions}, {"penalty", t.penalty}};
+                       {"flaps", t.flaps}, {"suppressions", t.suppressions}, {"penalty", t.penalty},
+                       {"interval_ms", t.live_interval_ms}, {"multiplier", t.live_multiplier},
+                       {"probe_rtt_avg_us", t.probe_replies_in ? t.probe_rtt_sum_us / t.probe_replies_in : 0},
+                       {"probe_rtt_max_us", t.probe_rtt_max_us}};
     }
     ts.push_back(e);
   }
@@ -1269,7 +1330,12 @@ int Dataplane::create(config::Gateway g, config::PmdConfig p, Options o, std::un
     *err = "RCU QSBR init failed";
     return kExitEal;
   }
-  d.probing = d.opt.liveness.enabled && d.opt.probes;
+  d.probe_iv_ms.resize(d.gw.tunnels.size());
+  for (size_t t = 0; t < d.gw.tunnels.size(); ++t) {
+    const config::LivenessSettings& ls = d.gw.tunnels[t].liveness;
+    d.probe_iv_ms[t] = std::max<uint32_t>(1, ls.interval_ms);
+    d.probing |= ls.enabled && ls.probes;
+  }
   d.blackhole.assign(d.gw.tunnels.size(), 0);
   d.start_tsc = rte_get_tsc_cycles();
   d.publish();
@@ -1569,8 +1635,18 @@ void Dataplane::Impl::liveness_start() {
   std::lock_guard lk(snap_mu);
   const uint32_t now = now_ms();
   live = Liveness(uint32_t(gw.tunnels.size()));
-  live_any = opt.liveness.enabled;
-  for (uint32_t t = 0; t < gw.tunnels.size(); ++t) live.configure(t, opt.liveness, now);
+  live_any = false;
+  for (uint32_t t = 0; t < gw.tunnels.size(); ++t) {
+    const config::LivenessSettings& ls = gw.tunnels[t].liveness;
+    LivenessConfig c;
+    c.enabled = ls.enabled;
+    c.interval_ms = ls.interval_ms;
+    c.multiplier = ls.multiplier;
+    c.hold_down_ms = ls.hold_down_ms;
+    if (!gw.liveness.damping) c.penalty = 0;
+    live.configure(t, c, now);
+    live_any |= ls.enabled;
+  }
   proof_seen.assign(workers.size(), std::vector<uint32_t>(gw.tunnels.size(), 0));
   for (size_t w = 0; w < workers.size(); ++w)
     for (size_t t = 0; t < gw.tunnels.size(); ++t)
@@ -1594,11 +1670,13 @@ void Dataplane::Impl::liveness_poll(const Dataplane& dp, double el) {
       }
     }
     live.tick(now_ms(), &changes);
-    for (const auto& c : changes) model.set_live(c.tunnel, c.up);
+    // Monitor mode: verdicts are reported, the tunnels keep their traffic (operators trying timers out).
+    if (!gw.liveness.monitor)
+      for (const auto& c : changes) model.set_live(c.tunnel, c.up);
   }
   if (changes.empty()) return;
   const uint64_t pub0 = rte_get_tsc_cycles();
-  publish();
+  if (!gw.liveness.monitor) publish();
   const uint64_t pub_us = (rte_get_tsc_cycles() - pub0) * 1000000 / tsc_hz;
   const uint32_t done = now_ms();
   uint64_t inside_rx = 0, outside_rx = 0;
@@ -1620,10 +1698,12 @@ void Dataplane::Impl::liveness_poll(const Dataplane& dp, double el) {
                            {"publish_us", pub_us},                          // build + store + RCU synchronise
                            {"generation", generation},
                            {"inside_rx", inside_rx},
-                           {"outside_rx", outside_rx}});
+                           {"outside_rx", outside_rx},
+                           {"applied", !gw.liveness.monitor}});
     if (!opt.quiet)
-      fmt::print("meshgate: liveness: tunnel {} {} at {:.3f}s (last proof {} ms before)\n", name,
-                 c.up ? "up" : "down", el, int32_t(c.at - c.last_proof));
+      fmt::print("meshgate: liveness: tunnel {} {} at {:.3f}s (last proof {} ms before){}\n", name,
+                 c.up ? "up" : "down", el, int32_t(c.at - c.last_proof),
+                 gw.liveness.monitor ? " [monitor: not applied]" : "");
   }
   (void)dp;
 }

@@ -79,15 +79,8 @@ struct Options {
   uint32_t exit_when_idle_ms = 0;      // stop once no packet arrived for this long (after the first one)
   uint64_t pace_pps = 0;               // per-worker inside RX rate limit, for demos and tests
   uint64_t pace_outside_pps = 0;       // per-worker, per-outside-port RX rate limit (tests feeding ESP pcaps)
-  LivenessConfig liveness;             // applied to every tunnel when enabled (off by default)
-  // Probes (with liveness): an ICMP echo request inside each tunnel's ESP every interval (75..100 % of it,
-  // jittered), from probe_src (default: the tunnel's instance IPv4) to probe_dst (default: the device's IPv4).
-  // A tunnel with neither given nor an IPv4 at both ends gets no probes (the inbound watchdog still runs).
-  bool probes = true;
-  net::IpAddr probe_src, probe_dst;    // version 0: the defaults above
-  // Reflector (a meshgate acting as the device of another): an authenticated ICMP echo request whose inner
-  // destination is the tunnel's own instance IPv4 (or probe_dst) is answered on the same tunnel.
-  bool reflect = false;
+  // Liveness, probes and the reflector are configured per tunnel in the gateway file (config::LivenessSettings,
+  // [liveness]); meshgate's command line overrides them with apply_liveness_overrides() before create().
   std::vector<Event> events;
   std::vector<Fault> faults;
   bool quiet = false;
@@ -113,6 +106,7 @@ struct TunnelStats {
   uint64_t reflected = 0;                   // echo replies sent back on the tunnel
   uint64_t probe_drops = 0;                 // a probe or reply not sent (no mbuf, ESP refused, TX full too long)
   uint64_t probes_deferred = 0;             // a probe or reply that found the TX queue full and waited
+  uint64_t probe_rtt_sum_us = 0, probe_rtt_max_us = 0;  // round trips of answered probes (avg = sum / replies)
   uint64_t fault_drops = 0;                 // dropped by an injected black hole (both directions)
   uint64_t pinned = 0;                      // pins resident now, all workers
   uint64_t placed = 0;                      // flows placed here (new and moved)
@@ -121,6 +115,7 @@ struct TunnelStats {
   bool live_enabled = false;
   LiveState live = LiveState::kUp;
   int64_t last_proof_ms_ago = -1;           // -1: no authenticated inbound packet yet
+  uint32_t live_interval_ms = 0, live_multiplier = 0;
   uint64_t flaps = 0, suppressions = 0;
   uint32_t penalty = 0;
 };

@@ -97,6 +97,17 @@ uint16_t ipv4_header_checksum(const void* hdr, uint32_t hdr_len) noexcept {
   return uint16_t(~sum);
 }
 
+uint16_t icmpv6_checksum(const uint8_t* ip6, uint32_t len) noexcept {
+  uint32_t sum = 0;
+  for (uint32_t i = 8; i < 40; i += 2) sum += load_be16(ip6 + i);  // source and destination
+  const uint32_t mlen = len - 40;
+  sum += (mlen >> 16) + (mlen & 0xffff) + kProtoIcmp6;
+  for (uint32_t i = 40; i + 1 < len; i += 2) sum += load_be16(ip6 + i);
+  if (len & 1) sum += uint32_t(ip6[len - 1]) << 8;
+  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  return uint16_t(~sum);
+}
+
 bool parse_ip(const char* text, IpAddr* out) noexcept {
   IpAddr a;
   if (text == nullptr) return false;

@@ -26,7 +26,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "gateway"))
 import test_gateway as tg  # noqa: E402  (exits 77 itself when scapy is missing)
-from scapy.all import IP, ICMP, raw  # noqa: E402
+from scapy.all import IP, ICMP, IPv6, ICMPv6EchoReply, ICMPv6EchoRequest, raw  # noqa: E402
 
 PROBE_ID = 0x6d67
 PROBE_MAGIC = b"mg-probe"
@@ -72,9 +72,31 @@ def build_inputs(gw, rng):
 
 
 def is_probe(inner):
-    """An inner IPv4 ICMP echo (request or reply) of meshgate's liveness probes or of the reflector test."""
-    return (len(inner) >= 36 and inner[0] == 0x45 and inner[9] == 1 and inner[20] in (0, 8)
-            and inner[28:36] in (PROBE_MAGIC, REFLECT_MAGIC))
+    """An inner ICMP or ICMPv6 echo (request or reply) of meshgate's liveness probes or of the reflector test."""
+    if len(inner) >= 36 and inner[0] == 0x45 and inner[9] == 1 and inner[20] in (0, 8):
+        return inner[28:36] in (PROBE_MAGIC, REFLECT_MAGIC)
+    return (len(inner) >= 56 and inner[0] >> 4 == 6 and inner[6] == 58 and inner[40] in (128, 129)
+            and inner[48:56] in (PROBE_MAGIC, REFLECT_MAGIC))
+
+
+def echo_of(inner):
+    """(src, dst, type as in ICMPv4 (8 request / 0 reply), id, seq, payload, checksums valid) of an inner echo, as
+    scapy reads it; checksums recomputed by scapy from scratch."""
+    if inner[0] >> 4 == 6:
+        p = IPv6(inner)
+        e = p[ICMPv6EchoRequest] if ICMPv6EchoRequest in p else p[ICMPv6EchoReply]
+        q = IPv6(inner)
+        qe = q[ICMPv6EchoRequest] if ICMPv6EchoRequest in q else q[ICMPv6EchoReply]
+        del qe.cksum
+        ok = IPv6(raw(q)).payload.cksum == e.cksum
+        return p.src, p.dst, 8 if e.type == 128 else 0, e.id, e.seq, bytes(e.data), ok, p.plen + 40
+    p = IP(inner)
+    q = IP(inner)
+    del q.chksum
+    del q[ICMP].chksum
+    q = IP(raw(q))
+    ok = (q.chksum, q[ICMP].chksum) == (p.chksum, p[ICMP].chksum)
+    return p.src, p.dst, p[ICMP].type, p[ICMP].id, p[ICMP].seq, bytes(p[ICMP].payload), ok, p.len
 
 
 def pcap_times(path):
@@ -92,13 +114,22 @@ def pcap_times(path):
 
 class LiveCase(tg.GatewayCase):
     extra = ()
+    cfg = None        # default: configs/gateway-dual.toml
+    PROBE = {}        # tunnel -> (probe source, probe address); default: (instance IPv4, device IPv4)
+
+    @classmethod
+    def config(cls):
+        return tg.source_path("configs", cls.cfg) if cls.cfg else tg.dual_cfg()
+
+    def probe_addrs(self, t):
+        return self.PROBE.get(t.name, self.PROBE.get("*", (t.inst_ip, t.dev_ip)))
 
     @classmethod
     def setUpClass(cls):
-        cls.gw = tg.Gw(tg.dual_cfg())
+        cls.gw = tg.Gw(cls.config())
         tr, rx, cls.inbound = build_inputs(cls.gw, random.Random(6001))
         cls.trace = tr
-        cls.mg = tg.Run(cls.name, tg.dual_cfg(), tr.frames, a_rx=rx["out-a"], b_rx=rx["out-b"],
+        cls.mg = tg.Run(cls.name, cls.config(), tr.frames, a_rx=rx["out-a"], b_rx=rx["out-b"],
                         extra=["--pace-pps", str(INSIDE_PPS), "--pace-outside-pps", str(OUTSIDE_PPS)]
                         + list(cls.extra))
         cls.mg.trace, cls.mg.gw = tr, cls.gw
@@ -188,22 +219,18 @@ class WatchdogTest(LiveCase):
         self.assertEqual(self.mg.stats["flows"]["moved_down"], moved)
 
     def test_probes_inside_esp_only_when_not_busy(self):
-        """Probes: ICMP echo requests from the instance IPv4 to the device IPv4, valid checksums, identifier and
-        magic, inside the tunnel's ESP (they decrypted above with the tunnel's outbound SA). While a tunnel's
-        inbound traffic arrives every 5 ms it needs no probes; after it ends, one every 15..20 ms (jitter)."""
+        """Probes: ICMP (ICMPv6) echo requests from the tunnel's probe source to its probe address (by default
+        instance IPv4 -> device IPv4), valid checksums (scapy's), identifier and magic, inside the tunnel's ESP
+        (they decrypted above with the tunnel's outbound SA). While a tunnel's inbound traffic arrives every 5 ms
+        it needs no probes; after it ends, one every 15..20 ms (jitter)."""
         self.assertTrue(self.probes, "no probes at all")
         by_t = collections.defaultdict(list)
         for d in self.probes:
             t = self.gw.by_name[d.tunnel]
-            p = IP(d.inner)
-            icmp = p[ICMP]
-            self.assertEqual((p.src, p.dst, icmp.type, icmp.id), (t.inst_ip, t.dev_ip, 8, PROBE_ID), d.tunnel)
-            self.assertEqual(bytes(icmp.payload)[:8], PROBE_MAGIC)
-            q = IP(d.inner)
-            del q.chksum
-            del q[ICMP].chksum
-            q = IP(raw(q))
-            self.assertEqual((q.chksum, q[ICMP].chksum), (p.chksum, icmp.chksum), f"{d.tunnel}: checksums")
+            src, dst, typ, ident, _, payload, ok, _ = echo_of(d.inner)
+            self.assertEqual((src, dst, typ, ident), self.probe_addrs(t) + (8, PROBE_ID), d.tunnel)
+            self.assertEqual(payload[:8], PROBE_MAGIC)
+            self.assertTrue(ok, f"{d.tunnel}: checksums")
             by_t[d.tunnel].append(self.times[d.port][d.pos])
         ts = self.mg.tunnel_stats()
         for name, times in by_t.items():
@@ -252,6 +279,7 @@ class ReflectTest(LiveCase):
     name = "liveness-reflect"
     extra = ("--liveness", f"{INTERVAL}x{MULT}", "--reflect")
     N_IN = 100
+    V6 = False
 
     @classmethod
     def setUpClass(cls):
@@ -267,13 +295,16 @@ class ReflectTest(LiveCase):
             for k in range(OUTSIDE_PKTS):
                 t = gw.by_name[names[k % 2]]
                 kind = k % 10
+                me, far = cls.PROBE.get("*", (t.inst_ip, t.dev_ip))
                 if kind in (0, 1, 2, 3):   # echo request to the tunnel's own address: reflected
                     body = REFLECT_MAGIC + bytes(rng.randrange(256) for _ in range(rng.choice([0, 8, 56, 500])))
-                    pkt = IP(src=t.dev_ip, dst=t.inst_ip, ttl=60) / ICMP(type=8, id=77, seq=k) / body
+                    pkt = (IPv6(src=far, dst=me, hlim=60) / ICMPv6EchoRequest(id=77, seq=k, data=body) if cls.V6
+                           else IP(src=far, dst=me, ttl=60) / ICMP(type=8, id=77, seq=k) / body)
                     cls.requests[(t.name, k)] = bytes(body)
                 elif kind in (4, 5):       # a reply to one of our probes
-                    pkt = (IP(src=t.dev_ip, dst=t.inst_ip) / ICMP(type=0, id=PROBE_ID, seq=k)
-                           / (PROBE_MAGIC + struct.pack("<Q", k)))
+                    body = PROBE_MAGIC + struct.pack("<Q", k)
+                    pkt = (IPv6(src=far, dst=me) / ICMPv6EchoReply(id=PROBE_ID, seq=k, data=body) if cls.V6
+                           else IP(src=far, dst=me) / ICMP(type=0, id=PROBE_ID, seq=k) / body)
                     cls.replies[t.name] += 1
                 elif kind == 6:            # an echo request to someone else: data, to the inside port
                     pkt = IP(src="10.128.9.9", dst="100.64.0.9") / ICMP(type=8, id=5, seq=k) / b"data-icmp"
@@ -282,7 +313,8 @@ class ReflectTest(LiveCase):
                     pkt = IP(src="10.128.1.1", dst="100.64.0.1") / tg.UDP(sport=1, dport=2) / (b"x" * 50)
                 eth = (bytes.fromhex(("02:70:63:61:70:01" if port == "out-a" else "02:70:63:61:70:02")
                                      .replace(":", "")) + bytes.fromhex(t.dev_mac.replace(":", "")) + b"\x08\x00")
-                rx[port].append(eth + raw(sa[t.name].encrypt(IP(raw(pkt)))))
+                b = raw(pkt)
+                rx[port].append(eth + raw(sa[t.name].encrypt(IPv6(b) if b[0] >> 4 == 6 else IP(b))))
                 cls.inbound[t.name] += 1
         flows = tg.make_flows(20, rng, v4_net=8, v6_net=0x80)
         tr = tg.Trace()
@@ -305,18 +337,15 @@ class ReflectTest(LiveCase):
     def test_requests_reflected_on_the_same_tunnel(self):
         got = {}
         for d in self.probes:
-            p = IP(d.inner)
-            if p[ICMP].type != 0:
+            src, dst, typ, ident, seq, payload, ok, ip_len = echo_of(d.inner)
+            if typ != 0:
                 continue
             t = self.gw.by_name[d.tunnel]
-            self.assertEqual((p.src, p.dst, p[ICMP].id), (t.inst_ip, t.dev_ip, 77), d.tunnel)
-            q = IP(d.inner)
-            del q.chksum
-            del q[ICMP].chksum
-            q = IP(raw(q))
-            self.assertEqual((q.chksum, q[ICMP].chksum), (p.chksum, p[ICMP].chksum), f"{d.tunnel}: checksums")
-            self.assertEqual(len(d.inner), p.len, "no padding in the tunnel")
-            got[(d.tunnel, p[ICMP].seq)] = bytes(p[ICMP].payload)
+            self.assertEqual((src, dst, ident), self.probe_addrs(t) + (77,), d.tunnel)
+            self.assertEqual(d.inner[0] >> 4, 6 if self.V6 else 4)
+            self.assertTrue(ok, f"{d.tunnel}: checksums")
+            self.assertEqual(len(d.inner), ip_len, "no padding in the tunnel")
+            got[(d.tunnel, seq)] = payload
         self.assertEqual(got, self.requests)
         ts = self.mg.tunnel_stats()
         for name in ("a-1", "a-2", "b-1", "b-2"):
@@ -330,6 +359,62 @@ class ReflectTest(LiveCase):
         self.assertFalse([f for f in inside if REFLECT_MAGIC in f or PROBE_MAGIC in f])
         early = [e for e in self.events() if e["outside_rx"] < 2 * OUTSIDE_PKTS - 50]
         self.assertFalse(early, f"tunnels went down while authenticated inbound (probe replies included) arrived")
+
+
+V6_PROBE = ("2001:db8:ffff::1", "2001:db8:ffff::2")
+
+
+class Ipv6ReflectTest(ReflectTest):
+    """The reflector with IPv6 inner addresses: ICMPv6 echo requests to the tunnels' probe source (given on the
+    command line) come back as ICMPv6 echo replies (addresses swapped, checksum valid for scapy); ICMPv6
+    replies to our probes are consumed."""
+    name = "liveness-reflect-v6"
+    V6 = True
+    PROBE = {"*": V6_PROBE}
+    extra = ReflectTest.extra + ("--probe-source", V6_PROBE[0], "--probe-address", V6_PROBE[1])
+
+
+class Ipv6ProbeTest(WatchdogTest):
+    """Probes with IPv6 inner addresses over the IPv4 tunnels: ICMPv6 echo requests (RFC 4443, checksum over the
+    pseudo-header, verified by scapy); everything else as WatchdogTest."""
+    name = "liveness-ipv6"
+    PROBE = {"*": V6_PROBE}
+    extra = WatchdogTest.extra + ("--probe-source", V6_PROBE[0], "--probe-address", V6_PROBE[1])
+
+
+class ConfigFileTest(WatchdogTest):
+    """Liveness from the gateway file alone, no liveness flag (configs/gateway-liveness.toml: [liveness] 20 ms x 3,
+    hold-down 1000 ms, per-tunnel inner probe addresses in [tunnel.liveness]): the same behaviour as WatchdogTest,
+    probes between each tunnel's own addresses."""
+    name = "liveness-config"
+    cfg = "gateway-liveness.toml"
+    extra = ()
+    PROBE = {f"{i}-{d}": (f"169.254.{n}.1", f"169.254.{n}.2")
+             for n, (i, d) in zip(range(10, 14), (("a", 1), ("a", 2), ("b", 1), ("b", 2)))}
+
+
+class MonitorTest(LiveCase):
+    """--liveness-monitor: the detector runs and reports (a-1's down verdict is in the events and the stats, marked
+    not applied), but no tunnel leaves service: no flow moves, a-1 keeps carrying its flows to the end."""
+    name = "liveness-monitor"
+    extra = ("--liveness", f"{INTERVAL}x{MULT}", "--liveness-monitor")
+
+    def test_verdicts_reported_not_applied(self):
+        self.check_accounting()
+        self.assert_decoded_clean()
+        self.assert_exactly_once(range(INSIDE_PKTS))
+        ev = [e for e in self.events() if e["tunnel"] == "a-1"]
+        self.assertTrue(ev, f"no verdict on a-1: {self.events()}")
+        self.assertFalse(ev[0]["up"])
+        self.assertLessEqual(ev[0]["silence_ms"], DETECT_BOUND_MS)
+        self.assertTrue(all(not e["applied"] for e in self.events()), self.events())
+        self.assertEqual(self.mg.stats["generation"], 1, "monitor mode published a state change")
+        self.assertEqual(self.mg.stats["flows"]["moved_down"], 0)
+        ts = self.mg.tunnel_stats()
+        self.assertEqual(ts["a-1"]["liveness"]["state"], "down")
+        self.assertEqual(ts["a-1"]["state"], "up")
+        last_a1 = max(d.index for d in self.decoded if d.tunnel == "a-1")
+        self.assertGreater(last_a1, ev[0]["inside_rx"] + 100, "a-1 stopped carrying traffic at the verdict")
 
 
 if __name__ == "__main__":
