@@ -127,7 +127,9 @@ uint16_t encap_burst(Sa& sa, uint16_t worker, rte_mbuf* pkts[], uint16_t n) noex
       t[pad + 1] = ver == 4 ? net::kProtoIpip : net::kProtoIpv6;
 
       uint8_t* o = reinterpret_cast<uint8_t*>(rte_pktmbuf_prepend(m, uint16_t(rt.tmpl_len + kEspHdr + kIv)));
-      std::memcpy(o, rt.tmpl, rt.tmpl_len);
+      // Constant lengths: the copy becomes a few vector moves instead of a memcpy call.
+      if (rt.outer_v6) std::memcpy(o, rt.tmpl, 40);
+      else std::memcpy(o, rt.tmpl, 20);
       const uint32_t total = rte_pktmbuf_pkt_len(m);
       if (!rt.outer_v6) {
         net::store_be16(o + 2, uint16_t(total));
