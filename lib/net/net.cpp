@@ -89,23 +89,28 @@ ParseStatus parse_l3(const uint8_t* p, uint32_t len, L3Info* out) noexcept {
   }
 }
 
-uint16_t ipv4_header_checksum(const void* hdr, uint32_t hdr_len) noexcept {
-  const uint8_t* p = static_cast<const uint8_t*>(hdr);
-  uint32_t sum = 0;
-  for (uint32_t i = 0; i + 1 < hdr_len; i += 2) sum += load_be16(p + i);
+namespace {
+// RFC 1071: 16-bit big-endian words added to `sum` (an odd last byte padded with zero), not yet folded.
+uint32_t add_words(const uint8_t* p, uint32_t len, uint32_t sum) noexcept {
+  uint32_t i = 0;
+  for (; i + 1 < len; i += 2) sum += load_be16(p + i);
+  if (i < len) sum += uint32_t(p[i]) << 8;
+  return sum;
+}
+uint16_t fold(uint32_t sum) noexcept {
   while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
   return uint16_t(~sum);
 }
+}  // namespace
+
+uint16_t ipv4_header_checksum(const void* hdr, uint32_t hdr_len) noexcept {
+  return fold(add_words(static_cast<const uint8_t*>(hdr), hdr_len, 0));
+}
 
 uint16_t icmpv6_checksum(const uint8_t* ip6, uint32_t len) noexcept {
-  uint32_t sum = 0;
-  for (uint32_t i = 8; i < 40; i += 2) sum += load_be16(ip6 + i);  // source and destination
   const uint32_t mlen = len - 40;
-  sum += (mlen >> 16) + (mlen & 0xffff) + kProtoIcmp6;
-  for (uint32_t i = 40; i + 1 < len; i += 2) sum += load_be16(ip6 + i);
-  if (len & 1) sum += uint32_t(ip6[len - 1]) << 8;
-  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
-  return uint16_t(~sum);
+  const uint32_t pseudo = (mlen >> 16) + (mlen & 0xffff) + kProtoIcmp6;  // length and next header
+  return fold(add_words(ip6 + 40, mlen, add_words(ip6 + 8, 32, pseudo)));  // addresses, then the message
 }
 
 bool parse_ip(const char* text, IpAddr* out) noexcept {

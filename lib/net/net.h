@@ -90,7 +90,8 @@ struct L3Info {
 // walked, up to 8 of them.
 ParseStatus parse_l3(const uint8_t* p, uint32_t len, L3Info* out) noexcept;
 
-// RFC 1071 one's complement checksum of an IPv4 header of ihl*4 bytes, csum field included as present.
+// RFC 1071 one's complement checksum of hdr_len bytes (an IPv4 header of ihl*4 bytes, an ICMP message; an odd last
+// byte is padded with zero), the checksum field included as present.
 uint16_t ipv4_header_checksum(const void* hdr, uint32_t hdr_len) noexcept;
 // RFC 4443 2.3 checksum of the ICMPv6 message right after a 40-byte IPv6 header (no extension headers), over the
 // pseudo-header of RFC 8200 8.1 and the message, its checksum field included as present: write the result into
