@@ -26,15 +26,17 @@
 #include <string>
 #include <vector>
 
+#include "net/limits.h"
+
 namespace mg::ctrl {
 
 inline constexpr uint64_t kMagic = 0x6d65736867617465ull;  // "meshgate"
 inline constexpr uint32_t kLayoutVersion = 1;
 inline constexpr uint32_t kRingSlots = 64;      // power of two
 inline constexpr uint32_t kReplySlots = 64;
-inline constexpr uint32_t kMaxTunnels = 256;
-inline constexpr uint32_t kMaxInstances = 32;
-inline constexpr uint32_t kMaxWorkers = 64;
+inline constexpr uint32_t kMaxTunnels = mg::kMaxTunnels;      // net/limits.h: the product's limits
+inline constexpr uint32_t kMaxInstances = mg::kMaxInstances;
+inline constexpr uint32_t kMaxWorkers = mg::kMaxWorkers;
 inline constexpr uint32_t kNameLen = 32;
 inline constexpr uint32_t kMaxDropReasons = 32;  // data-plane reasons and ESP reasons each fit
 inline constexpr uint32_t kMaxDeadlineMs = 24u * 3600 * 1000;

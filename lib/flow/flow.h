@@ -40,12 +40,13 @@
 #include <vector>
 
 #include "net/flow_key.h"
+#include "net/limits.h"
 
 namespace mg::flow {
 
 using TunnelId = uint16_t;
 inline constexpr TunnelId kNoTunnel = 0xffff;
-inline constexpr uint32_t kMaxTunnels = 1024;
+inline constexpr uint32_t kMaxTunnels = mg::kMaxTunnels;  // net/limits.h
 inline constexpr uint32_t kMinTableSize = 65537;     // Maglev needs a prime; at least this many slots
 inline constexpr uint32_t kMaxTableSize = 1u << 24;
 inline constexpr uint64_t kInvalidHash = 0;          // hash_burst's mark for an unparsable packet
