@@ -23,6 +23,7 @@
 
 #include "config/config.h"
 #include "dataplane/dataplane.h"
+#include "events.h"
 
 namespace {
 
@@ -198,7 +199,7 @@ int main(int argc, char** argv) {
   for (const auto& e : events) {
     mg::dp::Event ev;
     std::string err;
-    if (!mg::dp::parse_event(e, *gw, &ev, &err)) {
+    if (!mg::app::parse_event(e, *gw, &ev, &err)) {
       fmt::print(stderr, "meshgate: {}\n", err);
       return mg::dp::kExitConfig;
     }
@@ -207,7 +208,7 @@ int main(int argc, char** argv) {
   for (const auto& f : faults) {
     mg::dp::Fault ft;
     std::string err;
-    if (!mg::dp::parse_fault(f, *gw, &ft, &err)) {
+    if (!mg::app::parse_fault(f, *gw, &ft, &err)) {
       fmt::print(stderr, "meshgate: {}\n", err);
       return mg::dp::kExitConfig;
     }

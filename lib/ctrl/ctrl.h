@@ -205,6 +205,11 @@ class Block {
   std::string path_;
 };
 
+struct Limits {
+  uint32_t tunnels = 0, instances = 0;
+};
+Status validate(const Command& c, const Limits& l, std::string* why);
+
 // Helpers for messages and tables.
 void copy_name(char* dst, size_t cap, const std::string& s) noexcept;
 // Gateway names are [A-Za-z0-9_-]{1,32}; path_for() returns "" for anything else.

@@ -16,6 +16,7 @@
 #pragma once
 
 #include <atomic>
+#include <iterator>
 #include <cstdint>
 #include <memory>
 #include <nlohmann/json_fwd.hpp>
@@ -38,18 +39,27 @@ enum ExitCode : int {
   kExitPort = 4,     // a port could not be probed, configured or started
 };
 
+// Data-plane drop reasons (ESP reasons are esp::Drop, counted by the SAs). Declared once: the enum and its name
+// table below must stay in step (static_assert in dataplane.cpp).
 enum class Drop : uint8_t {
-  kInsideNotIp,     // inside frame is not IPv4/IPv6 (or shorter than Ethernet)
-  kNotRouted,       // inner destination outside the [inside] prefixes
-  kNoTunnel,        // no tunnel can take a new flow (none up with weight > 0), or the inner header is invalid
-  kOutsideNotIp,    // outside frame is not IPv4/IPv6
-  kInnerSelector,   // decrypted inner source outside the [inside] prefixes
-  kTxFull,          // the TX queue did not take the packet
+  kInsideNotIp,      // inside frame is not IPv4/IPv6 (or shorter than Ethernet + 20)
+  kInsideMalformed,  // inside IP header invalid: IPv4 IHL < 5, total length beyond the frame or below the header,
+                     // IPv6 payload length past the frame, version not matching the ethertype, truncated headers
+  kNotRouted,        // inner destination outside the [inside] prefixes
+  kNoTunnel,         // no tunnel can take a new flow (none up with weight > 0)
+  kOutsideNotIp,     // outside frame is not IPv4/IPv6
+  kInnerSelector,    // decrypted inner source outside the [inside] prefixes
+  kTxFull,           // the TX queue did not take the packet
   kCount
 };
 inline constexpr size_t kDropCount = size_t(Drop::kCount);
+inline constexpr const char* kDropNames[] = {"inside_not_ip", "inside_malformed", "not_routed", "no_tunnel",
+                                             "outside_not_ip", "inner_selector", "tx_full"};
+static_assert(std::size(kDropNames) == kDropCount, "one name per Drop reason");
 const char* to_string(Drop d) noexcept;
 
+// --event and --fault (apps/meshgate parses their command-line grammar): operator-like changes and injected faults
+// at a time or packet count, for demos and tests.
 struct Event {
   double at_s = -1;           // seconds after start, or
   uint64_t at_packets = 0;    // once inside RX has reached this many packets
@@ -58,8 +68,6 @@ struct Event {
   AdminState state = AdminState::kDown;
   std::string text;           // as given, for reports
 };
-// "2.5:instance:gw-a:down", "p10000:tunnel:a-1:drain" (p = after that many inside packets).
-bool parse_event(const std::string& s, const config::Gateway& g, Event* out, std::string* err);
 
 // Fault injection (tests and demos of liveness): from `at_s` seconds after start, tunnel `tunnel` is a black hole
 // in this gateway (nothing sent on it, its inbound ESP dropped after decryption, so it proves nothing), or heals.
@@ -69,8 +77,6 @@ struct Fault {
   bool blackhole = true;
   std::string text;
 };
-// "2.5:a-1:blackhole", "4:a-1:heal".
-bool parse_fault(const std::string& s, const config::Gateway& g, Fault* out, std::string* err);
 
 struct Options {
   std::vector<std::string> eal_extra;  // appended to the pmd_config's EAL arguments
@@ -80,7 +86,7 @@ struct Options {
   uint64_t pace_pps = 0;               // per-worker inside RX rate limit, for demos and tests
   uint64_t pace_outside_pps = 0;       // per-worker, per-outside-port RX rate limit (tests feeding ESP pcaps)
   // Liveness, probes and the reflector are configured per tunnel in the gateway file (config::LivenessSettings,
-  // [liveness]); meshgate's command line overrides them with apply_liveness_overrides() before create().
+  // [liveness]); meshgate's command line overrides them before create().
   std::vector<Event> events;
   std::vector<Fault> faults;
   bool quiet = false;
@@ -88,7 +94,82 @@ struct Options {
   std::string control_name;            // default: the gateway name
 };
 
-struct TunnelStats {
+// ---- Counters, each declared once ----
+// A list below names a counter, its kind and what it counts. The lists generate the counter structs and the
+// tables (kTunnelCounters, kGatewayCounters, kWorkerCounters) that drive every output: collection from the
+// workers, `clear counters`, JSON, the text table, DPDK telemetry and the control block's mirror (so meshgatectl
+// shows every counter). A new counter is one line here plus the code that counts it.
+enum class CounterKind : uint8_t {
+  kCounter,  // monotonic, summed over workers, restarts from 0 at `clear counters`
+  kKept,     // a gauge or a lifetime figure: summed, never cleared
+  kMax,      // the largest value any worker saw; never cleared
+};
+template <class S>
+struct CounterDef {
+  const char* name;
+  uint64_t S::*member;
+  CounterKind kind;
+  const char* description;
+};
+
+// Per tunnel, counted by each worker in its own TunnelCtr (worker.cpp, probe.cpp).
+#define MG_DP_TUNNEL_WORKER_COUNTERS(X)                                                                       \
+  X(packets_out, kCounter, "packets encrypted and sent")                                                       \
+  X(packets_in, kCounter, "packets decrypted and passed on")                                                   \
+  X(bytes_in, kCounter, "inner bytes decrypted and passed on")                                                 \
+  X(tx_full, kCounter, "encrypted but refused by the TX queue")                                                \
+  X(probes_out, kCounter, "liveness probes sent (also in outside_tx, not in packets_out)")                     \
+  X(probe_replies_in, kCounter, "echo replies to our probes, consumed")                                        \
+  X(reflect_in, kCounter, "echo requests to our inner address, consumed to reflect")                           \
+  X(reflected, kCounter, "echo replies sent back on the tunnel")                                               \
+  X(probe_drops, kCounter, "probes or replies not sent (no mbuf, ESP refused, TX queue full too long)")        \
+  X(probes_deferred, kCounter, "probes or replies that found the TX queue full and waited")                    \
+  X(probe_rtt_sum_us, kCounter, "round trips of answered probes, summed (average = sum / probe_replies_in)")   \
+  X(probe_rtt_max_us, kMax, "longest round trip of an answered probe")                                         \
+  X(fault_drops, kCounter, "dropped by an injected black hole (both directions)")
+// Per tunnel, gathered by main from their owners: the SAs, the workers' pin tables, the liveness detector.
+#define MG_DP_TUNNEL_OTHER_COUNTERS(X)                                                                        \
+  X(bytes_out, kCounter, "inner bytes encrypted by the outbound SA (tx_full ones included)")                   \
+  X(esp_drops_total, kCounter, "ESP drops of both SAs, every reason (by reason: esp_drops)")                     \
+  X(pinned, kKept, "flows pinned to the tunnel now, all workers")                                              \
+  X(placed, kCounter, "flows placed on the tunnel (new and moved)")                                            \
+  X(moved_in, kCounter, "flows moved here from another tunnel")                                                \
+  X(flaps, kKept, "liveness verdicts up -> down")                                                              \
+  X(suppressions, kKept, "times flap damping suppressed the tunnel")
+// Per worker (and summed for the gateway).
+#define MG_DP_WORKER_COUNTERS(X)                                                                              \
+  X(inside_rx, kCounter, "packets received on the inside port")                                                \
+  X(inside_tx, kCounter, "packets sent on the inside port (decrypted)")                                        \
+  X(outside_rx, kCounter, "packets received on outside ports")                                                 \
+  X(outside_tx, kCounter, "packets sent on outside ports (ESP, probes included)")
+// Gateway totals gathered by main.
+#define MG_DP_GATEWAY_OTHER_COUNTERS(X)                                                                       \
+  X(esp_out_drops, kCounter, "outbound ESP drops, every SA and reason")                                        \
+  X(esp_in_drops, kCounter, "inbound ESP drops, every SA and the pre-SA tables")                               \
+  X(flows_new, kCounter, "new flows pinned")                                                                   \
+  X(moved_down, kCounter, "flows moved because their tunnel went down")                                        \
+  X(moved_drain, kCounter, "flows moved because their tunnel's drain deadline passed")                         \
+  X(moved_idle, kCounter, "idle pins on a draining tunnel released and placed again")                          \
+  X(evicted, kCounter, "pins evicted from a full pin table")                                                   \
+  X(expired, kCounter, "idle pins reclaimed by the workers' sweep")                                            \
+  X(commands_ok, kCounter, "control commands applied")                                                         \
+  X(commands_rejected, kCounter, "control commands refused or invalid")
+
+#define MG_DP_COUNTER_MEMBER(name, kind, text) uint64_t name = 0;
+struct TunnelWorkerCounters {
+  MG_DP_TUNNEL_WORKER_COUNTERS(MG_DP_COUNTER_MEMBER)
+};
+struct TunnelOtherCounters {
+  MG_DP_TUNNEL_OTHER_COUNTERS(MG_DP_COUNTER_MEMBER)
+};
+struct WorkerCounters {
+  MG_DP_WORKER_COUNTERS(MG_DP_COUNTER_MEMBER)
+};
+struct GatewayOtherCounters {
+  MG_DP_GATEWAY_OTHER_COUNTERS(MG_DP_COUNTER_MEMBER)
+};
+
+struct TunnelStats : TunnelWorkerCounters, TunnelOtherCounters {
   std::string name;
   std::string instance;
   std::string device;
@@ -96,40 +177,35 @@ struct TunnelStats {
   AdminState effective = AdminState::kUp;
   uint32_t weight = 0;
   uint32_t effective_weight = 0;
-  uint64_t packets_out = 0, bytes_out = 0;  // encrypted and sent (bytes: inner)
-  uint64_t packets_in = 0, bytes_in = 0;    // decrypted and passed on (bytes: inner)
-  uint64_t tx_full = 0;                     // encrypted but refused by the TX queue
-  // Probes and reflection (not in packets_out/packets_in; outside_tx and outside_rx count them):
-  uint64_t probes_out = 0;                  // probes sent
-  uint64_t probe_replies_in = 0;            // echo replies to our probes, consumed
-  uint64_t reflect_in = 0;                  // echo requests to reflect, consumed
-  uint64_t reflected = 0;                   // echo replies sent back on the tunnel
-  uint64_t probe_drops = 0;                 // a probe or reply not sent (no mbuf, ESP refused, TX full too long)
-  uint64_t probes_deferred = 0;             // a probe or reply that found the TX queue full and waited
-  uint64_t probe_rtt_sum_us = 0, probe_rtt_max_us = 0;  // round trips of answered probes (avg = sum / replies)
-  uint64_t fault_drops = 0;                 // dropped by an injected black hole (both directions)
-  uint64_t pinned = 0;                      // pins resident now, all workers
-  uint64_t placed = 0;                      // flows placed here (new and moved)
-  uint64_t esp_drops[esp::kDropCount] = {};  // both SAs
+  uint64_t esp_drops[esp::kDropCount] = {};  // both SAs, by esp::Drop (summed: esp_drops_total)
   // Liveness (DESIGN.md "Liveness"): off unless enabled.
   bool live_enabled = false;
   LiveState live = LiveState::kUp;
   int64_t last_proof_ms_ago = -1;           // -1: no authenticated inbound packet yet
   uint32_t live_interval_ms = 0, live_multiplier = 0;
-  uint64_t flaps = 0, suppressions = 0;
   uint32_t penalty = 0;
 };
 
-struct Stats {
+struct Stats : WorkerCounters, GatewayOtherCounters {
   uint64_t generation = 0;
-  uint64_t inside_rx = 0, inside_tx = 0, outside_rx = 0, outside_tx = 0;
   uint64_t drops[kDropCount] = {};
-  uint64_t esp_out_drops = 0, esp_in_drops = 0;   // summed over SAs and the pre-SA tables
   uint64_t esp_table_drops[esp::kDropCount] = {};  // inbound drops before an SA was known
-  uint64_t flows_new = 0, moved_down = 0, moved_drain = 0, moved_idle = 0, evicted = 0;
   std::vector<TunnelStats> tunnels;
   double elapsed_s = 0;
 };
+
+#define MG_DP_TUNNEL_DEF(name, kind, text) {#name, &TunnelStats::name, CounterKind::kind, text},
+#define MG_DP_GATEWAY_DEF(name, kind, text) {#name, &Stats::name, CounterKind::kind, text},
+#define MG_DP_WORKER_DEF(name, kind, text) {#name, &WorkerCounters::name, CounterKind::kind, text},
+#define MG_DP_TUNNEL_WORKER_DEF(name, kind, text) {#name, &TunnelWorkerCounters::name, CounterKind::kind, text},
+inline constexpr CounterDef<TunnelStats> kTunnelCounters[] = {
+    MG_DP_TUNNEL_WORKER_COUNTERS(MG_DP_TUNNEL_DEF) MG_DP_TUNNEL_OTHER_COUNTERS(MG_DP_TUNNEL_DEF)};
+inline constexpr CounterDef<Stats> kGatewayCounters[] = {
+    MG_DP_WORKER_COUNTERS(MG_DP_GATEWAY_DEF) MG_DP_GATEWAY_OTHER_COUNTERS(MG_DP_GATEWAY_DEF)};
+inline constexpr CounterDef<WorkerCounters> kWorkerCounters[] = {MG_DP_WORKER_COUNTERS(MG_DP_WORKER_DEF)};
+inline constexpr CounterDef<TunnelWorkerCounters> kTunnelWorkerCounters[] = {
+    MG_DP_TUNNEL_WORKER_COUNTERS(MG_DP_TUNNEL_WORKER_DEF)};
+
 nlohmann::json to_json(const Stats& s);
 std::string format_table(const Stats& s);
 

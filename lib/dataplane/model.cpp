@@ -4,15 +4,6 @@
 
 namespace mg::dp {
 
-const char* to_string(AdminState s) noexcept {
-  switch (s) {
-    case AdminState::kUp: return "up";
-    case AdminState::kDraining: return "draining";
-    case AdminState::kDown: return "down";
-  }
-  return "?";
-}
-
 bool parse_admin_state(const std::string& s, AdminState* out) noexcept {
   if (s == "up") *out = AdminState::kUp;
   else if (s == "draining" || s == "drain") *out = AdminState::kDraining;
@@ -54,7 +45,7 @@ uint32_t Model::effective_weight(uint32_t t) const noexcept {
   return tunnels_[t].weight;
 }
 
-bool Model::set_tunnel(uint32_t t, AdminState s, std::optional<uint32_t> deadline, std::string* err) {
+bool Model::set_tunnel(uint32_t t, AdminState s, std::optional<uint32_t> deadline, std::string* err, bool* changed) {
   if (t >= tunnels()) {
     if (err) *err = "tunnel " + std::to_string(t) + " does not exist (" + std::to_string(tunnels()) + " tunnels)";
     return false;
@@ -63,13 +54,17 @@ bool Model::set_tunnel(uint32_t t, AdminState s, std::optional<uint32_t> deadlin
     if (err) *err = "a deadline applies to drain only";
     return false;
   }
-  tunnels_[t].admin = s;
-  tunnels_[t].deadline = s == AdminState::kDraining ? deadline : std::nullopt;
-  tunnels_[t].drained = false;
+  const std::optional<uint32_t> dl = s == AdminState::kDraining ? deadline : std::nullopt;
+  T& x = tunnels_[t];
+  if (changed) *changed = x.admin != s || x.deadline != dl || x.drained;
+  x.admin = s;
+  x.deadline = dl;
+  x.drained = false;
   return true;
 }
 
-bool Model::set_instance(uint32_t i, AdminState s, std::optional<uint32_t> deadline, std::string* err) {
+bool Model::set_instance(uint32_t i, AdminState s, std::optional<uint32_t> deadline, std::string* err,
+                         bool* changed) {
   if (i >= instances()) {
     if (err) *err = "instance " + std::to_string(i) + " does not exist (" + std::to_string(instances()) + " instances)";
     return false;
@@ -78,13 +73,16 @@ bool Model::set_instance(uint32_t i, AdminState s, std::optional<uint32_t> deadl
     if (err) *err = "a deadline applies to drain only";
     return false;
   }
-  instances_[i].admin = s;
-  instances_[i].deadline = s == AdminState::kDraining ? deadline : std::nullopt;
-  instances_[i].drained = false;
+  const std::optional<uint32_t> dl = s == AdminState::kDraining ? deadline : std::nullopt;
+  I& x = instances_[i];
+  if (changed) *changed = x.admin != s || x.deadline != dl || x.drained;
+  x.admin = s;
+  x.deadline = dl;
+  x.drained = false;
   return true;
 }
 
-bool Model::set_weight(uint32_t t, uint32_t w, std::string* err) {
+bool Model::set_weight(uint32_t t, uint32_t w, std::string* err, bool* changed) {
   if (t >= tunnels()) {
     if (err) *err = "tunnel " + std::to_string(t) + " does not exist";
     return false;
@@ -93,6 +91,7 @@ bool Model::set_weight(uint32_t t, uint32_t w, std::string* err) {
     if (err) *err = "weight " + std::to_string(w) + " is above 1000000";
     return false;
   }
+  if (changed) *changed = tunnels_[t].weight != w;
   tunnels_[t].weight = w;
   return true;
 }
@@ -131,10 +130,7 @@ const std::vector<flow::TunnelSpec>& Model::specs() noexcept {
       if (x.drained && x.deadline) d = x.deadline;
       if (in.drained && in.deadline && (!d || int32_t(*in.deadline - *d) < 0)) d = in.deadline;
     }
-    const flow::TunnelState fs = e == AdminState::kUp       ? flow::TunnelState::kUp
-                                 : e == AdminState::kDraining ? flow::TunnelState::kDraining
-                                                              : flow::TunnelState::kDown;
-    s.set_state(fs, d.has_value(), d.value_or(0));
+    s.set_state(e, d.has_value(), d.value_or(0));
     s.weight = effective_weight(t);
   }
   return specs_;

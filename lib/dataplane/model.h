@@ -22,8 +22,9 @@
 
 namespace mg::dp {
 
-enum class AdminState : uint8_t { kUp, kDraining, kDown };
-const char* to_string(AdminState s) noexcept;
+// A tunnel's or instance's state: one enum from the flow library down to the control block (ctrl::State on the
+// wire, converted in one place: control.cpp), named by flow::to_string.
+using AdminState = flow::TunnelState;
 bool parse_admin_state(const std::string& s, AdminState* out) noexcept;
 
 class Model {
@@ -44,10 +45,13 @@ class Model {
   uint32_t effective_weight(uint32_t t) const noexcept;
 
   // `now` and `deadline` are in worker ticks (ms). A deadline applies to kDraining only; without one a
-  // draining tunnel keeps its pins until they go idle.
-  bool set_tunnel(uint32_t t, AdminState s, std::optional<uint32_t> deadline, std::string* err);
-  bool set_instance(uint32_t i, AdminState s, std::optional<uint32_t> deadline, std::string* err);
-  bool set_weight(uint32_t t, uint32_t w, std::string* err);
+  // draining tunnel keeps its pins until they go idle. *changed (when given) says whether the call changed
+  // anything: the same state again is a no-op that the caller reports as such and does not publish.
+  bool set_tunnel(uint32_t t, AdminState s, std::optional<uint32_t> deadline, std::string* err,
+                  bool* changed = nullptr);
+  bool set_instance(uint32_t i, AdminState s, std::optional<uint32_t> deadline, std::string* err,
+                    bool* changed = nullptr);
+  bool set_weight(uint32_t t, uint32_t w, std::string* err, bool* changed = nullptr);
   void set_mode(config::Mode m) noexcept { mode_ = m; }
   // Liveness verdict (main's detector, not the operator): false makes the tunnel effectively down whatever its
   // admin state; true gives it back its admin state. Returns true when the flag changed.

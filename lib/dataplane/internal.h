@@ -1,0 +1,267 @@
+// Private to lib/dataplane: the types its files share. One file per concern, as in DPDK's lib/ipsec:
+//   worker.cpp   the per-packet path: outbound, inbound, the worker loop
+//   probe.cpp    liveness probes, the reflector, the deferred probe queue
+//   control.cpp  main's changes: publish (RCU), apply, operator commands, drains, events and faults
+//   liveness_poll.cpp  the watchdog ticks -> detector -> verdicts published like a command
+//   reset.cpp    instance reset: new SAs, inbound SA tables
+//   stats.cpp    counters collected by the tables of dataplane.h, JSON, text table
+//   mirror.cpp   the control block's mirror and DPDK telemetry
+//   setup.cpp    EAL, ports, queues, workers, SAs
+//   dataplane.cpp  the public façade and the main loop
+// Internal code calls Impl, never the public Dataplane methods.
+#pragma once
+
+#include <rte_cycles.h>
+#include <rte_ethdev.h>
+#include <rte_mbuf.h>
+#include <rte_rcu_qsbr.h>
+
+#include <algorithm>
+#include <atomic>
+#include <map>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ctrl/ctrl.h"
+#include "dataplane/dataplane.h"
+#include "flow/flow.h"
+
+namespace mg::dp {
+
+inline constexpr uint16_t kBurst = 32;
+inline constexpr uint16_t kEthLen = 14;
+extern std::atomic<bool> g_stop;  // dataplane.cpp; request_stop() sets it from a signal handler
+
+struct Prefix4 {
+  uint32_t net, mask;
+};
+struct Prefix6 {
+  uint8_t net[16];
+  uint8_t len;
+};
+
+// What a worker needs of a tunnel. The first cache line is the per-burst part; probe addresses (a few packets
+// per interval) follow.
+struct alignas(64) RtTunnel {
+  esp::Sa* out;
+  uint16_t port;        // instance port id
+  uint8_t l2[kEthLen];  // dst = device next hop, src = port MAC, type = outer IP version
+  uint8_t blackhole;    // fault injection: drop everything of this tunnel
+  uint8_t probe;        // send probes now (liveness with probes, not down by the operator)
+  uint8_t probe_v6;     // the probes (and the address answered) are IPv6: ICMPv6 echo
+  uint8_t local_set;    // reflector: echo requests to `local` are answered
+  uint8_t probe_src[16], probe_dst[16];  // inner addresses of our probes (IPv4: the first 4 bytes)
+  uint8_t local[16];    // reflector: our inner address on this tunnel (its probe_source)
+};
+static_assert(offsetof(RtTunnel, local_set) < 64, "the per-burst fields share one cache line");
+static_assert(sizeof(RtTunnel) == 128);
+static_assert(std::is_trivially_copyable_v<RtTunnel>);
+
+// The immutable state workers read. Owns the selection table; SAs are shared with the next state.
+struct State {
+  uint64_t generation = 0;
+  std::unique_ptr<const flow::SelectionTable> sel;
+  std::vector<RtTunnel> tunnels;
+  std::vector<esp::SaTable*> in_table;  // by outside-port index
+  bool intercept = false;  // look at decrypted ICMP: probe replies (liveness with probes) or requests (reflect)
+  bool reflect = false;
+};
+
+// Counters a worker writes (one writer each; main reads them racily, every value is a monotonic 64-bit word).
+struct alignas(64) TunnelCtr : TunnelWorkerCounters {};
+struct alignas(64) WorkerCtr : WorkerCounters {
+  uint64_t drops[kDropCount] = {};
+};
+
+// A token bucket of `pps` packets per second, at most one burst deep (demos and tests: net_pcap reads a pcap
+// as fast as it is polled).
+struct Pace {
+  uint64_t tokens = 0, last = 0;
+};
+
+struct Worker {
+  uint16_t id = 0;
+  unsigned lcore = 0;
+  std::vector<uint16_t> inside_rxq;                  // inside port queues this worker polls
+  std::vector<std::vector<uint16_t>> outside_rxq;    // per outside-port index
+  std::unique_ptr<flow::PinTable> pins;
+  WorkerCtr ctr{};
+  std::unique_ptr<TunnelCtr[]> tctr;
+  // Liveness watchdog: per tunnel, the ms tick of the last authenticated inbound packet this worker decrypted.
+  // One writer (this worker), read by main; relaxed atomics compile to plain stores and loads. Written only
+  // when the tick changed, so a busy tunnel dirties its line at most once per ms.
+  // Cache lines of their own: main reads them every loop, and a line shared with something the worker writes
+  // per burst would bounce between the two cores.
+  struct alignas(64) ProofLine {
+    std::atomic<uint32_t> v[16];
+  };
+  std::unique_ptr<ProofLine[]> proof_lines;
+  std::atomic<uint32_t>& proof(uint32_t t) noexcept { return proof_lines[t / 16].v[t % 16]; }
+  Pace pace;                 // inside RX
+  std::vector<Pace> opace;   // per outside-port index
+  uint32_t idle_loops = 0;   // loops in a row without a packet: the pin sweep runs in those
+  // Probes: tunnels t with t % workers == id are this worker's to probe; due times in TSC cycles.
+  std::vector<uint32_t> probe_tunnels;
+  std::vector<uint64_t> probe_due;   // by tunnel
+  std::vector<uint32_t> busy;        // by tunnel: ms tick of the last inbound packet that was not a probe reply
+  uint64_t probe_next = UINT64_MAX;  // the earliest due time: one compare per 16 loops when nothing is due
+  uint32_t loops = 0;
+  uint64_t rng = 0x9e3779b97f4a7c15ull;
+  uint16_t probe_seq = 0;
+  // Probes and reflected replies that a full TX queue refused, kept as plaintext and tried again first thing
+  // every loop until `until` (TSC). Under overload the TX ring is full most of the time; dropping a probe there
+  // would turn a busy tunnel into a false alarm (three refused probes in a row = down), so control traffic
+  // waits its turn ahead of the next data burst instead. Each try encrypts a fresh copy: a probe encrypted once
+  // and sent after the data that overtook it meanwhile would reach the peer below its replay window.
+  struct CtlTx {
+    rte_mbuf* m;      // inner packet, not yet encrypted
+    uint64_t until;
+    uint32_t tunnel;
+    uint8_t reflect;
+  };
+  static constexpr uint16_t kCtlMax = 32;
+  CtlTx ctl[kCtlMax];
+  uint16_t nctl = 0;
+};
+
+struct PortRt {
+  std::string name;
+  uint16_t id = 0;
+  uint16_t nrx = 0, ntx = 0;
+  rte_ether_addr mac{};
+};
+
+// The one conversion of a tunnel or instance state to the control block's wire value.
+inline ctrl::State to_wire(AdminState s) noexcept {
+  switch (s) {
+    case AdminState::kUp: return ctrl::State::kUp;
+    case AdminState::kDraining: return ctrl::State::kDrain;
+    case AdminState::kDown: break;
+  }
+  return ctrl::State::kDown;
+}
+inline AdminState from_wire(ctrl::State s) noexcept {
+  switch (s) {
+    case ctrl::State::kUp: return AdminState::kUp;
+    case ctrl::State::kDrain: return AdminState::kDraining;
+    case ctrl::State::kDown: break;
+  }
+  return AdminState::kDown;
+}
+// The mirror's liveness word: 0 off, then the detector's states (ctrl.h TunnelInfo::liveness).
+inline uint32_t liveness_wire(bool enabled, LiveState s) noexcept {
+  if (!enabled) return 0;
+  switch (s) {
+    case LiveState::kUp: return 1;
+    case LiveState::kDown: return 2;
+    case LiveState::kHolding: return 3;
+    case LiveState::kSuppressed: return 4;
+  }
+  return 0;
+}
+
+// What an apply did: refused (err says why), changed and published, or a no-op (nothing published).
+enum class Applied : uint8_t { kRefused, kChanged, kNoChange };
+
+struct Dataplane::Impl {
+  config::Gateway gw;
+  config::PmdConfig pmd;
+  Options opt;
+  Model model{gw};
+  rte_mempool* pool = nullptr;
+  std::vector<PortRt> ports;            // every port used
+  uint16_t inside = 0;                  // index into ports
+  std::vector<uint16_t> outside;        // indexes into ports (distinct), in order of first use
+  std::vector<uint16_t> instance_port;  // instance -> index into ports
+  std::vector<std::unique_ptr<esp::Sa>> sa_out, sa_in;  // by tunnel
+  std::vector<std::unique_ptr<esp::SaTable>> in_tables; // by outside index
+  std::vector<Prefix4> pfx4;
+  std::vector<Prefix6> pfx6;
+  std::vector<std::unique_ptr<Worker>> workers;
+  rte_rcu_qsbr* qsbr = nullptr;
+  std::atomic<State*> state{nullptr};
+  uint64_t generation = 0;
+  uint64_t tsc_hz = 0;
+  uint64_t start_tsc = 0;
+  uint8_t inside_l2[12];  // dst, src
+  nlohmann::json report = nlohmann::json::object();
+  mutable std::mutex snap_mu;  // guards nothing the workers touch: the model, SAs and liveness for readers
+  bool eal_up = false;
+  bool ports_up = false;
+  std::unique_ptr<ctrl::Block> ctrl;           // the operators' control block (null when disabled)
+  std::vector<esp::SaStats> retired_out, retired_in;  // counters of SAs replaced by resets, by tunnel
+  std::vector<uint32_t> resets;                // by instance
+  Stats baseline;                              // `clear counters` subtracts this (workers never see a reset)
+  uint64_t cmds_ok = 0, cmds_rejected = 0;
+  std::vector<bool> suspended;                 // by tunnel: inbound SA out of the tables during a reset
+  esp::SaStats retired_tables;                 // pre-SA drops of inbound tables replaced by resets
+  Liveness live;                               // main's verdicts; read by stats() under snap_mu
+  std::vector<std::vector<uint32_t>> proof_seen;  // by worker, by tunnel: the last watchdog value main read
+  nlohmann::json live_events = nlohmann::json::array();
+  bool live_any = false;
+  std::vector<uint8_t> blackhole;              // by tunnel: fault injection (Options::faults)
+  std::vector<uint32_t> probe_iv_ms;           // by tunnel: its liveness interval (immutable once workers run)
+  bool probing = false;                        // liveness with probes: workers run send_probes
+
+  uint32_t now_ms() const noexcept { return uint32_t((rte_get_tsc_cycles() - start_tsc) * 1000 / tsc_hz); }
+
+  // setup.cpp
+  int setup(std::string* err);
+  int setup_ports(std::map<std::string, uint16_t>* by_name, std::string* err);
+  void close_ports() noexcept;
+  // Inbound SA tables, one per outside port, of the tunnels whose instance uses that port (suspended ones left
+  // out). With `old`, the tables replaced go there: the caller keeps them alive until a publish() synchronised.
+  bool build_tables(std::string* err, std::vector<std::unique_ptr<esp::SaTable>>* old = nullptr);
+
+  // worker.cpp: the per-packet path
+  int worker_main(Worker& w);
+  uint16_t outbound(Worker& w, const State& st, uint16_t q) noexcept;  // returns packets received
+  void send_tunnel(Worker& w, const State& st, flow::TunnelId t, rte_mbuf** grp, uint16_t g) noexcept;
+  uint16_t inbound(Worker& w, const State& st, uint16_t oidx, uint16_t q) noexcept;
+
+  // probe.cpp
+  void probe_start(Worker& w) noexcept;
+  void probe_stop(Worker& w) noexcept;
+  bool intercept(Worker& w, const State& st, rte_mbuf* m) noexcept;
+  void send_one(Worker& w, const RtTunnel& rt, uint32_t t, rte_mbuf* m, bool reflect) noexcept;
+  bool try_send(Worker& w, const RtTunnel& rt, rte_mbuf* m) noexcept;
+  void flush_ctl(Worker& w, const State& st) noexcept;
+  void send_probes(Worker& w, const State& st) noexcept;
+
+  // control.cpp: main lcore only
+  void publish();
+  Applied apply_tunnel(uint32_t t, AdminState s, std::optional<uint32_t> deadline_ms, std::string* msg);
+  Applied apply_instance(uint32_t i, AdminState s, std::optional<uint32_t> deadline_ms, std::string* msg);
+  Applied apply_weight(uint32_t t, uint32_t w, std::string* msg);
+  Applied apply_mode(config::Mode m, std::string* msg);
+  void handle_commands();
+  void expire_drains();
+  // Due --event and --fault entries; `fired` marks the ones done, `events` gets their report.
+  void run_events(double el, uint64_t inside_rx, std::vector<bool>& fired, std::vector<bool>& faulted,
+                  nlohmann::json& events);
+
+  // liveness_poll.cpp
+  void liveness_start();
+  void liveness_poll(double el);
+
+  // reset.cpp
+  bool reset_instance(uint32_t i, std::string* err);
+
+  // stats.cpp
+  Stats collect() const;
+  Stats stats() const;  // collect() less the `clear counters` baseline
+  void clear_counters();
+  nlohmann::json port_stats() const;
+
+  // mirror.cpp
+  void refresh_mirror();
+  void register_telemetry();
+  void unregister_telemetry() noexcept;
+};
+
+}  // namespace mg::dp

@@ -1,0 +1,151 @@
+// The operators' views: the control block's mirror (read by meshgatectl) and DPDK telemetry (/meshgate/...),
+// both written from the counter tables of dataplane.h.
+#include <rte_telemetry.h>
+
+#include <chrono>
+
+#include "dataplane/internal.h"
+#include "net/net.h"
+
+namespace mg::dp {
+
+void Dataplane::Impl::refresh_mirror() {
+  const Stats s = stats();
+  ctrl::GatewayInfo g{};
+  ctrl::copy_name(g.name, sizeof(g.name), gw.name);
+  g.mode = model.mode() == config::Mode::kActiveActive ? 0 : 1;
+  g.n_tunnels = uint32_t(gw.tunnels.size());
+  g.n_instances = uint32_t(gw.instances.size());
+  g.n_workers = uint32_t(workers.size());
+  g.generation = generation;
+  g.inside_rx = s.inside_rx;
+  g.inside_tx = s.inside_tx;
+  g.outside_rx = s.outside_rx;
+  g.outside_tx = s.outside_tx;
+  for (size_t r = 0; r < kDropCount && r < ctrl::kMaxDropReasons; ++r) {
+    g.drops[r] = s.drops[r];
+    ctrl::copy_name(g.drop_names[r], sizeof(g.drop_names[r]), to_string(Drop(r)));
+  }
+  for (size_t r = 0; r < esp::kDropCount && r < ctrl::kMaxDropReasons; ++r) {
+    uint64_t v = s.esp_table_drops[r];
+    for (const auto& t : s.tunnels) v += t.esp_drops[r];
+    g.esp_drops[r] = v;
+    ctrl::copy_name(g.esp_drop_names[r], sizeof(g.esp_drop_names[r]), esp::to_string(esp::Drop(r)));
+  }
+  g.flows_new = s.flows_new;
+  g.moved_down = s.moved_down;
+  g.moved_drain = s.moved_drain;
+  g.moved_idle = s.moved_idle;
+  g.evicted = s.evicted;
+  g.commands_ok = cmds_ok;
+  g.commands_rejected = cmds_rejected;
+  g.updated_ns = uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                              std::chrono::system_clock::now().time_since_epoch()).count());
+  ctrl->write_gateway(g);
+  for (uint32_t i = 0; i < gw.instances.size() && i < ctrl::kMaxInstances; ++i) {
+    ctrl::InstanceInfo r{};
+    const auto& in = gw.instances[i];
+    ctrl::copy_name(r.name, sizeof(r.name), in.name);
+    char buf[64];
+    std::string ips = in.ipv4.version ? net::format_ip(in.ipv4, buf, sizeof(buf)) : "";
+    if (in.ipv6.version) ips += std::string(ips.empty() ? "" : " ") + net::format_ip(in.ipv6, buf, sizeof(buf));
+    ctrl::copy_name(r.ip, sizeof(r.ip), ips);
+    r.admin = uint32_t(to_wire(model.instance_admin(i)));
+    r.standby = model.standby(i) ? 1 : 0;
+    r.resets = resets[i];
+    ctrl->write_instance(i, r);
+  }
+  for (uint32_t t = 0; t < gw.tunnels.size() && t < ctrl::kMaxTunnels; ++t) {
+    ctrl::TunnelInfo r{};
+    const TunnelStats& ts = s.tunnels[t];
+    ctrl::copy_name(r.name, sizeof(r.name), ts.name);
+    ctrl::copy_name(r.instance, sizeof(r.instance), ts.instance);
+    ctrl::copy_name(r.device, sizeof(r.device), ts.device);
+    r.instance_index = gw.tunnels[t].instance;
+    r.admin = uint32_t(to_wire(ts.admin));
+    r.state = uint32_t(to_wire(ts.effective));
+    r.weight = ts.weight;
+    r.effective_weight = ts.effective_weight;
+    r.out_spi = gw.tunnels[t].out.spi;
+    r.in_spi = gw.tunnels[t].in.spi;
+    r.packets_out = ts.packets_out;
+    r.bytes_out = ts.bytes_out;
+    r.packets_in = ts.packets_in;
+    r.bytes_in = ts.bytes_in;
+    r.pinned = ts.pinned;
+    r.placed = ts.placed;
+    r.moved_in = ts.moved_in;
+    r.esp_drops = ts.esp_drops_total;
+    {
+      std::lock_guard lk(snap_mu);
+      r.last_seq_out = sa_out[t]->last_seq();
+    }
+    if (ts.live_enabled) {
+      r.liveness = liveness_wire(true, ts.live);
+      r.liveness_penalty = ts.penalty;
+      r.last_proof_ms_ago = ts.last_proof_ms_ago;
+      r.flaps = ts.flaps;
+    }
+    r.probes_out = ts.probes_out;
+    r.probe_replies_in = ts.probe_replies_in;
+    r.reflected = ts.reflected;
+    ctrl->write_tunnel(t, r);
+  }
+  for (uint32_t w = 0; w < workers.size() && w < ctrl::kMaxWorkers; ++w) {
+    ctrl::WorkerInfo r{};
+    r.lcore = workers[w]->lcore;
+    r.inside_rx = workers[w]->ctr.inside_rx;
+    r.inside_tx = workers[w]->ctr.inside_tx;
+    r.outside_rx = workers[w]->ctr.outside_rx;
+    r.outside_tx = workers[w]->ctr.outside_tx;
+    ctrl->write_worker(w, r);
+  }
+  ctrl->set_generation(generation);
+}
+
+namespace {
+
+const Dataplane::Impl* g_impl = nullptr;  // telemetry callbacks run on DPDK's telemetry thread
+
+int tel_stats(const char*, const char*, rte_tel_data* d) {
+  if (g_impl == nullptr) return -1;
+  const Stats s = g_impl->stats();  // counters read racily (monotonic), model under its own mutex
+  rte_tel_data_start_dict(d);
+  rte_tel_data_add_dict_u64(d, "generation", s.generation);
+  for (const auto& c : kGatewayCounters) rte_tel_data_add_dict_u64(d, c.name, s.*c.member);
+  for (size_t r = 0; r < kDropCount; ++r) rte_tel_data_add_dict_u64(d, kDropNames[r], s.drops[r]);
+  return 0;
+}
+
+int tel_tunnels(const char*, const char*, rte_tel_data* d) {
+  if (g_impl == nullptr) return -1;
+  const Stats s = g_impl->stats();
+  rte_tel_data_start_dict(d);
+  for (const auto& t : s.tunnels) {
+    rte_tel_data* c = rte_tel_data_alloc();
+    if (c == nullptr) return -1;
+    rte_tel_data_start_dict(c);
+    rte_tel_data_add_dict_string(c, "instance", t.instance.c_str());
+    rte_tel_data_add_dict_string(c, "device", t.device.c_str());
+    rte_tel_data_add_dict_string(c, "state", to_string(t.effective));
+    rte_tel_data_add_dict_u64(c, "weight", t.effective_weight);
+    for (const auto& k : kTunnelCounters) rte_tel_data_add_dict_u64(c, k.name, t.*k.member);
+    rte_tel_data_add_dict_string(c, "liveness", t.live_enabled ? to_string(t.live) : "off");
+    if (t.live_enabled)
+      rte_tel_data_add_dict_int(c, "last_proof_ms_ago", int(std::min<int64_t>(t.last_proof_ms_ago, INT32_MAX)));
+    rte_tel_data_add_dict_container(d, t.name.c_str(), c, 0);
+  }
+  return 0;
+}
+
+}  // namespace
+
+void Dataplane::Impl::register_telemetry() {
+  g_impl = this;
+  rte_telemetry_register_cmd("/meshgate/stats", tel_stats, "Gateway totals and drops by reason. No parameters");
+  rte_telemetry_register_cmd("/meshgate/tunnels", tel_tunnels, "Per-tunnel state and counters. No parameters");
+}
+
+void Dataplane::Impl::unregister_telemetry() noexcept { g_impl = nullptr; }
+
+}  // namespace mg::dp

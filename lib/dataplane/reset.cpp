@@ -1,0 +1,134 @@
+// Instance reset and the inbound SA tables: new SAs for one instance's tunnels while the other instance carries
+// their flows; a key that did not change continues its sequence numbers and replay window.
+#include <fmt/core.h>
+
+#include "dataplane/internal.h"
+
+namespace mg::dp {
+
+bool Dataplane::Impl::build_tables(std::string* err, std::vector<std::unique_ptr<esp::SaTable>>* old) {
+  std::vector<std::unique_ptr<esp::SaTable>> next;
+  for (uint16_t pi : outside) {
+    std::vector<esp::Sa*> list;
+    for (size_t t = 0; t < gw.tunnels.size(); ++t)
+      if (instance_port[gw.tunnels[t].instance] == pi && !suspended[t]) list.push_back(sa_in[t].get());
+    std::string e;
+    auto tb = esp::SaTable::build(list, uint16_t(workers.size()), &e);
+    if (!tb) {
+      *err = fmt::format("inbound SA table of port '{}': {}", ports[pi].name, e);
+      return false;
+    }
+    next.push_back(std::move(tb));
+  }
+  in_tables.swap(next);
+  if (old != nullptr) {
+    std::lock_guard lk(snap_mu);
+    for (const auto& tb : next) {
+      const esp::SaStats ts = tb->stats();
+      for (size_t r = 0; r < esp::kDropCount; ++r) retired_tables.drops[r] += ts.drops[r];
+    }
+    *old = std::move(next);
+  }
+  return true;
+}
+
+bool Dataplane::Impl::reset_instance(uint32_t inst, std::string* err) {
+  if (inst >= gw.instances.size()) {
+    *err = fmt::format("instance {} does not exist", inst);
+    return false;
+  }
+  std::vector<config::Error> errs;
+  auto fresh = config::load_gateway(gw.source, &errs);
+  if (!fresh) {
+    *err = fmt::format("{} does not load: {}", gw.source, errs.empty() ? "?" : errs.front().format());
+    return false;
+  }
+  if (fresh->tunnels.size() != gw.tunnels.size() || fresh->instances.size() != gw.instances.size()) {
+    *err = "the config's tunnels or instances differ from the running ones; restart meshgate to change them";
+    return false;
+  }
+  std::vector<uint32_t> mine;
+  for (uint32_t t = 0; t < gw.tunnels.size(); ++t) {
+    const auto& a = gw.tunnels[t];
+    const auto& b = fresh->tunnels[t];
+    if (a.name != b.name || a.instance != b.instance || a.device != b.device) {
+      *err = fmt::format("tunnel {} changed in the config; restart meshgate to change tunnels", a.name);
+      return false;
+    }
+    if (a.instance == inst) mine.push_back(t);
+  }
+  // New SAs first, so nothing changes when one cannot be made.
+  const uint16_t nw = uint16_t(workers.size());
+  std::vector<std::unique_ptr<esp::Sa>> nout(mine.size()), nin(mine.size());
+  for (size_t k = 0; k < mine.size(); ++k) {
+    const uint32_t t = mine[k];
+    auto& ft = fresh->tunnels[t];
+    auto& ct = gw.tunnels[t];
+    const bool same_in = ft.in.keymat.bytes() == ct.in.keymat.bytes();
+    if (same_in && ft.in.replay_window != sa_in[t]->replay().size()) {
+      *err = fmt::format("tunnel {}: the inbound replay window changed but the key did not; change the key too",
+                         ct.name);
+      return false;
+    }
+    esp::SaConfig oc = config::outbound_sa(*fresh, ft);
+    esp::SaConfig ic = config::inbound_sa(*fresh, ft);
+    oc.user_id = ic.user_id = t;
+    std::string e;
+    nout[k] = esp::Sa::create(oc, esp::Direction::kOutbound, nw, &e);
+    if (nout[k]) nin[k] = esp::Sa::create(ic, esp::Direction::kInbound, nw, &e);
+    if (!nout[k] || !nin[k]) {
+      *err = fmt::format("tunnel {}: {}", ct.name, e);
+      return false;
+    }
+  }
+  // Phase 1: the instance goes down (its flows move to the other instance) and its inbound SAs leave the
+  // tables; after the synchronise in publish() no worker can reach the old SAs.
+  const AdminState was = model.instance_admin(inst);
+  {
+    std::lock_guard lk(snap_mu);
+    model.set_instance(inst, AdminState::kDown, std::nullopt, err);
+    for (uint32_t t : mine) suspended[t] = true;
+  }
+  std::vector<std::unique_ptr<esp::SaTable>> old_tables;
+  if (!build_tables(err, &old_tables)) return false;
+  publish();
+  old_tables.clear();
+  // Phase 2: swap in the new SAs. A key that did not change continues its sequence number and replay window:
+  // never the same (key, IV) pair twice, never a replay accepted twice.
+  std::vector<std::unique_ptr<esp::Sa>> retired;
+  {
+    std::lock_guard lk(snap_mu);
+    for (size_t k = 0; k < mine.size(); ++k) {
+      const uint32_t t = mine[k];
+      auto& ft = fresh->tunnels[t];
+      auto& ct = gw.tunnels[t];
+      if (ft.out.keymat.bytes() == ct.out.keymat.bytes()) nout[k]->resume_after(sa_out[t]->last_seq());
+      if (ft.in.keymat.bytes() == ct.in.keymat.bytes()) nin[k]->adopt_replay(*sa_in[t]);
+      const esp::SaStats so = sa_out[t]->stats(), si = sa_in[t]->stats();
+      retired_out[t].packets += so.packets;
+      retired_in[t].packets += si.packets;
+      retired_out[t].bytes += so.bytes;
+      retired_in[t].bytes += si.bytes;
+      for (size_t r = 0; r < esp::kDropCount; ++r) {
+        retired_out[t].drops[r] += so.drops[r];
+        retired_in[t].drops[r] += si.drops[r];
+      }
+      retired.push_back(std::move(sa_out[t]));
+      retired.push_back(std::move(sa_in[t]));
+      sa_out[t] = std::move(nout[k]);
+      sa_in[t] = std::move(nin[k]);
+      ct.out = std::move(ft.out);
+      ct.in = std::move(ft.in);
+      suspended[t] = false;
+    }
+    model.set_instance(inst, was, std::nullopt, err);
+    ++resets[inst];
+  }
+  if (!build_tables(err, &old_tables)) return false;
+  publish();
+  old_tables.clear();
+  retired.clear();  // wipes the old keys
+  return true;
+}
+
+}  // namespace mg::dp

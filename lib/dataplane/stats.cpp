@@ -1,0 +1,205 @@
+// Counters: gathered from their owners (workers, SAs, pin tables, the liveness detector) by the tables that
+// dataplane.h declares, and written out as JSON and a text table. Any thread may call collect(): worker
+// counters are read racily (each a monotonic 64-bit word), the rest under snap_mu.
+#include <fmt/core.h>
+
+#include "dataplane/internal.h"
+
+namespace mg::dp {
+
+const char* to_string(Drop d) noexcept { return size_t(d) < kDropCount ? kDropNames[size_t(d)] : "?"; }
+
+Stats Dataplane::Impl::collect() const {
+  Stats s;
+  s.generation = generation;
+  s.elapsed_s = tsc_hz ? double(rte_get_tsc_cycles() - start_tsc) / double(tsc_hz) : 0;
+  s.commands_ok = cmds_ok;
+  s.commands_rejected = cmds_rejected;
+  s.tunnels.resize(gw.tunnels.size());
+  {
+    std::lock_guard lk(snap_mu);
+    const uint32_t now = now_ms();
+    for (uint32_t t = 0; t < gw.tunnels.size(); ++t) {
+      TunnelStats& ts = s.tunnels[t];
+      const auto& ct = gw.tunnels[t];
+      ts.name = ct.name;
+      ts.instance = gw.instances[ct.instance].name;
+      ts.device = gw.devices[ct.device].name;
+      ts.admin = model.tunnel_admin(t);
+      ts.effective = model.effective(t);
+      ts.weight = model.weight(t);
+      ts.effective_weight = model.effective_weight(t);
+      if (t < live.tunnels() && live.enabled(t)) {
+        ts.live_enabled = true;
+        ts.live_interval_ms = ct.liveness.interval_ms;
+        ts.live_multiplier = ct.liveness.multiplier;
+        ts.live = live.state(t);
+        ts.last_proof_ms_ago = live.ever_proof(t) ? std::max<int32_t>(0, int32_t(now - live.last_proof(t))) : -1;
+        ts.flaps = live.flaps(t);
+        ts.suppressions = live.suppressions(t);
+        ts.penalty = live.penalty(t, now);
+      }
+    }
+  }
+  for (const auto& wp : workers) {
+    const Worker& w = *wp;
+    WorkerCounters& sw = s;
+    for (const auto& c : kWorkerCounters) sw.*c.member += w.ctr.*c.member;
+    for (size_t r = 0; r < kDropCount; ++r) s.drops[r] += w.ctr.drops[r];
+    const flow::SpreadCounters& pc = w.pins->counters();
+    s.flows_new += pc.new_flows;
+    s.moved_down += pc.moved_down;
+    s.moved_drain += pc.moved_drain;
+    s.moved_idle += pc.moved_idle;
+    s.evicted += pc.evicted;
+    s.expired += pc.expired;
+    for (size_t t = 0; t < s.tunnels.size(); ++t) {
+      TunnelWorkerCounters& dst = s.tunnels[t];
+      const TunnelWorkerCounters& src = w.tctr[t];
+      for (const auto& c : kTunnelWorkerCounters)
+        dst.*c.member = c.kind == CounterKind::kMax ? std::max(dst.*c.member, src.*c.member)
+                                                    : dst.*c.member + src.*c.member;
+      const flow::TunnelCounters& tc = w.pins->tunnel_counters(flow::TunnelId(t));
+      s.tunnels[t].pinned += tc.pinned;
+      s.tunnels[t].placed += tc.placed;
+      s.tunnels[t].moved_in += tc.moved_in;
+    }
+  }
+  std::lock_guard lk(snap_mu);  // resets swap SAs and tables under it
+  for (size_t t = 0; t < s.tunnels.size(); ++t) {
+    TunnelStats& ts = s.tunnels[t];
+    const esp::SaStats o = sa_out[t]->stats(), i = sa_in[t]->stats();
+    const esp::SaStats& ro = retired_out[t];
+    const esp::SaStats& ri = retired_in[t];
+    ts.bytes_out = o.bytes + ro.bytes;  // inner bytes encrypted (tx_full ones included)
+    for (size_t r = 0; r < esp::kDropCount; ++r) {
+      const uint64_t out = o.drops[r] + ro.drops[r], in = i.drops[r] + ri.drops[r];
+      ts.esp_drops[r] = out + in;
+      ts.esp_drops_total += out + in;
+      s.esp_out_drops += out;
+      s.esp_in_drops += in;
+    }
+  }
+  // Drops before an SA was known: the live tables' and, once, those of the tables that resets replaced.
+  for (size_t r = 0; r < esp::kDropCount; ++r) s.esp_table_drops[r] = retired_tables.drops[r];
+  for (const auto& tb : in_tables) {
+    const esp::SaStats ts = tb->stats();
+    for (size_t r = 0; r < esp::kDropCount; ++r) s.esp_table_drops[r] += ts.drops[r];
+  }
+  for (size_t r = 0; r < esp::kDropCount; ++r) s.esp_in_drops += s.esp_table_drops[r];
+  return s;
+}
+
+namespace {
+
+// `clear counters`: counters restart from the baseline; gauges, lifetime figures and maxima are kept.
+void subtract(Stats& s, const Stats& b) {
+  for (const auto& c : kGatewayCounters)
+    if (c.kind == CounterKind::kCounter) s.*c.member -= b.*c.member;
+  for (size_t r = 0; r < kDropCount; ++r) s.drops[r] -= b.drops[r];
+  for (size_t r = 0; r < esp::kDropCount; ++r) s.esp_table_drops[r] -= b.esp_table_drops[r];
+  for (size_t t = 0; t < s.tunnels.size() && t < b.tunnels.size(); ++t) {
+    for (const auto& c : kTunnelCounters)
+      if (c.kind == CounterKind::kCounter) s.tunnels[t].*c.member -= b.tunnels[t].*c.member;
+    for (size_t r = 0; r < esp::kDropCount; ++r) s.tunnels[t].esp_drops[r] -= b.tunnels[t].esp_drops[r];
+  }
+}
+
+}  // namespace
+
+Stats Dataplane::Impl::stats() const {
+  Stats s = collect();
+  std::lock_guard lk(snap_mu);
+  subtract(s, baseline);
+  return s;
+}
+
+void Dataplane::Impl::clear_counters() {
+  Stats now = collect();
+  std::lock_guard lk(snap_mu);
+  baseline = std::move(now);
+}
+
+nlohmann::json to_json(const Stats& s) {
+  nlohmann::json j;
+  j["generation"] = s.generation;
+  j["elapsed_s"] = s.elapsed_s;
+  for (const auto& c : kGatewayCounters) j[c.name] = s.*c.member;
+  nlohmann::json drops = nlohmann::json::object();
+  for (size_t r = 0; r < kDropCount; ++r) drops[kDropNames[r]] = s.drops[r];
+  j["drops"] = drops;
+  nlohmann::json tdrops = nlohmann::json::object();
+  for (size_t r = 0; r < esp::kDropCount; ++r)
+    if (s.esp_table_drops[r]) tdrops[esp::to_string(esp::Drop(r))] = s.esp_table_drops[r];
+  j["esp_unknown_sa_drops"] = tdrops;
+  // The flow counters again, grouped as scripts have read them since the first release.
+  j["flows"] = {{"new", s.flows_new}, {"moved_down", s.moved_down}, {"moved_drain", s.moved_drain},
+                {"moved_idle", s.moved_idle}, {"evicted", s.evicted}, {"expired", s.expired}};
+  nlohmann::json ts = nlohmann::json::array();
+  for (const auto& t : s.tunnels) {
+    nlohmann::json e;
+    e["name"] = t.name;
+    e["instance"] = t.instance;
+    e["device"] = t.device;
+    e["admin"] = to_string(t.admin);
+    e["state"] = to_string(t.effective);
+    e["weight"] = t.weight;
+    e["effective_weight"] = t.effective_weight;
+    for (const auto& c : kTunnelCounters) e[c.name] = t.*c.member;
+    nlohmann::json ed = nlohmann::json::object();
+    for (size_t r = 0; r < esp::kDropCount; ++r)
+      if (t.esp_drops[r]) ed[esp::to_string(esp::Drop(r))] = t.esp_drops[r];
+    e["esp_drops"] = ed;
+    if (t.live_enabled) {
+      e["liveness"] = {{"state", to_string(t.live)}, {"last_proof_ms_ago", t.last_proof_ms_ago},
+                       {"flaps", t.flaps}, {"suppressions", t.suppressions}, {"penalty", t.penalty},
+                       {"interval_ms", t.live_interval_ms}, {"multiplier", t.live_multiplier},
+                       {"probe_rtt_avg_us", t.probe_replies_in ? t.probe_rtt_sum_us / t.probe_replies_in : 0},
+                       {"probe_rtt_max_us", t.probe_rtt_max_us}};
+    }
+    ts.push_back(e);
+  }
+  j["tunnels"] = ts;
+  return j;
+}
+
+std::string format_table(const Stats& s) {
+  uint64_t total_out = 0;
+  for (const auto& t : s.tunnels) total_out += t.packets_out;
+  std::string o = fmt::format("gen {}  {:.1f}s  inside rx {} tx {}  outside rx {} tx {}\n", s.generation,
+                              s.elapsed_s, s.inside_rx, s.inside_tx, s.outside_rx, s.outside_tx);
+  o += fmt::format("{:<12} {:<10} {:<10} {:>6} {:>12} {:>7} {:>10} {:>10} {:>12} {:>8}\n", "tunnel", "instance",
+                   "state", "weight", "pkts out", "share", "flows", "placed", "pkts in", "esp drop");
+  for (const auto& t : s.tunnels) {
+    o += fmt::format("{:<12} {:<10} {:<10} {:>6} {:>12} {:>6.1f}% {:>10} {:>10} {:>12} {:>8}\n", t.name, t.instance,
+                     to_string(t.effective), t.effective_weight, t.packets_out,
+                     total_out ? 100.0 * double(t.packets_out) / double(total_out) : 0.0, t.pinned, t.placed,
+                     t.packets_in, t.esp_drops_total);
+  }
+  std::string drops;
+  for (size_t r = 0; r < kDropCount; ++r)
+    if (s.drops[r]) drops += fmt::format(" {}={}", kDropNames[r], s.drops[r]);
+  for (size_t r = 0; r < esp::kDropCount; ++r)
+    if (s.esp_table_drops[r]) drops += fmt::format(" {}={}", esp::to_string(esp::Drop(r)), s.esp_table_drops[r]);
+  o += fmt::format("drops:{} esp_out={} esp_in={}  flows new={} moved_down={} moved_drain={} evicted={}\n",
+                   drops.empty() ? " none" : drops, s.esp_out_drops, s.esp_in_drops, s.flows_new, s.moved_down,
+                   s.moved_drain, s.evicted);
+  return o;
+}
+
+// Every port's own counters (rte_eth_stats), read once at the end of run().
+nlohmann::json Dataplane::Impl::port_stats() const {
+  nlohmann::json out = nlohmann::json::object();
+  for (const auto& p : ports) {
+    rte_eth_stats es{};
+    if (rte_eth_stats_get(p.id, &es) != 0) continue;
+    out[p.name] = {{"ipackets", es.ipackets}, {"opackets", es.opackets}, {"imissed", es.imissed},
+                   {"ierrors", es.ierrors}, {"oerrors", es.oerrors}, {"rx_nombuf", es.rx_nombuf}};
+    if (!opt.quiet && (es.imissed || es.ierrors || es.oerrors || es.rx_nombuf))
+      fmt::print(stderr, "meshgate: port {}: imissed {} ierrors {} oerrors {} rx_nombuf {}\n", p.name, es.imissed,
+                 es.ierrors, es.oerrors, es.rx_nombuf);
+  }
+  return out;
+}
+
+}  // namespace mg::dp

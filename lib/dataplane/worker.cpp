@@ -1,0 +1,237 @@
+// The per-packet path: inside RX -> flow -> ESP encap -> outside TX, outside RX -> ESP decap -> inside TX, and
+// the worker loop around them. No allocation, lock, exception or log here.
+#include <rte_mbuf.h>
+
+#include "dataplane/internal.h"
+#include "net/net.h"
+
+namespace mg::dp {
+
+namespace {
+
+bool routed4(const std::vector<Prefix4>& pfx, uint32_t dst) noexcept {
+  for (const auto& p : pfx)
+    if ((dst & p.mask) == p.net) return true;
+  return false;
+}
+
+bool routed6(const std::vector<Prefix6>& pfx, const uint8_t* a) noexcept {
+  for (const auto& p : pfx) {
+    const uint8_t full = p.len / 8, rem = p.len % 8;
+    if (std::memcmp(a, p.net, full) != 0) continue;
+    if (rem && ((a[full] ^ p.net[full]) & uint8_t(0xff << (8 - rem)))) continue;
+    return true;
+  }
+  return false;
+}
+
+uint16_t paced(Pace& p, uint64_t pps, uint64_t hz) noexcept {
+  const uint64_t t = rte_get_tsc_cycles();
+  p.tokens = std::min<uint64_t>(p.tokens + (t - p.last) * pps / hz, kBurst);
+  if (p.tokens || t - p.last > hz) p.last = t;
+  return uint16_t(p.tokens);
+}
+
+bool is_ip_ethertype(const uint8_t* eth) noexcept {
+  return (eth[12] == 0x08 && eth[13] == 0x00) || (eth[12] == 0x86 && eth[13] == 0xdd);
+}
+
+// The inner IP header as far as the route check and the trim below rely on it: version matching the ethertype,
+// a header that fits, a datagram length that neither undercuts its header nor runs past the frame. Anything
+// deeper (extension headers, ports) is the flow key's to judge.
+bool inner_header_ok(const uint8_t* p, uint32_t l3len, bool v6) noexcept {
+  if (v6) return (p[0] >> 4) == 6 && l3len >= 40 && 40u + net::load_be16(p + 4) <= l3len;
+  const uint32_t ihl = uint32_t(p[0] & 15) * 4, tot = net::load_be16(p + 2);
+  return (p[0] >> 4) == 4 && ihl >= 20 && ihl <= l3len && tot >= ihl && tot <= l3len;
+}
+
+}  // namespace
+
+uint16_t Dataplane::Impl::outbound(Worker& w, const State& st, uint16_t q) noexcept {
+  const uint16_t want = opt.pace_pps ? paced(w.pace, opt.pace_pps, tsc_hz) : kBurst;
+  if (want == 0) return 0;
+  rte_mbuf* pkts[kBurst];
+  const uint16_t n = rte_eth_rx_burst(ports[inside].id, q, pkts, want);
+  if (n == 0) return 0;
+  if (opt.pace_pps) w.pace.tokens -= n;
+  w.ctr.inside_rx += n;
+
+  const uint8_t* l3[kBurst];
+  uint32_t len[kBurst];
+  rte_mbuf* ok[kBurst];
+  uint16_t k = 0;
+  for (uint16_t i = 0; i < n; ++i) {
+    rte_mbuf* m = pkts[i];
+    const uint8_t* e = rte_pktmbuf_mtod(m, const uint8_t*);
+    Drop why = Drop::kCount;
+    const uint32_t l3len = rte_pktmbuf_data_len(m) - kEthLen;
+    const uint8_t* p = e + kEthLen;
+    const bool v6 = e[12] == 0x86;
+    if (rte_pktmbuf_data_len(m) < kEthLen + 20 || !is_ip_ethertype(e)) why = Drop::kInsideNotIp;
+    else if (!inner_header_ok(p, l3len, v6)) why = Drop::kInsideMalformed;
+    else if (!(v6 ? routed6(pfx6, p + 24) : routed4(pfx4, net::load_be32(p + 16)))) why = Drop::kNotRouted;
+    if (why != Drop::kCount) [[unlikely]] {
+      ++w.ctr.drops[size_t(why)];
+      rte_pktmbuf_free(m);
+      continue;
+    }
+    rte_pktmbuf_adj(m, kEthLen);
+    // Ethernet pads short frames to 60 bytes: only the IP datagram goes into the tunnel.
+    const uint32_t ip_len = v6 ? 40u + net::load_be16(p + 4) : net::load_be16(p + 2);
+    if (ip_len < rte_pktmbuf_pkt_len(m)) rte_pktmbuf_trim(m, uint16_t(rte_pktmbuf_pkt_len(m) - ip_len));
+    l3[k] = p;
+    len[k] = rte_pktmbuf_pkt_len(m);
+    ok[k++] = m;
+  }
+  if (k == 0) return n;
+
+  uint64_t hashes[kBurst];
+  flow::TunnelId tun[kBurst];
+  w.pins->spread_burst(*st.sel, l3, len, k, now_ms(), hashes, tun);
+
+  // Group by tunnel, keeping each tunnel's packets in arrival order. A burst of one tunnel needs no grouping.
+  bool one = tun[0] != flow::kNoTunnel;
+  for (uint16_t i = 1; i < k && one; ++i) one = tun[i] == tun[0];
+  if (one) {
+    send_tunnel(w, st, tun[0], ok, k);
+    return n;
+  }
+  uint8_t done[kBurst] = {};
+  rte_mbuf* grp[kBurst];
+  for (uint16_t i = 0; i < k; ++i) {
+    if (done[i]) continue;
+    const flow::TunnelId t = tun[i];
+    if (t == flow::kNoTunnel) {
+      // No flow key (a header the flow parser refused) is the packet's fault, not an outage.
+      ++w.ctr.drops[size_t(hashes[i] == flow::kInvalidHash ? Drop::kInsideMalformed : Drop::kNoTunnel)];
+      rte_pktmbuf_free(ok[i]);
+      continue;
+    }
+    uint16_t g = 0;
+    for (uint16_t j = i; j < k; ++j) {
+      if (!done[j] && tun[j] == t) {
+        grp[g++] = ok[j];
+        done[j] = 1;
+      }
+    }
+    send_tunnel(w, st, t, grp, g);
+  }
+  return n;
+}
+
+// Encrypts one tunnel's packets and sends them on its instance port. Bytes are counted by the SA.
+void Dataplane::Impl::send_tunnel(Worker& w, const State& st, flow::TunnelId t, rte_mbuf** grp, uint16_t g) noexcept {
+  const RtTunnel& rt = st.tunnels[t];
+  TunnelCtr& tc = w.tctr[t];
+  if (rt.blackhole) [[unlikely]] {
+    for (uint16_t j = 0; j < g; ++j) rte_pktmbuf_free(grp[j]);
+    tc.fault_drops += g;
+    return;
+  }
+  const uint16_t e = esp::encap_burst(*rt.out, w.id, grp, g);
+  for (uint16_t j = e; j < g; ++j) rte_pktmbuf_free(grp[j]);  // reason counted in the SA
+  for (uint16_t j = 0; j < e; ++j) {
+    uint8_t* l2 = reinterpret_cast<uint8_t*>(rte_pktmbuf_prepend(grp[j], kEthLen));
+    std::memcpy(l2, rt.l2, kEthLen);
+  }
+  const uint16_t s = rte_eth_tx_burst(ports[rt.port].id, w.id, grp, e);
+  for (uint16_t j = s; j < e; ++j) rte_pktmbuf_free(grp[j]);
+  tc.packets_out += s;
+  tc.tx_full += e - s;
+  w.ctr.outside_tx += s;
+  w.ctr.drops[size_t(Drop::kTxFull)] += e - s;
+}
+
+uint16_t Dataplane::Impl::inbound(Worker& w, const State& st, uint16_t oidx, uint16_t q) noexcept {
+  const uint16_t want = opt.pace_outside_pps ? paced(w.opace[oidx], opt.pace_outside_pps, tsc_hz) : kBurst;
+  if (want == 0) return 0;
+  rte_mbuf* pkts[kBurst];
+  const uint16_t n = rte_eth_rx_burst(ports[outside[oidx]].id, q, pkts, want);
+  if (n == 0) return 0;
+  if (opt.pace_outside_pps) w.opace[oidx].tokens -= n;
+  w.ctr.outside_rx += n;
+  uint16_t k = 0;
+  for (uint16_t i = 0; i < n; ++i) {
+    rte_mbuf* m = pkts[i];
+    if (rte_pktmbuf_data_len(m) < kEthLen || !is_ip_ethertype(rte_pktmbuf_mtod(m, const uint8_t*))) {
+      ++w.ctr.drops[size_t(Drop::kOutsideNotIp)];
+      rte_pktmbuf_free(m);
+      continue;
+    }
+    rte_pktmbuf_adj(m, kEthLen);
+    pkts[k++] = m;
+  }
+  const uint16_t d = esp::decap_burst(*st.in_table[oidx], w.id, pkts, k);
+  for (uint16_t i = d; i < k; ++i) rte_pktmbuf_free(pkts[i]);  // reason counted in the SA or the table
+  if (d == 0) return n;
+  const uint32_t now = now_ms();
+  uint16_t s = 0;
+  for (uint16_t i = 0; i < d; ++i) {
+    rte_mbuf* m = pkts[i];
+    const uint32_t t = m->hash.usr;
+    if (st.tunnels[t].blackhole) [[unlikely]] {
+      ++w.tctr[t].fault_drops;
+      rte_pktmbuf_free(m);
+      continue;
+    }
+    // The ICV verified: proof of life of its tunnel, whatever the inner packet turns out to be.
+    std::atomic<uint32_t>& pr = w.proof(t);
+    if (pr.load(std::memory_order_relaxed) != now) pr.store(now, std::memory_order_relaxed);
+    if (st.intercept && intercept(w, st, m)) continue;  // a probe reply or a request we reflected
+    // Traffic other than probe replies: the tunnel is busy and needs no probe. Worker-private, main never reads it.
+    if (probing) w.busy[t] = now;
+    const uint8_t* p = rte_pktmbuf_mtod(m, const uint8_t*);
+    const bool v6 = (p[0] >> 4) == 6;
+    // Route-based selector: what comes out of a tunnel must come from the networks behind the tunnels.
+    if (!(v6 ? routed6(pfx6, p + 8) : routed4(pfx4, net::load_be32(p + 12)))) {
+      ++w.ctr.drops[size_t(Drop::kInnerSelector)];
+      rte_pktmbuf_free(m);
+      continue;
+    }
+    TunnelCtr& tc = w.tctr[t];
+    ++tc.packets_in;
+    tc.bytes_in += rte_pktmbuf_pkt_len(m);
+    uint8_t* l2 = reinterpret_cast<uint8_t*>(rte_pktmbuf_prepend(m, kEthLen));
+    std::memcpy(l2, inside_l2, 12);
+    l2[12] = v6 ? 0x86 : 0x08;
+    l2[13] = v6 ? 0xdd : 0x00;
+    pkts[s++] = m;
+  }
+  const uint16_t t = rte_eth_tx_burst(ports[inside].id, w.id, pkts, s);
+  for (uint16_t i = t; i < s; ++i) rte_pktmbuf_free(pkts[i]);
+  w.ctr.inside_tx += t;
+  w.ctr.drops[size_t(Drop::kTxFull)] += s - t;
+  return n;
+}
+
+int Dataplane::Impl::worker_main(Worker& w) {
+  rte_rcu_qsbr_thread_register(qsbr, w.id);
+  rte_rcu_qsbr_thread_online(qsbr, w.id);
+  w.pace.last = rte_get_tsc_cycles();
+  for (auto& p : w.opace) p.last = w.pace.last;
+  if (probing) probe_start(w);
+  // Idle pins are reclaimed a few buckets at a time: in loops that found no packet, and now and then under
+  // load, so that the `pinned` gauges count live flows (a whole 2^20-bucket table takes ~32k sweeps).
+  constexpr uint32_t kSweepBuckets = 32;
+  while (!g_stop.load(std::memory_order_relaxed)) {
+    const State* st = state.load(std::memory_order_acquire);
+    if (w.nctl) [[unlikely]] flush_ctl(w, *st);
+    uint32_t got = 0;
+    for (uint16_t q : w.inside_rxq) got += outbound(w, *st, q);
+    for (uint16_t o = 0; o < outside.size(); ++o)
+      for (uint16_t q : w.outside_rxq[o]) got += inbound(w, *st, o, q);
+    // The clock is read every 16th loop only (a few tens of us apart at full rate, well inside the jitter).
+    if ((++w.loops & 15) == 0) {
+      if (probing && rte_get_tsc_cycles() >= w.probe_next) send_probes(w, *st);
+      if (got == 0 || (w.loops & 1023) == 0) w.pins->expire(now_ms(), kSweepBuckets);
+    }
+    // Nothing of `st` is held past this point: main may free it once every worker has said so.
+    rte_rcu_qsbr_quiescent(qsbr, w.id);
+  }
+  probe_stop(w);
+  rte_rcu_qsbr_thread_offline(qsbr, w.id);
+  rte_rcu_qsbr_thread_unregister(qsbr, w.id);
+  return 0;
+}
+
+}  // namespace mg::dp
