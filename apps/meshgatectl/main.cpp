@@ -14,6 +14,7 @@
 #include <cmath>
 #include <cstdio>
 #include <ctime>
+#include <initializer_list>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -175,33 +176,62 @@ std::string ago(uint64_t then_ns) {
 
 // ---- show ----
 
-json tunnel_json(uint32_t i, const c::TunnelInfo& t) {
-  json j = {{"index", i},
-          {"name", FIELD(t.name)},
-          {"instance", FIELD(t.instance)},
-          {"device", FIELD(t.device)},
-          {"instance_index", t.instance_index},
-          {"admin", state_name(t.admin)},
-          {"state", state_name(t.state)},
-          {"weight", t.weight},
-          {"effective_weight", t.effective_weight},
-          {"out_spi", t.out_spi},
-          {"in_spi", t.in_spi},
-          {"packets_out", t.packets_out},
-          {"bytes_out", t.bytes_out},
-          {"packets_in", t.packets_in},
-          {"bytes_in", t.bytes_in},
-          {"pinned", t.pinned},
-          {"placed", t.placed},
-          {"moved_in", t.moved_in},
-          {"esp_drops", t.esp_drops},
-          {"last_seq_out", t.last_seq_out}};
+// Every counter of a list by name: a counter the data plane adds shows up here without a change to meshgatectl.
+// Rows without a name are shown as counter-<row>.
+void all_counters(json& j, const c::CounterNames& names, uint32_t n, const uint64_t* values) {
+  for (uint32_t i = 0; i < std::min(n, c::kMaxCounters); ++i) {
+    const std::string name = c::counter_name(names, n, i);
+    j[name.empty() ? "counter-" + std::to_string(i) : name] = values[i];
+  }
+}
+
+// A counter list's entries that are not among `shown` (already in a fixed column), in list order.
+std::vector<uint32_t> others(const c::CounterNames& names, uint32_t n, std::initializer_list<const char*> shown) {
+  std::vector<uint32_t> out;
+  for (uint32_t i = 0; i < std::min(n, c::kMaxCounters); ++i) {
+    const std::string name = c::counter_name(names, n, i);
+    if (std::find_if(shown.begin(), shown.end(), [&](const char* s) { return name == s; }) == shown.end())
+      out.push_back(i);
+  }
+  return out;
+}
+
+std::string row_name(const c::CounterNames& names, uint32_t n, uint32_t i) {
+  const std::string name = c::counter_name(names, n, i);
+  return name.empty() ? "counter-" + std::to_string(i) : name;
+}
+
+json tunnel_json(const c::GatewayInfo& g, uint32_t i, const c::TunnelInfo& t) {
+  auto ctr = [&](const char* name) { return c::counter(g, t, name); };
+  // Every counter first, then the fixed keys (which win over a counter of the same name).
+  json j = json::object();
+  all_counters(j, g.tunnel_counter_names, g.n_tunnel_counters, t.counters);
+  j.update({{"index", i},
+            {"name", FIELD(t.name)},
+            {"instance", FIELD(t.instance)},
+            {"device", FIELD(t.device)},
+            {"instance_index", t.instance_index},
+            {"admin", state_name(t.admin)},
+            {"state", state_name(t.state)},
+            {"weight", t.weight},
+            {"effective_weight", t.effective_weight},
+            {"out_spi", t.out_spi},
+            {"in_spi", t.in_spi},
+            {"packets_out", ctr("packets_out")},
+            {"bytes_out", ctr("bytes_out")},
+            {"packets_in", ctr("packets_in")},
+            {"bytes_in", ctr("bytes_in")},
+            {"pinned", ctr("pinned")},
+            {"placed", ctr("placed")},
+            {"moved_in", ctr("moved_in")},
+            {"esp_drops", ctr("esp_drops")},
+            {"last_seq_out", t.last_seq_out}});
   // Only where liveness runs: a gateway without it shows what it always did.
   if (t.liveness != 0)
     j["liveness"] = {{"state", liveness_name(t.liveness)}, {"last_proof_ms_ago", t.last_proof_ms_ago},
-                     {"flaps", t.flaps}, {"penalty", t.liveness_penalty}, {"probes_out", t.probes_out},
-                     {"probe_replies_in", t.probe_replies_in}};
-  if (t.reflected != 0) j["reflected"] = t.reflected;
+                     {"flaps", ctr("flaps")}, {"penalty", t.liveness_penalty}, {"probes_out", ctr("probes_out")},
+                     {"probe_replies_in", ctr("probe_replies_in")}};
+  if (ctr("reflected") != 0) j["reflected"] = ctr("reflected");
   return j;
 }
 
@@ -215,9 +245,53 @@ json drops_json(const uint64_t* counts, const char (*names)[24]) {
   return j;
 }
 
+// `show counters` after its fixed tables: every other counter the block carries, one row per counter, one column
+// per gateway / tunnel / worker, so nothing the data plane counts is left out.
+void show_other_counters(const Snapshot& s) {
+  const auto& g = s.gw;
+  const auto gx = others(g.counter_names, g.n_counters, {"inside_rx", "inside_tx", "outside_rx", "outside_tx"});
+  if (!gx.empty()) {
+    Table t({"GATEWAY_COUNTER", "VALUE"});
+    for (uint32_t i : gx) t.row({row_name(g.counter_names, g.n_counters, i), num(g.counters[i])});
+    fmt::print("\n");
+    t.print();
+  }
+  const auto tx = others(g.tunnel_counter_names, g.n_tunnel_counters,
+                         {"packets_out", "bytes_out", "packets_in", "bytes_in", "esp_drops"});
+  if (!tx.empty() && !s.tunnels.empty()) {
+    std::vector<std::string> head{"TUNNEL_COUNTER"};
+    for (const auto& r : s.tunnels) head.push_back(FIELD(r.name));
+    Table t(head);
+    for (uint32_t i : tx) {
+      std::vector<std::string> row{row_name(g.tunnel_counter_names, g.n_tunnel_counters, i)};
+      for (const auto& r : s.tunnels) row.push_back(num(r.counters[i]));
+      t.row(row);
+    }
+    fmt::print("\n");
+    t.print();
+  }
+  const auto wx = others(g.worker_counter_names, g.n_worker_counters,
+                         {"inside_rx", "outside_tx", "outside_rx", "inside_tx"});
+  if (!wx.empty() && !s.workers.empty()) {
+    std::vector<std::string> head{"WORKER_COUNTER"};
+    for (uint32_t w = 0; w < s.workers.size(); ++w) head.push_back("worker " + num(w));
+    Table t(head);
+    for (uint32_t i : wx) {
+      std::vector<std::string> row{row_name(g.worker_counter_names, g.n_worker_counters, i)};
+      for (const auto& r : s.workers) row.push_back(num(r.counters[i]));
+      t.row(row);
+    }
+    fmt::print("\n");
+    t.print();
+  }
+}
+
 void show(const c::Block& b, const Options& o, const std::string& what) {
   const Snapshot s = read_mirror(b);
   const auto& g = s.gw;
+  auto gc = [&](const char* name) { return c::counter(g, name); };
+  auto tc = [&](const c::TunnelInfo& t, const char* name) { return c::counter(g, t, name); };
+  auto wc = [&](const c::WorkerInfo& w, const char* name) { return c::counter(g, w, name); };
   if (what == "gateway") {
     if (o.json) {
       json j = {{"name", FIELD(g.name)},       {"block", c::Block::path_for(o.gateway)},
@@ -225,14 +299,13 @@ void show(const c::Block& b, const Options& o, const std::string& what) {
                 {"mode", mode_name(g.mode)},   {"generation", b.generation()},
                 {"mirror_generation", g.generation},
                 {"tunnels", g.n_tunnels},      {"instances", g.n_instances},
-                {"workers", g.n_workers},      {"inside_rx", g.inside_rx},
-                {"inside_tx", g.inside_tx},    {"outside_rx", g.outside_rx},
-                {"outside_tx", g.outside_tx},  {"flows_new", g.flows_new},
-                {"moved_down", g.moved_down},  {"moved_drain", g.moved_drain},
-                {"moved_idle", g.moved_idle},  {"evicted", g.evicted},
-                {"commands_ok", g.commands_ok}, {"commands_rejected", g.commands_rejected},
-                {"commands_abandoned", g.commands_abandoned}, {"updated_ns", g.updated_ns},
-                {"pending_commands", b.pending()}};
+                {"workers", g.n_workers},      {"inside_rx", gc("inside_rx")},
+                {"inside_tx", gc("inside_tx")},    {"outside_rx", gc("outside_rx")},
+                {"outside_tx", gc("outside_tx")},  {"flows_new", gc("flows_new")},
+                {"moved_down", gc("moved_down")},  {"moved_drain", gc("moved_drain")},
+                {"moved_idle", gc("moved_idle")},  {"evicted", gc("evicted")},
+                {"commands_ok", gc("commands_ok")}, {"commands_rejected", gc("commands_rejected")},
+                {"updated_ns", g.updated_ns},      {"pending_commands", b.pending()}};
       fmt::print("{}\n", j.dump(2));
       return;
     }
@@ -241,12 +314,12 @@ void show(const c::Block& b, const Options& o, const std::string& what) {
     t.row({"mode", mode_name(g.mode)});
     t.row({"generation", num(b.generation())});
     t.row({"size", fmt::format("{} tunnels, {} instances, {} workers", g.n_tunnels, g.n_instances, g.n_workers)});
-    t.row({"inside", fmt::format("rx {}  tx {}", g.inside_rx, g.inside_tx)});
-    t.row({"outside", fmt::format("rx {}  tx {}", g.outside_rx, g.outside_tx)});
-    t.row({"flows", fmt::format("new {}  moved: down {} drain {} idle {}  evicted {}", g.flows_new, g.moved_down,
-                                g.moved_drain, g.moved_idle, g.evicted)});
-    t.row({"commands", fmt::format("ok {}  rejected {}  abandoned {}  pending {}", g.commands_ok,
-                                   g.commands_rejected, g.commands_abandoned, b.pending())});
+    t.row({"inside", fmt::format("rx {}  tx {}", gc("inside_rx"), gc("inside_tx"))});
+    t.row({"outside", fmt::format("rx {}  tx {}", gc("outside_rx"), gc("outside_tx"))});
+    t.row({"flows", fmt::format("new {}  moved: down {} drain {} idle {}  evicted {}", gc("flows_new"),
+                                gc("moved_down"), gc("moved_drain"), gc("moved_idle"), gc("evicted"))});
+    t.row({"commands", fmt::format("ok {}  rejected {}  pending {}", gc("commands_ok"), gc("commands_rejected"),
+                                   b.pending())});
     t.row({"mirror", "updated " + ago(g.updated_ns)});
     t.print();
   } else if (what == "instances") {
@@ -270,7 +343,7 @@ void show(const c::Block& b, const Options& o, const std::string& what) {
   } else if (what == "tunnels") {
     if (o.json) {
       json j = json::array();
-      for (uint32_t i = 0; i < s.tunnels.size(); ++i) j.push_back(tunnel_json(i, s.tunnels[i]));
+      for (uint32_t i = 0; i < s.tunnels.size(); ++i) j.push_back(tunnel_json(g, i, s.tunnels[i]));
       fmt::print("{}\n", j.dump(2));
       return;
     }
@@ -290,7 +363,7 @@ void show(const c::Block& b, const Options& o, const std::string& what) {
                                r.liveness == 0              ? "-"
                                : r.last_proof_ms_ago < 0    ? "never"
                                                             : fmt::format("{} ms ago", r.last_proof_ms_ago),
-                               r.liveness == 0 ? "-" : num(r.flaps)});
+                               r.liveness == 0 ? "-" : num(tc(r, "flaps"))});
       t.row(row);
     }
     t.print();
@@ -299,60 +372,70 @@ void show(const c::Block& b, const Options& o, const std::string& what) {
       json tj = json::array();
       for (uint32_t i = 0; i < s.tunnels.size(); ++i) {
         const auto& r = s.tunnels[i];
-        tj.push_back({{"index", i}, {"name", FIELD(r.name)}, {"pinned", r.pinned}, {"placed", r.placed},
-                      {"moved_in", r.moved_in}});
+        tj.push_back({{"index", i}, {"name", FIELD(r.name)}, {"pinned", tc(r, "pinned")},
+                      {"placed", tc(r, "placed")}, {"moved_in", tc(r, "moved_in")}});
       }
-      json j = {{"tunnels", tj},          {"flows_new", g.flows_new},     {"moved_down", g.moved_down},
-                {"moved_drain", g.moved_drain}, {"moved_idle", g.moved_idle}, {"evicted", g.evicted}};
+      json j = {{"tunnels", tj},          {"flows_new", gc("flows_new")},     {"moved_down", gc("moved_down")},
+                {"moved_drain", gc("moved_drain")}, {"moved_idle", gc("moved_idle")}, {"evicted", gc("evicted")}};
       fmt::print("{}\n", j.dump(2));
       return;
     }
     Table t({"#", "TUNNEL", "PINNED", "PLACED", "MOVED_IN"});
     for (uint32_t i = 0; i < s.tunnels.size(); ++i) {
       const auto& r = s.tunnels[i];
-      t.row({num(i), FIELD(r.name), num(r.pinned), num(r.placed), num(r.moved_in)});
+      t.row({num(i), FIELD(r.name), num(tc(r, "pinned")), num(tc(r, "placed")), num(tc(r, "moved_in"))});
     }
     t.print();
-    fmt::print("\nnew flows {}  moved: down {}  drain {}  idle {}  evicted {}\n", g.flows_new, g.moved_down,
-               g.moved_drain, g.moved_idle, g.evicted);
+    fmt::print("\nnew flows {}  moved: down {}  drain {}  idle {}  evicted {}\n", gc("flows_new"), gc("moved_down"),
+               gc("moved_drain"), gc("moved_idle"), gc("evicted"));
   } else if (what == "counters") {
+    // The fixed keys and columns of earlier versions, then every counter the block carries, by its name.
     if (o.json) {
       json tj = json::array(), wj = json::array();
       for (uint32_t i = 0; i < s.tunnels.size(); ++i) {
         const auto& r = s.tunnels[i];
-        tj.push_back({{"index", i}, {"name", FIELD(r.name)}, {"packets_out", r.packets_out},
-                      {"bytes_out", r.bytes_out}, {"packets_in", r.packets_in}, {"bytes_in", r.bytes_in},
-                      {"esp_drops", r.esp_drops}});
+        json e = json::object();
+        all_counters(e, g.tunnel_counter_names, g.n_tunnel_counters, r.counters);
+        e.update({{"index", i}, {"name", FIELD(r.name)}, {"packets_out", tc(r, "packets_out")},
+                  {"bytes_out", tc(r, "bytes_out")}, {"packets_in", tc(r, "packets_in")},
+                  {"bytes_in", tc(r, "bytes_in")}, {"esp_drops", tc(r, "esp_drops")}});
+        tj.push_back(e);
       }
       for (uint32_t i = 0; i < s.workers.size(); ++i) {
         const auto& w = s.workers[i];
-        wj.push_back({{"index", i}, {"lcore", w.lcore}, {"inside_rx", w.inside_rx}, {"outside_tx", w.outside_tx},
-                      {"outside_rx", w.outside_rx}, {"inside_tx", w.inside_tx}});
+        json e = json::object();
+        all_counters(e, g.worker_counter_names, g.n_worker_counters, w.counters);
+        e.update({{"index", i}, {"lcore", w.lcore}, {"inside_rx", wc(w, "inside_rx")},
+                  {"outside_tx", wc(w, "outside_tx")}, {"outside_rx", wc(w, "outside_rx")},
+                  {"inside_tx", wc(w, "inside_tx")}});
+        wj.push_back(e);
       }
-      json j = {{"gateway",
-                 {{"inside_rx", g.inside_rx}, {"inside_tx", g.inside_tx}, {"outside_rx", g.outside_rx},
-                  {"outside_tx", g.outside_tx}}},
-                {"tunnels", tj},
-                {"workers", wj}};
+      json gj = json::object();
+      all_counters(gj, g.counter_names, g.n_counters, g.counters);
+      gj.update({{"inside_rx", gc("inside_rx")}, {"inside_tx", gc("inside_tx")}, {"outside_rx", gc("outside_rx")},
+                 {"outside_tx", gc("outside_tx")}});
+      json j = {{"gateway", gj}, {"tunnels", tj}, {"workers", wj}};
       fmt::print("{}\n", j.dump(2));
       return;
     }
     Table t({"#", "TUNNEL", "PKTS_OUT", "BYTES_OUT", "PKTS_IN", "BYTES_IN", "ESP_DROPS"});
     for (uint32_t i = 0; i < s.tunnels.size(); ++i) {
       const auto& r = s.tunnels[i];
-      t.row({num(i), FIELD(r.name), num(r.packets_out), num(r.bytes_out), num(r.packets_in), num(r.bytes_in),
-             num(r.esp_drops)});
+      t.row({num(i), FIELD(r.name), num(tc(r, "packets_out")), num(tc(r, "bytes_out")), num(tc(r, "packets_in")),
+             num(tc(r, "bytes_in")), num(tc(r, "esp_drops"))});
     }
     t.print();
     fmt::print("\n");
     Table w({"WORKER", "LCORE", "INSIDE_RX", "OUTSIDE_TX", "OUTSIDE_RX", "INSIDE_TX"});
     for (uint32_t i = 0; i < s.workers.size(); ++i) {
       const auto& r = s.workers[i];
-      w.row({num(i), num(r.lcore), num(r.inside_rx), num(r.outside_tx), num(r.outside_rx), num(r.inside_tx)});
+      w.row({num(i), num(r.lcore), num(wc(r, "inside_rx")), num(wc(r, "outside_tx")), num(wc(r, "outside_rx")),
+             num(wc(r, "inside_tx"))});
     }
     w.print();
-    fmt::print("\ngateway inside rx {} tx {}  outside rx {} tx {}\n", g.inside_rx, g.inside_tx, g.outside_rx,
-               g.outside_tx);
+    fmt::print("\ngateway inside rx {} tx {}  outside rx {} tx {}\n", gc("inside_rx"), gc("inside_tx"),
+               gc("outside_rx"), gc("outside_tx"));
+    show_other_counters(s);
   } else if (what == "errors") {
     const json dp = drops_json(g.drops, g.drop_names), esp = drops_json(g.esp_drops, g.esp_drop_names);
     if (o.json) {
@@ -380,25 +463,33 @@ bool parse_u32(const std::string& s, uint32_t* out) {
   return true;
 }
 
-// A tunnel or instance by its name in the mirror, or by index.
+// A tunnel or instance by its name in the mirror, or by index (its range is validate()'s to check).
 template <class Rec>
 uint32_t resolve(const std::vector<Rec>& recs, const std::string& what, const std::string& key) {
   for (uint32_t i = 0; i < recs.size(); ++i)
     if (FIELD(recs[i].name) == key) return i;
   uint32_t idx = 0;
-  if (parse_u32(key, &idx) && (idx < recs.size() || recs.empty())) return idx;
+  if (parse_u32(key, &idx)) return idx;
   std::string names;
   for (const auto& r : recs) names += (names.empty() ? "" : ", ") + FIELD(r.name);
   throw Fail{kExitUsage, fmt::format("unknown {} '{}' (known: {})", what, key, names.empty() ? "none" : names)};
 }
 
+// Seconds to the command's milliseconds. Only what does not fit the field is caught here; the upper bound is a rule
+// of the command (validate()).
 uint32_t deadline_ms(double seconds) {
-  if (!(seconds > 0) || seconds * 1000 > double(c::kMaxDeadlineMs))
+  if (!(seconds > 0) || seconds * 1000 > double(UINT32_MAX))
     throw Fail{kExitUsage, fmt::format("bad --deadline {}: seconds in (0, {}]", seconds, c::kMaxDeadlineMs / 1000)};
   return std::max<uint32_t>(1, uint32_t(std::llround(seconds * 1000)));
 }
 
-int run_command(c::Block& b, const Options& o, c::Op op, uint32_t target, uint32_t value, uint32_t deadline) {
+// Checks the command with the data plane's own rules (limits from the mirror) and sends it only if they hold: a bad
+// one is a usage error here, not a refusal there.
+int run_command(c::Block& b, const Options& o, const c::Limits& limits, c::Op op, uint32_t target, uint32_t value,
+                uint32_t deadline) {
+  std::string why;
+  if (c::validate(c::make_command(op, target, value, deadline), limits, &why) != c::Status::kOk)
+    throw Fail{kExitUsage, why + " (nothing was sent)"};
   c::SubmitError e = c::SubmitError::kOk;
   const auto t0 = std::chrono::steady_clock::now();
   const auto r = b.call(op, target, value, deadline, o.timeout_ms, &e);
@@ -503,15 +594,13 @@ int main(int argc, char** argv) {
       if (tun_action == "weight" && tun_value.empty()) throw Fail{kExitUsage, "tunnel T weight W: W is missing"};
       if (tun_action != "weight" && !tun_value.empty())
         throw Fail{kExitUsage, fmt::format("unexpected '{}' after 'tunnel {} {}'", tun_value, tun, tun_action)};
-      if (tun_dl->count() && tun_action != "drain") throw Fail{kExitUsage, "--deadline goes with drain"};
     }
-    if (inst_cmd->parsed()) {
-      if (inst_drain_opt->count() && inst_action != "maintenance")
-        throw Fail{kExitUsage, "--drain goes with maintenance"};
-      if (inst_dl->count() && !inst_drain) throw Fail{kExitUsage, "--deadline goes with maintenance --drain"};
-    }
+    if (inst_cmd->parsed() && inst_drain_opt->count() && inst_action != "maintenance")
+      throw Fail{kExitUsage, "--drain goes with maintenance"};
+    // Only what cannot become a command field is checked here; the rules (weight and deadline bounds, a deadline
+    // only with a drain, target ranges) are validate()'s, in run_command.
     uint32_t weight = 0;
-    if (tun_cmd->parsed() && tun_action == "weight" && (!parse_u32(tun_value, &weight) || weight > c::kMaxWeight))
+    if (tun_cmd->parsed() && tun_action == "weight" && !parse_u32(tun_value, &weight))
       throw Fail{kExitUsage, fmt::format("bad weight '{}': 0..{}", tun_value, c::kMaxWeight)};
     const uint32_t tun_dl_ms = tun_dl->count() ? deadline_ms(tun_deadline) : 0;
     const uint32_t inst_dl_ms = inst_dl->count() ? deadline_ms(inst_deadline) : 0;
@@ -521,24 +610,29 @@ int main(int argc, char** argv) {
       show(*b, o, show_what);
       return kExitOk;
     }
-    if (ping_cmd->parsed()) return run_command(*b, o, c::Op::kNop, 0, 0, 0);
-    if (clear_cmd->parsed()) return run_command(*b, o, c::Op::kClearCounters, 0, 0, 0);
+    // Commands without a target need no mirror read (limits zero: no tunnel or instance is addressed).
+    const c::Limits none{};
+    if (ping_cmd->parsed()) return run_command(*b, o, none, c::Op::kNop, 0, 0, 0);
+    if (clear_cmd->parsed()) return run_command(*b, o, none, c::Op::kClearCounters, 0, 0, 0);
     if (mode_cmd->parsed())
-      return run_command(*b, o, c::Op::kMode, 0,
+      return run_command(*b, o, none, c::Op::kMode, 0,
                          uint32_t(mode == "active-standby" ? c::Mode::kActiveStandby : c::Mode::kActiveActive), 0);
     const Snapshot s = read_mirror(*b);
+    const c::Limits limits{s.gw.n_tunnels, s.gw.n_instances};
     if (tun_cmd->parsed()) {
       const uint32_t t = resolve(s.tunnels, "tunnel", tun);
-      if (tun_action == "weight") return run_command(*b, o, c::Op::kTunnelWeight, t, weight, 0);
+      // A --deadline given with another action goes into the command, where validate() names the rule.
+      if (tun_action == "weight") return run_command(*b, o, limits, c::Op::kTunnelWeight, t, weight, tun_dl_ms);
       const c::State st = tun_action == "up" ? c::State::kUp : tun_action == "down" ? c::State::kDown : c::State::kDrain;
-      return run_command(*b, o, c::Op::kTunnelState, t, uint32_t(st), tun_dl_ms);
+      return run_command(*b, o, limits, c::Op::kTunnelState, t, uint32_t(st), tun_dl_ms);
     }
     if (inst_cmd->parsed()) {
       const uint32_t i = resolve(s.instances, "instance", inst);
-      if (inst_action == "reset") return run_command(*b, o, c::Op::kInstanceReset, i, 0, 0);
-      if (inst_action == "up") return run_command(*b, o, c::Op::kInstanceState, i, uint32_t(c::State::kUp), 0);
-      return run_command(*b, o, c::Op::kInstanceState, i, uint32_t(inst_drain ? c::State::kDrain : c::State::kDown),
-                         inst_dl_ms);
+      if (inst_action == "reset") return run_command(*b, o, limits, c::Op::kInstanceReset, i, 0, inst_dl_ms);
+      if (inst_action == "up")
+        return run_command(*b, o, limits, c::Op::kInstanceState, i, uint32_t(c::State::kUp), inst_dl_ms);
+      return run_command(*b, o, limits, c::Op::kInstanceState, i,
+                         uint32_t(inst_drain ? c::State::kDrain : c::State::kDown), inst_dl_ms);
     }
     return kExitUsage;
   } catch (const Fail& f) {
