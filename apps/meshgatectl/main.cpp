@@ -13,56 +13,16 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <ctime>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
-#include "ctrl/ctrl.h"
+#include "cli.h"
 
 using nlohmann::json;
-namespace c = mg::ctrl;
+using namespace mgctl;
 
 namespace {
-
-enum Exit : int { kExitOk = 0, kExitRefused = 1, kExitUsage = 2, kExitNoGateway = 3, kExitBusy = 4 };
-
-// Thrown to end the program with an exit code and a message.
-struct Fail {
-  int code;
-  std::string message;
-};
-
-struct Options {
-  std::string gateway;
-  bool json = false;
-  uint32_t timeout_ms = 2000;
-};
-
-const char* state_name(uint32_t s) {
-  switch (c::State(s)) {
-    case c::State::kUp: return "up";
-    case c::State::kDrain: return "draining";  // DESIGN.md's word for the state
-    case c::State::kDown: return "down";
-  }
-  return "?";
-}
-
-const char* liveness_name(uint32_t s) {
-  static const char* names[] = {"off", "up", "down", "holding", "suppressed"};
-  return s < 5 ? names[s] : "?";
-}
-
-const char* mode_name(uint32_t m) {
-  switch (c::Mode(m)) {
-    case c::Mode::kActiveActive: return "active-active";
-    case c::Mode::kActiveStandby: return "active-standby";
-  }
-  return "?";
-}
-
-std::string str(const char* field, size_t cap) { return std::string(field, strnlen(field, cap)); }
-#define FIELD(x) str((x), sizeof(x))
 
 // ---- gateway discovery and connection ----
 
@@ -100,276 +60,6 @@ std::unique_ptr<c::Block> connect(Options& o) {
   return b;
 }
 
-// ---- mirror snapshot ----
-
-struct Snapshot {
-  c::GatewayInfo gw{};
-  std::vector<c::InstanceInfo> instances;
-  std::vector<c::TunnelInfo> tunnels;
-  std::vector<c::WorkerInfo> workers;
-};
-
-Snapshot read_mirror(const c::Block& b) {
-  Snapshot s;
-  auto busy = [&](const char* what) {
-    return Fail{kExitBusy, fmt::format("mirror busy: the {} record kept changing (gateway pid {} is alive)", what,
-                                       b.owner_pid())};
-  };
-  if (!b.read_gateway(&s.gw)) throw busy("gateway");
-  s.instances.resize(std::min(s.gw.n_instances, c::kMaxInstances));
-  for (uint32_t i = 0; i < s.instances.size(); ++i)
-    if (!b.read_instance(i, &s.instances[i])) throw busy("instance");
-  s.tunnels.resize(std::min(s.gw.n_tunnels, c::kMaxTunnels));
-  for (uint32_t i = 0; i < s.tunnels.size(); ++i)
-    if (!b.read_tunnel(i, &s.tunnels[i])) throw busy("tunnel");
-  s.workers.resize(std::min(s.gw.n_workers, c::kMaxWorkers));
-  for (uint32_t i = 0; i < s.workers.size(); ++i)
-    if (!b.read_worker(i, &s.workers[i])) throw busy("worker");
-  return s;
-}
-
-// ---- human tables ----
-
-class Table {
- public:
-  explicit Table(std::vector<std::string> head) : head_(std::move(head)) {}
-  void row(std::vector<std::string> r) { rows_.push_back(std::move(r)); }
-  void print() const {
-    std::vector<size_t> w(head_.size());
-    std::vector<bool> numeric(head_.size(), !rows_.empty());
-    for (size_t i = 0; i < head_.size(); ++i) w[i] = head_[i].size();
-    for (const auto& r : rows_)
-      for (size_t i = 0; i < r.size() && i < w.size(); ++i) {
-        w[i] = std::max(w[i], r[i].size());
-        if (r[i].empty() || r[i].find_first_not_of("0123456789") != std::string::npos) numeric[i] = false;
-      }
-    auto line = [&](const std::vector<std::string>& r) {
-      std::string out;
-      for (size_t i = 0; i < w.size(); ++i) {
-        const std::string& cell = i < r.size() ? r[i] : std::string();
-        const std::string pad(w[i] - cell.size(), ' ');
-        out += numeric[i] ? pad + cell : (i + 1 < w.size() ? cell + pad : cell);
-        if (i + 1 < w.size()) out += "  ";
-      }
-      fmt::print("{}\n", out);
-    };
-    line(head_);
-    for (const auto& r : rows_) line(r);
-  }
-
- private:
-  std::vector<std::string> head_;
-  std::vector<std::vector<std::string>> rows_;
-};
-
-std::string num(uint64_t v) { return std::to_string(v); }
-std::string hex32(uint32_t v) { return fmt::format("0x{:08x}", v); }
-
-std::string ago(uint64_t then_ns) {
-  if (then_ns == 0) return "never";
-  timespec ts{};
-  clock_gettime(CLOCK_REALTIME, &ts);
-  const int64_t now = int64_t(ts.tv_sec) * 1000000000 + ts.tv_nsec;
-  return fmt::format("{:.1f} s ago", double(now - int64_t(then_ns)) / 1e9);
-}
-
-// ---- show ----
-
-json tunnel_json(uint32_t i, const c::TunnelInfo& t) {
-  json j = {{"index", i},
-          {"name", FIELD(t.name)},
-          {"instance", FIELD(t.instance)},
-          {"device", FIELD(t.device)},
-          {"instance_index", t.instance_index},
-          {"admin", state_name(t.admin)},
-          {"state", state_name(t.state)},
-          {"weight", t.weight},
-          {"effective_weight", t.effective_weight},
-          {"out_spi", t.out_spi},
-          {"in_spi", t.in_spi},
-          {"packets_out", t.packets_out},
-          {"bytes_out", t.bytes_out},
-          {"packets_in", t.packets_in},
-          {"bytes_in", t.bytes_in},
-          {"pinned", t.pinned},
-          {"placed", t.placed},
-          {"moved_in", t.moved_in},
-          {"esp_drops", t.esp_drops},
-          {"last_seq_out", t.last_seq_out}};
-  // Only where liveness runs: a gateway without it shows what it always did.
-  if (t.liveness != 0)
-    j["liveness"] = {{"state", liveness_name(t.liveness)}, {"last_proof_ms_ago", t.last_proof_ms_ago},
-                     {"flaps", t.flaps}, {"penalty", t.liveness_penalty}, {"probes_out", t.probes_out},
-                     {"probe_replies_in", t.probe_replies_in}};
-  if (t.reflected != 0) j["reflected"] = t.reflected;
-  return j;
-}
-
-json drops_json(const uint64_t* counts, const char (*names)[24]) {
-  json j = json::object();
-  for (uint32_t r = 0; r < c::kMaxDropReasons; ++r)
-    if (counts[r]) {
-      std::string n = FIELD(names[r]);
-      j[n.empty() ? "reason-" + std::to_string(r) : n] = counts[r];
-    }
-  return j;
-}
-
-void show(const c::Block& b, const Options& o, const std::string& what) {
-  const Snapshot s = read_mirror(b);
-  const auto& g = s.gw;
-  if (what == "gateway") {
-    if (o.json) {
-      json j = {{"name", FIELD(g.name)},       {"block", c::Block::path_for(o.gateway)},
-                {"pid", b.owner_pid()},        {"start_time_ns", b.start_time_ns()},
-                {"mode", mode_name(g.mode)},   {"generation", b.generation()},
-                {"mirror_generation", g.generation},
-                {"tunnels", g.n_tunnels},      {"instances", g.n_instances},
-                {"workers", g.n_workers},      {"inside_rx", g.inside_rx},
-                {"inside_tx", g.inside_tx},    {"outside_rx", g.outside_rx},
-                {"outside_tx", g.outside_tx},  {"flows_new", g.flows_new},
-                {"moved_down", g.moved_down},  {"moved_drain", g.moved_drain},
-                {"moved_idle", g.moved_idle},  {"evicted", g.evicted},
-                {"commands_ok", g.commands_ok}, {"commands_rejected", g.commands_rejected},
-                {"commands_abandoned", g.commands_abandoned}, {"updated_ns", g.updated_ns},
-                {"pending_commands", b.pending()}};
-      fmt::print("{}\n", j.dump(2));
-      return;
-    }
-    Table t({"gateway", FIELD(g.name)});
-    t.row({"block", fmt::format("{} (pid {})", c::Block::path_for(o.gateway), b.owner_pid())});
-    t.row({"mode", mode_name(g.mode)});
-    t.row({"generation", num(b.generation())});
-    t.row({"size", fmt::format("{} tunnels, {} instances, {} workers", g.n_tunnels, g.n_instances, g.n_workers)});
-    t.row({"inside", fmt::format("rx {}  tx {}", g.inside_rx, g.inside_tx)});
-    t.row({"outside", fmt::format("rx {}  tx {}", g.outside_rx, g.outside_tx)});
-    t.row({"flows", fmt::format("new {}  moved: down {} drain {} idle {}  evicted {}", g.flows_new, g.moved_down,
-                                g.moved_drain, g.moved_idle, g.evicted)});
-    t.row({"commands", fmt::format("ok {}  rejected {}  abandoned {}  pending {}", g.commands_ok,
-                                   g.commands_rejected, g.commands_abandoned, b.pending())});
-    t.row({"mirror", "updated " + ago(g.updated_ns)});
-    t.print();
-  } else if (what == "instances") {
-    if (o.json) {
-      json j = json::array();
-      for (uint32_t i = 0; i < s.instances.size(); ++i) {
-        const auto& r = s.instances[i];
-        j.push_back({{"index", i}, {"name", FIELD(r.name)}, {"ip", FIELD(r.ip)}, {"admin", state_name(r.admin)},
-                     {"standby", r.standby != 0}, {"resets", r.resets}});
-      }
-      fmt::print("{}\n", j.dump(2));
-      return;
-    }
-    Table t({"#", "INSTANCE", "IP", "ADMIN", "ROLE", "RESETS"});
-    for (uint32_t i = 0; i < s.instances.size(); ++i) {
-      const auto& r = s.instances[i];
-      t.row({num(i), FIELD(r.name), FIELD(r.ip), state_name(r.admin), r.standby ? "standby" : "active",
-             num(r.resets)});
-    }
-    t.print();
-  } else if (what == "tunnels") {
-    if (o.json) {
-      json j = json::array();
-      for (uint32_t i = 0; i < s.tunnels.size(); ++i) j.push_back(tunnel_json(i, s.tunnels[i]));
-      fmt::print("{}\n", j.dump(2));
-      return;
-    }
-    bool live = false;
-    for (const auto& r : s.tunnels) live |= r.liveness != 0;
-    std::vector<std::string> head{"#", "TUNNEL", "INSTANCE", "DEVICE", "ADMIN", "STATE", "WEIGHT", "EFFECTIVE",
-                                  "OUT_SPI", "IN_SPI"};
-    if (live) head.insert(head.end(), {"LIVENESS", "LAST_PROOF", "FLAPS"});
-    Table t(head);
-    for (uint32_t i = 0; i < s.tunnels.size(); ++i) {
-      const auto& r = s.tunnels[i];
-      std::vector<std::string> row{num(i), FIELD(r.name), FIELD(r.instance), FIELD(r.device), state_name(r.admin),
-                                   state_name(r.state), num(r.weight), num(r.effective_weight), hex32(r.out_spi),
-                                   hex32(r.in_spi)};
-      if (live)
-        row.insert(row.end(), {liveness_name(r.liveness),
-                               r.liveness == 0              ? "-"
-                               : r.last_proof_ms_ago < 0    ? "never"
-                                                            : fmt::format("{} ms ago", r.last_proof_ms_ago),
-                               r.liveness == 0 ? "-" : num(r.flaps)});
-      t.row(row);
-    }
-    t.print();
-  } else if (what == "flows") {
-    if (o.json) {
-      json tj = json::array();
-      for (uint32_t i = 0; i < s.tunnels.size(); ++i) {
-        const auto& r = s.tunnels[i];
-        tj.push_back({{"index", i}, {"name", FIELD(r.name)}, {"pinned", r.pinned}, {"placed", r.placed},
-                      {"moved_in", r.moved_in}});
-      }
-      json j = {{"tunnels", tj},          {"flows_new", g.flows_new},     {"moved_down", g.moved_down},
-                {"moved_drain", g.moved_drain}, {"moved_idle", g.moved_idle}, {"evicted", g.evicted}};
-      fmt::print("{}\n", j.dump(2));
-      return;
-    }
-    Table t({"#", "TUNNEL", "PINNED", "PLACED", "MOVED_IN"});
-    for (uint32_t i = 0; i < s.tunnels.size(); ++i) {
-      const auto& r = s.tunnels[i];
-      t.row({num(i), FIELD(r.name), num(r.pinned), num(r.placed), num(r.moved_in)});
-    }
-    t.print();
-    fmt::print("\nnew flows {}  moved: down {}  drain {}  idle {}  evicted {}\n", g.flows_new, g.moved_down,
-               g.moved_drain, g.moved_idle, g.evicted);
-  } else if (what == "counters") {
-    if (o.json) {
-      json tj = json::array(), wj = json::array();
-      for (uint32_t i = 0; i < s.tunnels.size(); ++i) {
-        const auto& r = s.tunnels[i];
-        tj.push_back({{"index", i}, {"name", FIELD(r.name)}, {"packets_out", r.packets_out},
-                      {"bytes_out", r.bytes_out}, {"packets_in", r.packets_in}, {"bytes_in", r.bytes_in},
-                      {"esp_drops", r.esp_drops}});
-      }
-      for (uint32_t i = 0; i < s.workers.size(); ++i) {
-        const auto& w = s.workers[i];
-        wj.push_back({{"index", i}, {"lcore", w.lcore}, {"inside_rx", w.inside_rx}, {"outside_tx", w.outside_tx},
-                      {"outside_rx", w.outside_rx}, {"inside_tx", w.inside_tx}});
-      }
-      json j = {{"gateway",
-                 {{"inside_rx", g.inside_rx}, {"inside_tx", g.inside_tx}, {"outside_rx", g.outside_rx},
-                  {"outside_tx", g.outside_tx}}},
-                {"tunnels", tj},
-                {"workers", wj}};
-      fmt::print("{}\n", j.dump(2));
-      return;
-    }
-    Table t({"#", "TUNNEL", "PKTS_OUT", "BYTES_OUT", "PKTS_IN", "BYTES_IN", "ESP_DROPS"});
-    for (uint32_t i = 0; i < s.tunnels.size(); ++i) {
-      const auto& r = s.tunnels[i];
-      t.row({num(i), FIELD(r.name), num(r.packets_out), num(r.bytes_out), num(r.packets_in), num(r.bytes_in),
-             num(r.esp_drops)});
-    }
-    t.print();
-    fmt::print("\n");
-    Table w({"WORKER", "LCORE", "INSIDE_RX", "OUTSIDE_TX", "OUTSIDE_RX", "INSIDE_TX"});
-    for (uint32_t i = 0; i < s.workers.size(); ++i) {
-      const auto& r = s.workers[i];
-      w.row({num(i), num(r.lcore), num(r.inside_rx), num(r.outside_tx), num(r.outside_rx), num(r.inside_tx)});
-    }
-    w.print();
-    fmt::print("\ngateway inside rx {} tx {}  outside rx {} tx {}\n", g.inside_rx, g.inside_tx, g.outside_rx,
-               g.outside_tx);
-  } else if (what == "errors") {
-    const json dp = drops_json(g.drops, g.drop_names), esp = drops_json(g.esp_drops, g.esp_drop_names);
-    if (o.json) {
-      fmt::print("{}\n", json{{"dataplane", dp}, {"esp", esp}}.dump(2));
-      return;
-    }
-    Table t({"LAYER", "REASON", "COUNT"});
-    for (const auto& [k, v] : dp.items()) t.row({"dataplane", k, num(v.get<uint64_t>())});
-    for (const auto& [k, v] : esp.items()) t.row({"esp", k, num(v.get<uint64_t>())});
-    if (dp.empty() && esp.empty()) {
-      fmt::print("no drops\n");
-      return;
-    }
-    t.print();
-  }
-}
-
 // ---- commands ----
 
 bool parse_u32(const std::string& s, uint32_t* out) {
@@ -380,25 +70,33 @@ bool parse_u32(const std::string& s, uint32_t* out) {
   return true;
 }
 
-// A tunnel or instance by its name in the mirror, or by index.
+// A tunnel or instance by its name in the mirror, or by index (its range is validate()'s to check).
 template <class Rec>
 uint32_t resolve(const std::vector<Rec>& recs, const std::string& what, const std::string& key) {
   for (uint32_t i = 0; i < recs.size(); ++i)
     if (FIELD(recs[i].name) == key) return i;
   uint32_t idx = 0;
-  if (parse_u32(key, &idx) && (idx < recs.size() || recs.empty())) return idx;
+  if (parse_u32(key, &idx)) return idx;
   std::string names;
   for (const auto& r : recs) names += (names.empty() ? "" : ", ") + FIELD(r.name);
   throw Fail{kExitUsage, fmt::format("unknown {} '{}' (known: {})", what, key, names.empty() ? "none" : names)};
 }
 
+// Seconds to the command's milliseconds. Only what does not fit the field is caught here; the upper bound is a rule
+// of the command (validate()).
 uint32_t deadline_ms(double seconds) {
-  if (!(seconds > 0) || seconds * 1000 > double(c::kMaxDeadlineMs))
+  if (!(seconds > 0) || seconds * 1000 > double(UINT32_MAX))
     throw Fail{kExitUsage, fmt::format("bad --deadline {}: seconds in (0, {}]", seconds, c::kMaxDeadlineMs / 1000)};
   return std::max<uint32_t>(1, uint32_t(std::llround(seconds * 1000)));
 }
 
-int run_command(c::Block& b, const Options& o, c::Op op, uint32_t target, uint32_t value, uint32_t deadline) {
+// Checks the command with the data plane's own rules (limits from the mirror) and sends it only if they hold: a bad
+// one is a usage error here, not a refusal there.
+int run_command(c::Block& b, const Options& o, const c::Limits& limits, c::Op op, uint32_t target, uint32_t value,
+                uint32_t deadline) {
+  std::string why;
+  if (c::validate(c::make_command(op, target, value, deadline), limits, &why) != c::Status::kOk)
+    throw Fail{kExitUsage, why + " (nothing was sent)"};
   c::SubmitError e = c::SubmitError::kOk;
   const auto t0 = std::chrono::steady_clock::now();
   const auto r = b.call(op, target, value, deadline, o.timeout_ms, &e);
@@ -503,15 +201,13 @@ int main(int argc, char** argv) {
       if (tun_action == "weight" && tun_value.empty()) throw Fail{kExitUsage, "tunnel T weight W: W is missing"};
       if (tun_action != "weight" && !tun_value.empty())
         throw Fail{kExitUsage, fmt::format("unexpected '{}' after 'tunnel {} {}'", tun_value, tun, tun_action)};
-      if (tun_dl->count() && tun_action != "drain") throw Fail{kExitUsage, "--deadline goes with drain"};
     }
-    if (inst_cmd->parsed()) {
-      if (inst_drain_opt->count() && inst_action != "maintenance")
-        throw Fail{kExitUsage, "--drain goes with maintenance"};
-      if (inst_dl->count() && !inst_drain) throw Fail{kExitUsage, "--deadline goes with maintenance --drain"};
-    }
+    if (inst_cmd->parsed() && inst_drain_opt->count() && inst_action != "maintenance")
+      throw Fail{kExitUsage, "--drain goes with maintenance"};
+    // Only what cannot become a command field is checked here; the rules (weight and deadline bounds, a deadline
+    // only with a drain, target ranges) are validate()'s, in run_command.
     uint32_t weight = 0;
-    if (tun_cmd->parsed() && tun_action == "weight" && (!parse_u32(tun_value, &weight) || weight > c::kMaxWeight))
+    if (tun_cmd->parsed() && tun_action == "weight" && !parse_u32(tun_value, &weight))
       throw Fail{kExitUsage, fmt::format("bad weight '{}': 0..{}", tun_value, c::kMaxWeight)};
     const uint32_t tun_dl_ms = tun_dl->count() ? deadline_ms(tun_deadline) : 0;
     const uint32_t inst_dl_ms = inst_dl->count() ? deadline_ms(inst_deadline) : 0;
@@ -521,24 +217,29 @@ int main(int argc, char** argv) {
       show(*b, o, show_what);
       return kExitOk;
     }
-    if (ping_cmd->parsed()) return run_command(*b, o, c::Op::kNop, 0, 0, 0);
-    if (clear_cmd->parsed()) return run_command(*b, o, c::Op::kClearCounters, 0, 0, 0);
+    // Commands without a target need no mirror read (limits zero: no tunnel or instance is addressed).
+    const c::Limits none{};
+    if (ping_cmd->parsed()) return run_command(*b, o, none, c::Op::kNop, 0, 0, 0);
+    if (clear_cmd->parsed()) return run_command(*b, o, none, c::Op::kClearCounters, 0, 0, 0);
     if (mode_cmd->parsed())
-      return run_command(*b, o, c::Op::kMode, 0,
+      return run_command(*b, o, none, c::Op::kMode, 0,
                          uint32_t(mode == "active-standby" ? c::Mode::kActiveStandby : c::Mode::kActiveActive), 0);
     const Snapshot s = read_mirror(*b);
+    const c::Limits limits{s.gw.n_tunnels, s.gw.n_instances};
     if (tun_cmd->parsed()) {
       const uint32_t t = resolve(s.tunnels, "tunnel", tun);
-      if (tun_action == "weight") return run_command(*b, o, c::Op::kTunnelWeight, t, weight, 0);
+      // A --deadline given with another action goes into the command, where validate() names the rule.
+      if (tun_action == "weight") return run_command(*b, o, limits, c::Op::kTunnelWeight, t, weight, tun_dl_ms);
       const c::State st = tun_action == "up" ? c::State::kUp : tun_action == "down" ? c::State::kDown : c::State::kDrain;
-      return run_command(*b, o, c::Op::kTunnelState, t, uint32_t(st), tun_dl_ms);
+      return run_command(*b, o, limits, c::Op::kTunnelState, t, uint32_t(st), tun_dl_ms);
     }
     if (inst_cmd->parsed()) {
       const uint32_t i = resolve(s.instances, "instance", inst);
-      if (inst_action == "reset") return run_command(*b, o, c::Op::kInstanceReset, i, 0, 0);
-      if (inst_action == "up") return run_command(*b, o, c::Op::kInstanceState, i, uint32_t(c::State::kUp), 0);
-      return run_command(*b, o, c::Op::kInstanceState, i, uint32_t(inst_drain ? c::State::kDrain : c::State::kDown),
-                         inst_dl_ms);
+      if (inst_action == "reset") return run_command(*b, o, limits, c::Op::kInstanceReset, i, 0, inst_dl_ms);
+      if (inst_action == "up")
+        return run_command(*b, o, limits, c::Op::kInstanceState, i, uint32_t(c::State::kUp), inst_dl_ms);
+      return run_command(*b, o, limits, c::Op::kInstanceState, i,
+                         uint32_t(inst_drain ? c::State::kDrain : c::State::kDown), inst_dl_ms);
     }
     return kExitUsage;
   } catch (const Fail& f) {

@@ -1,13 +1,7 @@
 // mg::ctrl — shared-memory control block. See ctrl.h and DESIGN.md "Control ring".
 //
-// Memory model notes:
-//  - Everything another process may read while it is being written is an address-free, lock-free std::atomic
-//    (ring sequences, reply ids, seqlock counters and the words of the records behind them), so a reader never
-//    races on plain memory, and the block works the same between threads and between processes.
-//  - Ring commands are plain data: a producer writes a cell only while it holds the producer mutex and the cell is
-//    free; the consumer reads it only after the acquire load of the published sequence.
-//  - The header prefix (magic, layout version, size, owner pid) keeps its offsets in every layout version, so any
-//    build can tell a stale block or another version from a live one.
+// Block lifecycle: create (the data plane), open (clients), stale-owner detection, names. The layout is in
+// layout.h, the ring in ring.cpp, the mirror in mirror.cpp.
 #include "ctrl/ctrl.h"
 
 #include <fcntl.h>
@@ -28,79 +22,13 @@
 #include <thread>
 #include <type_traits>
 
+#include "ctrl/layout.h"
+
 namespace mg::ctrl {
 
-static_assert(std::atomic<uint64_t>::is_always_lock_free, "the block needs lock-free 64-bit atomics");
-static_assert(std::atomic<uint32_t>::is_always_lock_free, "the block needs lock-free 32-bit atomics");
-static_assert(sizeof(std::atomic<uint64_t>) == 8 && alignof(std::atomic<uint64_t>) == 8);
-static_assert(sizeof(std::atomic<uint32_t>) == 4);
-static_assert((kRingSlots & (kRingSlots - 1)) == 0, "kRingSlots must be a power of two");
-static_assert(std::is_trivially_copyable_v<Command> && std::is_trivially_copyable_v<Reply>);
-static_assert(std::is_trivially_copyable_v<GatewayInfo> && std::is_trivially_copyable_v<InstanceInfo> &&
-              std::is_trivially_copyable_v<TunnelInfo> && std::is_trivially_copyable_v<WorkerInfo>);
+using namespace detail;
 
 namespace {
-
-constexpr uint32_t kSeqlockTries = 100000;  // a reader gives up after this many torn/busy copies
-
-constexpr size_t words_for(size_t bytes) { return (bytes + 7) / 8; }
-
-// A record as plain words, each an atomic: copied in and out with relaxed word accesses, ordered by the
-// surrounding seqlock / id protocol.
-template <class T>
-struct Words {
-  std::atomic<uint64_t> w[words_for(sizeof(T))];
-
-  void store(const T& v) noexcept {
-    uint64_t buf[words_for(sizeof(T))] = {};
-    std::memcpy(buf, &v, sizeof(T));
-    for (size_t i = 0; i < words_for(sizeof(T)); ++i) w[i].store(buf[i], std::memory_order_relaxed);
-  }
-  void load(T* v) const noexcept {
-    uint64_t buf[words_for(sizeof(T))];
-    for (size_t i = 0; i < words_for(sizeof(T)); ++i) buf[i] = w[i].load(std::memory_order_relaxed);
-    std::memcpy(static_cast<void*>(v), buf, sizeof(T));
-  }
-};
-
-// One mirror record behind a seqlock: odd = being written.
-template <class T>
-struct alignas(64) SeqRecord {
-  std::atomic<uint32_t> seq;
-  uint32_t reserved;
-  Words<T> data;
-
-  void write(const T& v) noexcept {
-    const uint32_t s = seq.load(std::memory_order_relaxed);
-    seq.store(s + 1, std::memory_order_relaxed);
-    std::atomic_thread_fence(std::memory_order_release);
-    data.store(v);
-    seq.store(s + 2, std::memory_order_release);
-  }
-  bool read(T* out) const noexcept {
-    for (uint32_t tries = 0; tries < kSeqlockTries; ++tries) {
-      const uint32_t s1 = seq.load(std::memory_order_acquire);
-      if (s1 & 1u) {
-        if (tries > 64) std::this_thread::yield();
-        continue;
-      }
-      data.load(out);
-      std::atomic_thread_fence(std::memory_order_acquire);
-      if (seq.load(std::memory_order_relaxed) == s1) return true;
-    }
-    return false;
-  }
-};
-
-struct alignas(64) RingCell {
-  std::atomic<uint64_t> seq;  // == p: free for position p; == p + 1: published for position p
-  Command cmd;
-};
-
-struct alignas(64) ReplySlot {
-  std::atomic<uint64_t> id;   // request id of the reply held, 0 = none / being written; stored last (release)
-  Words<Reply> data;
-};
 
 uint64_t now_realtime_ns() noexcept {
   timespec ts{};
@@ -147,55 +75,6 @@ std::string shm_name_for(const std::string& name) { return "/meshgate." + name; 
 
 }  // namespace
 
-struct Block::Layout {
-  // ---- header (the first 32 bytes keep their offsets in every layout version) ----
-  std::atomic<uint64_t> magic;          // kMagic, stored last at creation (release); 0 = closed / not ready
-  uint32_t layout_version;              // kLayoutVersion
-  uint32_t header_reserved;
-  uint64_t size;                        // sizeof(Layout)
-  int32_t owner_pid;                    // the data plane process (the only consumer and mirror writer)
-  uint32_t owner_start_ticks;           // its start time (process_start_ticks), 0 = unknown
-  uint64_t start_time_ns;               // CLOCK_REALTIME at creation
-  std::atomic<uint64_t> generation;     // state generation, set by the owner
-  std::atomic<uint64_t> next_request_id;
-  uint32_t ring_slots, reply_slots, max_tunnels, max_instances, max_workers, max_drop_reasons;
-  uint32_t command_size, reply_size;
-
-  // ---- producers ----
-  alignas(64) pthread_mutex_t producer_mutex;  // process-shared, robust
-  alignas(64) std::atomic<uint64_t> tail;      // next position to publish; only under producer_mutex
-  alignas(64) std::atomic<uint64_t> head;      // next position to consume; only the owner stores it
-
-  // ---- ring, replies, mirror ----
-  RingCell ring[kRingSlots];
-  ReplySlot replies[kReplySlots];
-  SeqRecord<GatewayInfo> gateway;
-  SeqRecord<InstanceInfo> instances[kMaxInstances];
-  SeqRecord<TunnelInfo> tunnels[kMaxTunnels];
-  SeqRecord<WorkerInfo> workers[kMaxWorkers];
-};
-
-// Pin the layout: a change here is a change of kLayoutVersion.
-static_assert(std::is_standard_layout_v<Block::Layout>);
-static_assert(offsetof(Block::Layout, magic) == 0);
-static_assert(offsetof(Block::Layout, layout_version) == 8);
-static_assert(offsetof(Block::Layout, size) == 16);
-static_assert(offsetof(Block::Layout, owner_pid) == 24);
-static_assert(offsetof(Block::Layout, owner_start_ticks) == 28);
-static_assert(offsetof(Block::Layout, start_time_ns) == 32);
-static_assert(offsetof(Block::Layout, generation) == 40);
-static_assert(offsetof(Block::Layout, next_request_id) == 48);
-static_assert(offsetof(Block::Layout, ring_slots) == 56);
-static_assert(offsetof(Block::Layout, producer_mutex) == 128);
-static_assert(sizeof(pthread_mutex_t) == 40);
-static_assert(offsetof(Block::Layout, tail) == 192);
-static_assert(offsetof(Block::Layout, head) == 256);
-static_assert(offsetof(Block::Layout, ring) == 320);
-static_assert(sizeof(RingCell) == 128);
-static_assert(sizeof(ReplySlot) == 192);
-static_assert(offsetof(Block::Layout, replies) == 320 + kRingSlots * 128);
-static_assert(sizeof(Block::Layout) % 64 == 0);
-
 const char* to_string(Status s) noexcept {
   switch (s) {
     case Status::kOk: return "ok";
@@ -205,7 +84,6 @@ const char* to_string(Status s) noexcept {
     case Status::kBadTarget: return "bad-target";
     case Status::kBadValue: return "bad-value";
     case Status::kRefused: return "refused";
-    case Status::kInternal: return "internal";
   }
   return "unknown";
 }
@@ -364,6 +242,8 @@ std::unique_ptr<Block> Block::create(const std::string& gateway_name, std::strin
   }
   L->tail.store(0, std::memory_order_relaxed);
   L->head.store(0, std::memory_order_relaxed);
+  L->doorbell.store(0, std::memory_order_relaxed);
+  L->waiting.store(0, std::memory_order_relaxed);
   for (uint32_t i = 0; i < kRingSlots; ++i) L->ring[i].seq.store(i, std::memory_order_relaxed);
   for (auto& r : L->replies) r.id.store(0, std::memory_order_relaxed);
   L->magic.store(kMagic, std::memory_order_release);
@@ -464,178 +344,6 @@ int32_t Block::owner_pid() const noexcept { return mem_->owner_pid; }
 bool Block::owner_alive() const noexcept {
   return mem_->magic.load(std::memory_order_acquire) == kMagic &&
          owner_running(mem_->owner_pid, mem_->owner_start_ticks);
-}
-
-uint64_t Block::next_request_id() noexcept {
-  uint64_t id;
-  do id = mem_->next_request_id.fetch_add(1, std::memory_order_relaxed) + 1;
-  while (id == 0);
-  return id;
-}
-
-namespace {
-
-// Takes the robust producer mutex; a holder that died leaves it EOWNERDEAD, which we repair and take.
-// Producers hold it for a few hundred nanoseconds; a holder that is stopped (SIGSTOP, a debugger) must not hang
-// every other client, so waiting is bounded (kLockWaitMs, then kFull: the ring cannot take the command now).
-constexpr int64_t kLockWaitMs = 500;
-
-SubmitError lock_producers(pthread_mutex_t* m) noexcept {
-  int rc = pthread_mutex_trylock(m);  // the usual case, and where a dead holder is found
-  if (rc == EOWNERDEAD) {
-    pthread_mutex_consistent(m);
-    return SubmitError::kOk;
-  }
-  if (rc == 0) return SubmitError::kOk;
-  timespec until{};
-  clock_gettime(CLOCK_REALTIME, &until);  // timedlock, not clocklock(MONOTONIC): sanitizers intercept it
-  until.tv_sec += kLockWaitMs / 1000;
-  until.tv_nsec += (kLockWaitMs % 1000) * 1000000;
-  if (until.tv_nsec >= 1000000000) {
-    until.tv_sec += 1;
-    until.tv_nsec -= 1000000000;
-  }
-  rc = pthread_mutex_timedlock(m, &until);
-  if (rc == EOWNERDEAD) {
-    pthread_mutex_consistent(m);
-    rc = 0;
-  }
-  if (rc == ETIMEDOUT) return SubmitError::kFull;
-  return rc == 0 ? SubmitError::kOk : SubmitError::kBadBlock;
-}
-
-}  // namespace
-
-// The producer protocol, with stop points for fault injection (what a client killed there leaves behind).
-static SubmitError submit_impl(Block::Layout* L, const Command& c, int stop) noexcept {
-  if (const SubmitError le = lock_producers(&L->producer_mutex); le != SubmitError::kOk) return le;
-  if (stop == 0) return SubmitError::kOk;  // "killed" holding the lock
-  uint64_t tail = L->tail.load(std::memory_order_relaxed);
-  for (uint32_t guard = 0; guard <= kRingSlots; ++guard) {
-    RingCell& cell = L->ring[tail & (kRingSlots - 1)];
-    const uint64_t s = cell.seq.load(std::memory_order_acquire);
-    if (s == tail) {
-      std::memcpy(&cell.cmd, &c, sizeof(Command));
-      if (stop == 1) return SubmitError::kOk;  // killed before publishing
-      cell.seq.store(tail + 1, std::memory_order_release);
-      if (stop == 2) return SubmitError::kOk;  // killed after publishing, before advancing the tail
-      L->tail.store(tail + 1, std::memory_order_relaxed);
-      pthread_mutex_unlock(&L->producer_mutex);
-      return SubmitError::kOk;
-    }
-    if (s == tail + 1 || s == tail + kRingSlots) {
-      // A producer killed after publishing did not advance the tail: skip its (whole) command.
-      ++tail;
-      L->tail.store(tail, std::memory_order_relaxed);
-      continue;
-    }
-    break;  // the cell still holds an unconsumed command of the previous lap: full
-  }
-  pthread_mutex_unlock(&L->producer_mutex);
-  return SubmitError::kFull;
-}
-
-SubmitError Block::submit(const Command& c) noexcept {
-  if (mem_->magic.load(std::memory_order_acquire) != kMagic && !owner_) return SubmitError::kNoGateway;
-  return submit_impl(mem_, c, 3);
-}
-
-void Block::submit_partial(const Command& c, SubmitStop stop) noexcept {
-  submit_impl(mem_, c, int(stop));
-}
-
-std::optional<Reply> Block::wait_reply(uint64_t request_id, uint32_t timeout_ms) const noexcept {
-  if (request_id == 0) return std::nullopt;
-  const ReplySlot& slot = mem_->replies[request_id % kReplySlots];
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-  for (;;) {
-    if (slot.id.load(std::memory_order_acquire) == request_id) {
-      Reply r;
-      slot.data.load(&r);
-      std::atomic_thread_fence(std::memory_order_acquire);
-      if (slot.id.load(std::memory_order_relaxed) == request_id) {
-        r.message[sizeof r.message - 1] = '\0';
-        return r;
-      }
-      // Overwritten while we copied: our reply is gone (kReplySlots newer requests); keep waiting until timeout.
-    }
-    if (std::chrono::steady_clock::now() >= deadline) return std::nullopt;
-    std::this_thread::sleep_for(std::chrono::microseconds(100));
-  }
-}
-
-std::optional<Reply> Block::call(Op op, uint32_t target, uint32_t value, uint32_t deadline_ms, uint32_t timeout_ms,
-                                 SubmitError* e) {
-  Command c{};
-  c.version = kLayoutVersion;
-  c.length = sizeof(Command);
-  c.request_id = next_request_id();
-  c.op = uint16_t(op);
-  c.flags = 0;
-  c.target = target;
-  c.value = value;
-  c.deadline_ms = deadline_ms;
-  const SubmitError se = submit(c);
-  if (se != SubmitError::kOk) {
-    if (e) *e = se;
-    return std::nullopt;
-  }
-  auto r = wait_reply(c.request_id, timeout_ms);
-  if (e) *e = r || owner_alive() ? SubmitError::kOk : SubmitError::kNoGateway;
-  return r;
-}
-
-bool Block::poll(Command* out) noexcept {
-  const uint64_t head = mem_->head.load(std::memory_order_relaxed);
-  RingCell& cell = mem_->ring[head & (kRingSlots - 1)];
-  if (cell.seq.load(std::memory_order_acquire) != head + 1) return false;
-  std::memcpy(out, &cell.cmd, sizeof(Command));
-  cell.seq.store(head + kRingSlots, std::memory_order_release);
-  mem_->head.store(head + 1, std::memory_order_relaxed);
-  return true;
-}
-
-void Block::reply(const Reply& r) noexcept {
-  if (r.request_id == 0) return;
-  ReplySlot& slot = mem_->replies[r.request_id % kReplySlots];
-  slot.id.store(0, std::memory_order_relaxed);
-  std::atomic_thread_fence(std::memory_order_release);
-  Reply copy = r;
-  copy.message[sizeof copy.message - 1] = '\0';
-  slot.data.store(copy);
-  slot.id.store(r.request_id, std::memory_order_release);
-}
-
-uint32_t Block::pending() const noexcept {
-  const uint64_t t = mem_->tail.load(std::memory_order_relaxed);
-  const uint64_t h = mem_->head.load(std::memory_order_relaxed);
-  return t > h ? uint32_t(t - h) : 0;
-}
-
-uint64_t Block::start_time_ns() const noexcept { return mem_->start_time_ns; }
-
-void Block::write_gateway(const GatewayInfo& g) noexcept { mem_->gateway.write(g); }
-void Block::write_instance(uint32_t i, const InstanceInfo& r) noexcept {
-  if (i < kMaxInstances) mem_->instances[i].write(r);
-}
-void Block::write_tunnel(uint32_t t, const TunnelInfo& r) noexcept {
-  if (t < kMaxTunnels) mem_->tunnels[t].write(r);
-}
-void Block::write_worker(uint32_t w, const WorkerInfo& r) noexcept {
-  if (w < kMaxWorkers) mem_->workers[w].write(r);
-}
-void Block::set_generation(uint64_t g) noexcept { mem_->generation.store(g, std::memory_order_release); }
-uint64_t Block::generation() const noexcept { return mem_->generation.load(std::memory_order_acquire); }
-
-bool Block::read_gateway(GatewayInfo* g) const noexcept { return mem_->gateway.read(g); }
-bool Block::read_instance(uint32_t i, InstanceInfo* r) const noexcept {
-  return i < kMaxInstances && mem_->instances[i].read(r);
-}
-bool Block::read_tunnel(uint32_t t, TunnelInfo* r) const noexcept {
-  return t < kMaxTunnels && mem_->tunnels[t].read(r);
-}
-bool Block::read_worker(uint32_t w, WorkerInfo* r) const noexcept {
-  return w < kMaxWorkers && mem_->workers[w].read(r);
 }
 
 }  // namespace mg::ctrl

@@ -5,6 +5,7 @@
 // /dev/shm/meshgate.<gateway name>, mode 0600, created by the data plane (Block::create), opened by clients
 // (Block::open). Layout (fixed size, versioned by kLayoutVersion):
 //   Header    magic, layout version, size, owner pid, start time, state generation, counts
+//   Doorbell  a futex word beside the ring: the consumer may sleep on it (wait_command) instead of polling.
 //   Ring      kRingSlots command cells. Producers (clients) serialise on a process-shared robust mutex, write a
 //             cell and publish it with a release store of its sequence; a client killed at any point leaves
 //             either nothing published or a whole command (the next producer repairs the tail). The single
@@ -12,7 +13,9 @@
 //   Replies   kReplySlots slots keyed by request id (id % kReplySlots); a reply nobody collects is simply
 //             overwritten kReplySlots requests later.
 //   Mirror    gateway totals, instance and tunnel records, per-worker counters, each record behind a sequence
-//             counter (seqlock): one writer (main), readers copy and retry, never see a torn record.
+//             counter (seqlock): one writer (main), readers copy and retry, never see a torn record. Counters
+//             travel by name (GatewayInfo's name lists), so a counter the data plane adds reaches every reader
+//             without a layout change or a new meshgatectl.
 //
 // Thread-safety: any number of client processes/threads may submit and read at once; exactly one consumer
 // (the process that created the block) calls poll()/reply()/the mirror writers.
@@ -24,6 +27,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "net/limits.h"
@@ -31,7 +35,7 @@
 namespace mg::ctrl {
 
 inline constexpr uint64_t kMagic = 0x6d65736867617465ull;  // "meshgate"
-inline constexpr uint32_t kLayoutVersion = 1;
+inline constexpr uint32_t kLayoutVersion = 2;  // 2: counters by name, doorbell
 inline constexpr uint32_t kRingSlots = 64;      // power of two
 inline constexpr uint32_t kReplySlots = 64;
 inline constexpr uint32_t kMaxTunnels = mg::kMaxTunnels;      // net/limits.h: the product's limits
@@ -41,6 +45,10 @@ inline constexpr uint32_t kNameLen = 32;
 inline constexpr uint32_t kMaxDropReasons = 32;  // data-plane reasons and ESP reasons each fit
 inline constexpr uint32_t kMaxDeadlineMs = 24u * 3600 * 1000;
 inline constexpr uint32_t kMaxWeight = 1000000;
+// Named counters per record kind (gateway, tunnel, worker). Room to grow: the data plane declares its counters in
+// one table and may add some without a layout change, as long as they fit.
+inline constexpr uint32_t kMaxCounters = 48;
+inline constexpr uint32_t kCounterNameLen = 24;  // NUL-padded; a name of 24 characters has no NUL
 
 enum class Op : uint16_t {
   kNop = 0,           // ping: replies with the generation
@@ -55,7 +63,7 @@ enum class Op : uint16_t {
 enum class State : uint32_t { kUp = 0, kDrain = 1, kDown = 2 };
 enum class Mode : uint32_t { kActiveActive = 0, kActiveStandby = 1 };
 
-// A command as it sits in the ring: plain data, fixed size. Every field is validated by the consumer.
+// A command as it sits in the ring: plain data, fixed size. Every field is validated by the consumer (validate()).
 struct Command {
   uint32_t version;       // kLayoutVersion
   uint32_t length;        // sizeof(Command)
@@ -77,9 +85,25 @@ enum class Status : uint32_t {
   kBadTarget,
   kBadValue,
   kRefused,     // valid but not applicable now (message says why), e.g. a reset that would reuse a key/IV pair
-  kInternal,
 };
 const char* to_string(Status s) noexcept;
+
+// A command for the ring: version and length filled, request_id 0 (Block::call sets it), flags/reserved zero.
+Command make_command(Op op, uint32_t target, uint32_t value, uint32_t deadline_ms) noexcept;
+
+// How many tunnels and instances the gateway has: the target range of a command.
+struct Limits {
+  uint32_t tunnels = 0, instances = 0;
+};
+// Every rule a command must satisfy before anything acts on it, in one place so that the data plane (which must
+// reject anything a client could put in the ring) and meshgatectl (which checks before sending, so the operator
+// gets a usage error rather than a refusal) cannot disagree. Rules, in order, with the Status of the first broken
+// one: version (kBadVersion), length (kBadLength), opcode (kBadOp), flags and reserved bytes zero (kBadValue),
+// target in range for tunnel and instance ops (kBadTarget), state 0..2, deadline only with a drain and at most
+// kMaxDeadlineMs, weight at most kMaxWeight, mode 0..1 (kBadValue). On an error *why (if given) says what is
+// wrong in words an operator can act on; on kOk it is cleared. Whether a valid command can be applied now (kRefused)
+// is the data plane's call, not a rule of the command.
+Status validate(const Command& c, const Limits& l, std::string* why);
 
 struct Reply {
   uint64_t request_id = 0;
@@ -91,19 +115,29 @@ struct Reply {
 enum class SubmitError { kOk, kFull, kNoGateway, kBadBlock };
 
 // ---- mirror records (written by main, read by anyone) ----
+// Counter names are NUL-padded char[kCounterNameLen] rows; a record's counters[i] is the counter named by row i of
+// the matching list in GatewayInfo. Only the first n_* rows are meaningful. No padding anywhere (layout.h checks),
+// so a record read back compares equal byte for byte.
+using CounterNames = char[kMaxCounters][kCounterNameLen];
+
 struct GatewayInfo {
   char name[kNameLen];
   uint32_t mode;                 // Mode
   uint32_t n_tunnels, n_instances, n_workers;
   uint64_t generation;
-  uint64_t inside_rx, inside_tx, outside_rx, outside_tx;
+  uint64_t updated_ns;           // CLOCK_REALTIME of the last mirror refresh
   uint64_t drops[kMaxDropReasons];       // data-plane reasons, names in drop_names
   char drop_names[kMaxDropReasons][24];
   uint64_t esp_drops[kMaxDropReasons];   // all SAs and pre-SA tables, names in esp_drop_names
   char esp_drop_names[kMaxDropReasons][24];
-  uint64_t flows_new, moved_down, moved_drain, moved_idle, evicted;
-  uint64_t commands_ok, commands_rejected, commands_abandoned;
-  uint64_t updated_ns;           // CLOCK_REALTIME of the last mirror refresh
+  // Gateway totals by name (inside_rx, flows_new, commands_ok, ...), and the names of the tunnel and worker
+  // records' counters.
+  uint32_t n_counters, n_tunnel_counters, n_worker_counters;
+  uint32_t counters_reserved;    // 0
+  uint64_t counters[kMaxCounters];
+  CounterNames counter_names;
+  CounterNames tunnel_counter_names;
+  CounterNames worker_counter_names;
 };
 
 struct InstanceInfo {
@@ -123,23 +157,33 @@ struct TunnelInfo {
   uint32_t state;                // State: effective (with its instance's)
   uint32_t weight, effective_weight;
   uint32_t out_spi, in_spi;
-  uint64_t packets_out, bytes_out, packets_in, bytes_in;
-  uint64_t pinned, placed, moved_in;
-  uint64_t esp_drops;
-  uint64_t last_seq_out;
-  // Liveness (appended; all zero when liveness is off for the tunnel).
+  // Liveness (all zero when liveness is off for the tunnel).
   uint32_t liveness;             // 0 off, 1 up, 2 down, 3 holding (proof again, in hold-down), 4 suppressed (damped)
   uint32_t liveness_penalty;     // damping figure now
+  uint32_t reserved;             // 0
   int64_t last_proof_ms_ago;     // -1: no authenticated inbound packet yet
-  uint64_t flaps;                // liveness up -> down verdicts
-  uint64_t probes_out, probe_replies_in;  // liveness probes sent, replies to them received
-  uint64_t reflected;            // reflector: echo requests answered on the tunnel
+  uint64_t last_seq_out;
+  uint64_t counters[kMaxCounters];  // names in GatewayInfo::tunnel_counter_names
 };
 
 struct WorkerInfo {
   uint32_t lcore;
-  uint64_t inside_rx, outside_rx, outside_tx, inside_tx;
+  uint32_t reserved;             // 0
+  uint64_t counters[kMaxCounters];  // names in GatewayInfo::worker_counter_names
 };
+
+// Counter lookup by name in a name list of n rows (n is clamped to kMaxCounters: the mirror is another process's
+// data). The index, or nullopt when the list has no such name.
+std::optional<uint32_t> counter_index(const CounterNames& names, uint32_t n, std::string_view name) noexcept;
+// The value of a named counter, 0 when the list does not carry it (an older or newer data plane).
+uint64_t counter(const CounterNames& names, uint32_t n, const uint64_t* values, std::string_view name) noexcept;
+uint64_t counter(const GatewayInfo& g, std::string_view name) noexcept;
+uint64_t counter(const GatewayInfo& g, const TunnelInfo& t, std::string_view name) noexcept;
+uint64_t counter(const GatewayInfo& g, const WorkerInfo& w, std::string_view name) noexcept;
+// A name of row i as a string (without the NUL padding); "" past n.
+std::string counter_name(const CounterNames& names, uint32_t n, uint32_t i);
+// Writer side: appends a name to a list (truncated to kCounterNameLen); its index, or nullopt when the list is full.
+std::optional<uint32_t> add_counter_name(CounterNames& names, uint32_t* n, std::string_view name) noexcept;
 
 class Block {
  public:
@@ -173,6 +217,12 @@ class Block {
   // ---- consumer (owner) ----
   // Takes the next published command, if any. Also skips (and counts) nothing: unpublished cells are never seen.
   bool poll(Command* out) noexcept;
+  // Sleeps until a command is there to poll, so an idle consumer costs no CPU (rather than polling every few
+  // microseconds). True at once when a published command is waiting; otherwise sleeps on the doorbell (a futex in
+  // the block, rung by submit() after publishing) for up to timeout_us; returns whether a command is pending.
+  // Producers make the wake syscall only while the consumer sleeps. A producer killed between publishing and
+  // ringing leaves its command to be seen at the timeout, so callers keep a bounded timeout.
+  bool wait_command(uint32_t timeout_us) noexcept;
   void reply(const Reply& r) noexcept;
 
   // ---- mirror ----
@@ -204,11 +254,6 @@ class Block {
   bool owner_ = false;
   std::string path_;
 };
-
-struct Limits {
-  uint32_t tunnels = 0, instances = 0;
-};
-Status validate(const Command& c, const Limits& l, std::string* why);
 
 // Helpers for messages and tables.
 void copy_name(char* dst, size_t cap, const std::string& s) noexcept;

@@ -130,7 +130,7 @@ struct CounterDef {
 // Per tunnel, gathered by main from their owners: the SAs, the workers' pin tables, the liveness detector.
 #define MG_DP_TUNNEL_OTHER_COUNTERS(X)                                                                        \
   X(bytes_out, kCounter, "inner bytes encrypted by the outbound SA (tx_full ones included)")                   \
-  X(esp_drops_total, kCounter, "ESP drops of both SAs, every reason (by reason: esp_drops)")                     \
+  X(esp_drops, kCounter, "ESP drops of both SAs, every reason (JSON: an object by reason)")                \
   X(pinned, kKept, "flows pinned to the tunnel now, all workers")                                              \
   X(placed, kCounter, "flows placed on the tunnel (new and moved)")                                            \
   X(moved_in, kCounter, "flows moved here from another tunnel")                                                \
@@ -177,7 +177,7 @@ struct TunnelStats : TunnelWorkerCounters, TunnelOtherCounters {
   AdminState effective = AdminState::kUp;
   uint32_t weight = 0;
   uint32_t effective_weight = 0;
-  uint64_t esp_drops[esp::kDropCount] = {};  // both SAs, by esp::Drop (summed: esp_drops_total)
+  uint64_t esp_drop_reasons[esp::kDropCount] = {};  // both SAs, by esp::Drop (their sum: esp_drops)
   // Liveness (DESIGN.md "Liveness"): off unless enabled.
   bool live_enabled = false;
   LiveState live = LiveState::kUp;

@@ -9,36 +9,35 @@
 
 namespace mg::dp {
 
+// Every counter of the tables travels by name, so meshgatectl shows each one without knowing it.
+static_assert(std::size(kGatewayCounters) <= ctrl::kMaxCounters && std::size(kTunnelCounters) <= ctrl::kMaxCounters &&
+              std::size(kWorkerCounters) <= ctrl::kMaxCounters, "the mirror carries every counter");
+static_assert(kDropCount <= ctrl::kMaxDropReasons && esp::kDropCount <= ctrl::kMaxDropReasons,
+              "the mirror carries every drop reason");
+
 void Dataplane::Impl::refresh_mirror() {
   const Stats s = stats();
   ctrl::GatewayInfo g{};
   ctrl::copy_name(g.name, sizeof(g.name), gw.name);
-  g.mode = model.mode() == config::Mode::kActiveActive ? 0 : 1;
+  g.mode = uint32_t(model.mode() == config::Mode::kActiveActive ? ctrl::Mode::kActiveActive
+                                                                 : ctrl::Mode::kActiveStandby);
   g.n_tunnels = uint32_t(gw.tunnels.size());
   g.n_instances = uint32_t(gw.instances.size());
   g.n_workers = uint32_t(workers.size());
   g.generation = generation;
-  g.inside_rx = s.inside_rx;
-  g.inside_tx = s.inside_tx;
-  g.outside_rx = s.outside_rx;
-  g.outside_tx = s.outside_tx;
-  for (size_t r = 0; r < kDropCount && r < ctrl::kMaxDropReasons; ++r) {
+  for (size_t r = 0; r < kDropCount; ++r) {
     g.drops[r] = s.drops[r];
-    ctrl::copy_name(g.drop_names[r], sizeof(g.drop_names[r]), to_string(Drop(r)));
+    ctrl::copy_name(g.drop_names[r], sizeof(g.drop_names[r]), kDropNames[r]);
   }
-  for (size_t r = 0; r < esp::kDropCount && r < ctrl::kMaxDropReasons; ++r) {
+  for (size_t r = 0; r < esp::kDropCount; ++r) {
     uint64_t v = s.esp_table_drops[r];
-    for (const auto& t : s.tunnels) v += t.esp_drops[r];
+    for (const auto& t : s.tunnels) v += t.esp_drop_reasons[r];
     g.esp_drops[r] = v;
     ctrl::copy_name(g.esp_drop_names[r], sizeof(g.esp_drop_names[r]), esp::to_string(esp::Drop(r)));
   }
-  g.flows_new = s.flows_new;
-  g.moved_down = s.moved_down;
-  g.moved_drain = s.moved_drain;
-  g.moved_idle = s.moved_idle;
-  g.evicted = s.evicted;
-  g.commands_ok = cmds_ok;
-  g.commands_rejected = cmds_rejected;
+  for (const auto& c : kGatewayCounters) g.counters[*ctrl::add_counter_name(g.counter_names, &g.n_counters, c.name)] = s.*c.member;
+  for (const auto& c : kTunnelCounters) ctrl::add_counter_name(g.tunnel_counter_names, &g.n_tunnel_counters, c.name);
+  for (const auto& c : kWorkerCounters) ctrl::add_counter_name(g.worker_counter_names, &g.n_worker_counters, c.name);
   g.updated_ns = uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
                               std::chrono::system_clock::now().time_since_epoch()).count());
   ctrl->write_gateway(g);
@@ -68,36 +67,22 @@ void Dataplane::Impl::refresh_mirror() {
     r.effective_weight = ts.effective_weight;
     r.out_spi = gw.tunnels[t].out.spi;
     r.in_spi = gw.tunnels[t].in.spi;
-    r.packets_out = ts.packets_out;
-    r.bytes_out = ts.bytes_out;
-    r.packets_in = ts.packets_in;
-    r.bytes_in = ts.bytes_in;
-    r.pinned = ts.pinned;
-    r.placed = ts.placed;
-    r.moved_in = ts.moved_in;
-    r.esp_drops = ts.esp_drops_total;
+    for (size_t k = 0; k < std::size(kTunnelCounters); ++k) r.counters[k] = ts.*kTunnelCounters[k].member;
     {
       std::lock_guard lk(snap_mu);
       r.last_seq_out = sa_out[t]->last_seq();
     }
+    r.liveness = liveness_wire(ts.live_enabled, ts.live);
     if (ts.live_enabled) {
-      r.liveness = liveness_wire(true, ts.live);
       r.liveness_penalty = ts.penalty;
       r.last_proof_ms_ago = ts.last_proof_ms_ago;
-      r.flaps = ts.flaps;
     }
-    r.probes_out = ts.probes_out;
-    r.probe_replies_in = ts.probe_replies_in;
-    r.reflected = ts.reflected;
     ctrl->write_tunnel(t, r);
   }
   for (uint32_t w = 0; w < workers.size() && w < ctrl::kMaxWorkers; ++w) {
     ctrl::WorkerInfo r{};
     r.lcore = workers[w]->lcore;
-    r.inside_rx = workers[w]->ctr.inside_rx;
-    r.inside_tx = workers[w]->ctr.inside_tx;
-    r.outside_rx = workers[w]->ctr.outside_rx;
-    r.outside_tx = workers[w]->ctr.outside_tx;
+    for (size_t k = 0; k < std::size(kWorkerCounters); ++k) r.counters[k] = workers[w]->ctr.*kWorkerCounters[k].member;
     ctrl->write_worker(w, r);
   }
   ctrl->set_generation(generation);

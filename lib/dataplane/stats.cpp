@@ -74,8 +74,8 @@ Stats Dataplane::Impl::collect() const {
     ts.bytes_out = o.bytes + ro.bytes;  // inner bytes encrypted (tx_full ones included)
     for (size_t r = 0; r < esp::kDropCount; ++r) {
       const uint64_t out = o.drops[r] + ro.drops[r], in = i.drops[r] + ri.drops[r];
-      ts.esp_drops[r] = out + in;
-      ts.esp_drops_total += out + in;
+      ts.esp_drop_reasons[r] = out + in;
+      ts.esp_drops += out + in;
       s.esp_out_drops += out;
       s.esp_in_drops += in;
     }
@@ -101,7 +101,7 @@ void subtract(Stats& s, const Stats& b) {
   for (size_t t = 0; t < s.tunnels.size() && t < b.tunnels.size(); ++t) {
     for (const auto& c : kTunnelCounters)
       if (c.kind == CounterKind::kCounter) s.tunnels[t].*c.member -= b.tunnels[t].*c.member;
-    for (size_t r = 0; r < esp::kDropCount; ++r) s.tunnels[t].esp_drops[r] -= b.tunnels[t].esp_drops[r];
+    for (size_t r = 0; r < esp::kDropCount; ++r) s.tunnels[t].esp_drop_reasons[r] -= b.tunnels[t].esp_drop_reasons[r];
   }
 }
 
@@ -148,8 +148,8 @@ nlohmann::json to_json(const Stats& s) {
     for (const auto& c : kTunnelCounters) e[c.name] = t.*c.member;
     nlohmann::json ed = nlohmann::json::object();
     for (size_t r = 0; r < esp::kDropCount; ++r)
-      if (t.esp_drops[r]) ed[esp::to_string(esp::Drop(r))] = t.esp_drops[r];
-    e["esp_drops"] = ed;
+      if (t.esp_drop_reasons[r]) ed[esp::to_string(esp::Drop(r))] = t.esp_drop_reasons[r];
+    e["esp_drops"] = ed;  // the table's esp_drops, by reason (scripts read it so): its values sum to it
     if (t.live_enabled) {
       e["liveness"] = {{"state", to_string(t.live)}, {"last_proof_ms_ago", t.last_proof_ms_ago},
                        {"flaps", t.flaps}, {"suppressions", t.suppressions}, {"penalty", t.penalty},
@@ -174,7 +174,7 @@ std::string format_table(const Stats& s) {
     o += fmt::format("{:<12} {:<10} {:<10} {:>6} {:>12} {:>6.1f}% {:>10} {:>10} {:>12} {:>8}\n", t.name, t.instance,
                      to_string(t.effective), t.effective_weight, t.packets_out,
                      total_out ? 100.0 * double(t.packets_out) / double(total_out) : 0.0, t.pinned, t.placed,
-                     t.packets_in, t.esp_drops_total);
+                     t.packets_in, t.esp_drops);
   }
   std::string drops;
   for (size_t r = 0; r < kDropCount; ++r)

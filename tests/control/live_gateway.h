@@ -119,7 +119,7 @@ class LiveGateway {
   bool ok() const { return block != nullptr; }
   uint64_t forwarded() const {
     ctrl::GatewayInfo g;
-    return block && block->read_gateway(&g) ? g.outside_tx : 0;
+    return block && block->read_gateway(&g) ? ctrl::counter(g, "outside_tx") : 0;
   }
 
   std::string name, pcap, error;

@@ -586,14 +586,15 @@ TEST(CtrlMirror, SeqlockNeverTorn) {
     TunnelInfo t{};
     copy_name(t.name, sizeof t.name, "tun-" + std::to_string(v % 1000));
     t.weight = t.effective_weight = t.out_spi = t.in_spi = uint32_t(v);
-    t.packets_out = t.bytes_out = t.packets_in = t.bytes_in = t.pinned = t.placed = t.moved_in = t.esp_drops =
-        t.last_seq_out = v;
+    t.last_seq_out = v;
+    for (uint64_t& c : t.counters) c = v;  // the first and last words of the record move together
     return t;
   };
   auto consistent = [](const TunnelInfo& t) {
-    const uint64_t v = t.packets_out;
-    return t.bytes_out == v && t.packets_in == v && t.bytes_in == v && t.pinned == v && t.placed == v &&
-           t.moved_in == v && t.esp_drops == v && t.last_seq_out == v && t.weight == uint32_t(v) &&
+    const uint64_t v = t.counters[0];
+    bool same = true;
+    for (uint64_t c : t.counters) same &= c == v;
+    return same && t.last_seq_out == v && t.weight == uint32_t(v) &&
            t.in_spi == uint32_t(v) && std::string(t.name) == "tun-" + std::to_string(v % 1000);
   };
   owner->write_tunnel(3, fill(0));
@@ -602,7 +603,8 @@ TEST(CtrlMirror, SeqlockNeverTorn) {
     for (uint64_t v = 1; !stop.load(std::memory_order_relaxed); ++v) {
       owner->write_tunnel(3, fill(v));
       GatewayInfo g{};
-      g.inside_rx = g.inside_tx = g.outside_rx = g.outside_tx = v;
+      for (uint64_t& c : g.counters) c = v;
+      g.generation = v;
       owner->write_gateway(g);
     }
   });
@@ -618,11 +620,11 @@ TEST(CtrlMirror, SeqlockNeverTorn) {
           ++busy;
           continue;
         }
-        if (!consistent(t) || t.packets_out < last) ++torn;
-        last = t.packets_out;
+        if (!consistent(t) || t.counters[0] < last) ++torn;
+        last = t.counters[0];
         GatewayInfo g;
-        if (client->read_gateway(&g) &&
-            !(g.inside_tx == g.inside_rx && g.outside_rx == g.inside_rx && g.outside_tx == g.inside_rx))
+        if (client->read_gateway(&g) && !(g.counters[1] == g.counters[0] && g.counters[2] == g.counters[0] &&
+                                          g.counters[kMaxCounters - 1] == g.counters[0] && g.generation == g.counters[0]))
           ++torn;
         ++reads;
       }
@@ -648,6 +650,9 @@ TEST(CtrlMirror, RecordsRoundTrip) {
   g.n_tunnels = 4;
   g.drops[5] = 17;
   copy_name(g.drop_names[5], sizeof g.drop_names[5], "no-route");
+  mg::ctrl::testing::declare(g.counter_names, &g.n_counters, mg::ctrl::testing::kGatewayCounters);
+  mg::ctrl::testing::declare(g.worker_counter_names, &g.n_worker_counters, mg::ctrl::testing::kWorkerCounters);
+  g.counters[3] = 1234;
   owner->write_gateway(g);
   InstanceInfo in{};
   copy_name(in.name, sizeof in.name, "inst-b");
@@ -656,7 +661,7 @@ TEST(CtrlMirror, RecordsRoundTrip) {
   owner->write_instance(1, in);
   WorkerInfo w{};
   w.lcore = 5;
-  w.outside_tx = 99;
+  mg::ctrl::testing::slot(g.worker_counter_names, g.n_worker_counters, w.counters, "outside_tx") = 99;
   owner->write_worker(2, w);
   GatewayInfo g2;
   InstanceInfo in2;

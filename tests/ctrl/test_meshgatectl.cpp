@@ -19,6 +19,7 @@
 #include "ctrl_test_util.h"
 
 using namespace mg::ctrl;
+using mg::ctrl::testing::slot;
 using nlohmann::json;
 
 namespace {
@@ -83,20 +84,27 @@ class Ctl : public ::testing::Test {
     std::string err;
     block_ = Block::create(name_, &err);
     ASSERT_TRUE(block_) << err;
-    GatewayInfo g{};
+    GatewayInfo& g = g_;
     copy_name(g.name, sizeof g.name, name_);
     g.mode = uint32_t(Mode::kActiveActive);
     g.n_tunnels = 4;
     g.n_instances = 2;
     g.n_workers = 2;
-    g.inside_rx = 1000;
-    g.outside_tx = 990;
+    // The gateway and worker counters the data plane carries; for tunnels the ones meshgatectl has fixed keys for.
+    mg::ctrl::testing::declare(g.counter_names, &g.n_counters, mg::ctrl::testing::kGatewayCounters);
+    mg::ctrl::testing::declare(g.tunnel_counter_names, &g.n_tunnel_counters,
+                               {"packets_out", "bytes_out", "packets_in", "bytes_in", "pinned", "placed", "moved_in",
+                                "esp_drops"});
+    mg::ctrl::testing::declare(g.worker_counter_names, &g.n_worker_counters, mg::ctrl::testing::kWorkerCounters);
+    auto gc = [&](const char* n) -> uint64_t& { return slot(g.counter_names, g.n_counters, g.counters, n); };
+    gc("inside_rx") = 1000;
+    gc("outside_tx") = 990;
     g.drops[2] = 7;
     copy_name(g.drop_names[2], sizeof g.drop_names[2], "no-tunnel");
     g.esp_drops[4] = 3;
     copy_name(g.esp_drop_names[4], sizeof g.esp_drop_names[4], "icv-mismatch");
-    g.moved_down = 11;
-    g.evicted = 2;
+    gc("moved_down") = 11;
+    gc("evicted") = 2;
     block_->write_gateway(g);
     for (uint32_t i = 0; i < 2; ++i) {
       InstanceInfo in{};
@@ -116,24 +124,28 @@ class Ctl : public ::testing::Test {
       r.weight = r.effective_weight = 100 + t;
       r.out_spi = 0x1000 + t;
       r.in_spi = 0x2000 + t;
-      r.packets_out = 10 * t + 1;
-      r.bytes_out = 1500 * (10 * t + 1);
-      r.packets_in = 5 * t;
-      r.bytes_in = 1400 * 5 * t;
-      r.pinned = 100 + t;
-      r.placed = 200 + t;
-      r.moved_in = t;
-      r.esp_drops = t == 3 ? 3 : 0;
+      auto tc = [&](const char* n) -> uint64_t& { return tunnel_counter(r, n); };
+      tc("packets_out") = 10 * t + 1;
+      tc("bytes_out") = 1500 * (10 * t + 1);
+      tc("packets_in") = 5 * t;
+      tc("bytes_in") = 1400 * 5 * t;
+      tc("pinned") = 100 + t;
+      tc("placed") = 200 + t;
+      tc("moved_in") = t;
+      tc("esp_drops") = t == 3 ? 3 : 0;
       r.last_seq_out = 77 + t;
       block_->write_tunnel(t, r);
     }
     for (uint32_t w = 0; w < 2; ++w) {
       WorkerInfo wi{};
       wi.lcore = w + 1;
-      wi.inside_rx = 500;
-      wi.outside_tx = 495;
+      slot(g.worker_counter_names, g.n_worker_counters, wi.counters, "inside_rx") = 500;
+      slot(g.worker_counter_names, g.n_worker_counters, wi.counters, "outside_tx") = 495;
       block_->write_worker(w, wi);
     }
+  }
+  uint64_t& tunnel_counter(TunnelInfo& r, const char* n) {
+    return slot(g_.tunnel_counter_names, g_.n_tunnel_counters, r.counters, n);
   }
   void TearDown() override {
     stop_responder();
@@ -182,6 +194,7 @@ class Ctl : public ::testing::Test {
   }
 
   std::string name_;
+  GatewayInfo g_{};  // as last written
   std::unique_ptr<Block> block_;
   std::thread responder_;
   std::atomic<bool> stop_{false};
@@ -376,9 +389,12 @@ TEST_F(Ctl, ShowTunnelsJsonMatchesMirror) {
     EXPECT_EQ(e["state"], states[m.state]);
     const std::pair<const char*, uint64_t> numbers[] = {
         {"weight", m.weight},         {"effective_weight", m.effective_weight}, {"out_spi", m.out_spi},
-        {"in_spi", m.in_spi},         {"packets_out", m.packets_out},           {"bytes_out", m.bytes_out},
-        {"packets_in", m.packets_in}, {"bytes_in", m.bytes_in},                 {"pinned", m.pinned},
-        {"placed", m.placed},         {"moved_in", m.moved_in},                 {"esp_drops", m.esp_drops},
+        {"in_spi", m.in_spi},         {"packets_out", tunnel_counter(m, "packets_out")},
+        {"bytes_out", tunnel_counter(m, "bytes_out")},
+        {"packets_in", tunnel_counter(m, "packets_in")}, {"bytes_in", tunnel_counter(m, "bytes_in")},
+        {"pinned", tunnel_counter(m, "pinned")},
+        {"placed", tunnel_counter(m, "placed")},         {"moved_in", tunnel_counter(m, "moved_in")},
+        {"esp_drops", tunnel_counter(m, "esp_drops")},
         {"last_seq_out", m.last_seq_out}};
     for (const auto& [key, value] : numbers) EXPECT_EQ(e[key], value) << key;
     EXPECT_EQ(e.size(), 20u);
@@ -425,4 +441,122 @@ TEST_F(Ctl, ShowEverythingHumanAndJson) {
   r = ctl({"--json", "show", "instances"});
   j = json::parse(r.out);
   EXPECT_EQ(j[1]["ip"], "198.51.100.2");
+}
+
+// A counter that only the block's name lists know of (a data plane newer than this meshgatectl) is shown by name.
+TEST_F(Ctl, CounterOnlyInTheNameListIsShown) {
+  GatewayInfo& g = g_;
+  ASSERT_TRUE(add_counter_name(g.counter_names, &g.n_counters, "brand_new_total"));
+  ASSERT_TRUE(add_counter_name(g.worker_counter_names, &g.n_worker_counters, "brand_new_worker"));
+  // Every tunnel counter the data plane writes, and one nobody knows yet.
+  for (const char* n : {"tx_full", "probes_out", "probe_replies_in", "reflect_in", "reflected", "probe_drops",
+                        "probes_deferred", "probe_rtt_sum_us", "probe_rtt_max_us", "fault_drops", "flaps",
+                        "suppressions", "brand_new_tunnel"})
+    ASSERT_TRUE(add_counter_name(g.tunnel_counter_names, &g.n_tunnel_counters, n));
+  slot(g.counter_names, g.n_counters, g.counters, "brand_new_total") = 12345;
+  block_->write_gateway(g);
+  for (uint32_t t = 0; t < 4; ++t) {
+    TunnelInfo r;
+    ASSERT_TRUE(block_->read_tunnel(t, &r));
+    for (uint32_t i = 8; i < g.n_tunnel_counters; ++i) r.counters[i] = 1000 * (t + 1) + i;  // the added ones
+    tunnel_counter(r, "brand_new_tunnel") = 40 + t;
+    block_->write_tunnel(t, r);
+  }
+  for (uint32_t w = 0; w < 2; ++w) {
+    WorkerInfo wi;
+    ASSERT_TRUE(block_->read_worker(w, &wi));
+    slot(g.worker_counter_names, g.n_worker_counters, wi.counters, "brand_new_worker") = 7 + w;
+    block_->write_worker(w, wi);
+  }
+
+  auto r = ctl({"--json", "show", "counters"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto j = json::parse(r.out);
+  EXPECT_EQ(j["gateway"]["brand_new_total"], 12345);
+  EXPECT_EQ(j["gateway"]["inside_rx"], 1000);
+  EXPECT_EQ(j["gateway"]["evicted"], 2);  // every gateway counter, not only the four of earlier versions
+  EXPECT_EQ(j["workers"][1]["brand_new_worker"], 8);
+  EXPECT_EQ(j["workers"][1]["inside_rx"], 500);
+  for (uint32_t t = 0; t < 4; ++t) {
+    SCOPED_TRACE(t);
+    EXPECT_EQ(j["tunnels"][t]["brand_new_tunnel"], 40 + t);
+    EXPECT_EQ(j["tunnels"][t]["bytes_in"], 1400 * 5 * t);
+    EXPECT_EQ(j["tunnels"][t]["pinned"], 100 + t);
+    EXPECT_EQ(j["tunnels"][t].size(), 2 + g.n_tunnel_counters);  // index, name and every counter
+  }
+
+  r = ctl({"--json", "show", "tunnels"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  j = json::parse(r.out);
+  for (uint32_t t = 0; t < 4; ++t) {
+    SCOPED_TRACE(t);
+    TunnelInfo m;
+    ASSERT_TRUE(block_->read_tunnel(t, &m));
+    EXPECT_EQ(j[t]["brand_new_tunnel"], 40 + t);
+    for (uint32_t i = 0; i < g.n_tunnel_counters; ++i) {
+      const std::string n = counter_name(g.tunnel_counter_names, g.n_tunnel_counters, i);
+      EXPECT_EQ(j[t][n], m.counters[i]) << n;
+    }
+    EXPECT_EQ(j[t]["name"], std::string(m.name));
+    EXPECT_EQ(j[t]["last_seq_out"], 77 + t);
+  }
+
+  // The human table shows them too, by name.
+  r = ctl({"show", "counters"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  for (const char* n : {"brand_new_total", "brand_new_tunnel", "brand_new_worker", "tx_full", "probe_rtt_max_us",
+                        "commands_rejected"})
+    EXPECT_NE(r.out.find(n), std::string::npos) << n << "\n" << r.out;
+  EXPECT_NE(r.out.find("40"), std::string::npos) << r.out;
+}
+
+// Liveness figures come from the tunnel's named counters.
+TEST_F(Ctl, LivenessByName) {
+  GatewayInfo& g = g_;
+  for (const char* n : {"flaps", "probes_out", "probe_replies_in", "reflected"})
+    ASSERT_TRUE(add_counter_name(g.tunnel_counter_names, &g.n_tunnel_counters, n));
+  block_->write_gateway(g);
+  TunnelInfo r;
+  ASSERT_TRUE(block_->read_tunnel(2, &r));
+  r.liveness = 2;
+  r.last_proof_ms_ago = 1500;
+  tunnel_counter(r, "flaps") = 3;
+  tunnel_counter(r, "probes_out") = 90;
+  tunnel_counter(r, "probe_replies_in") = 80;
+  tunnel_counter(r, "reflected") = 5;
+  block_->write_tunnel(2, r);
+  auto res = ctl({"--json", "show", "tunnels"});
+  ASSERT_EQ(res.code, 0) << res.err;
+  const auto j = json::parse(res.out);
+  EXPECT_EQ(j[2]["liveness"]["state"], "down");
+  EXPECT_EQ(j[2]["liveness"]["flaps"], 3);
+  EXPECT_EQ(j[2]["liveness"]["probes_out"], 90);
+  EXPECT_EQ(j[2]["liveness"]["probe_replies_in"], 80);
+  EXPECT_EQ(j[2]["reflected"], 5);
+  EXPECT_FALSE(j[1].contains("liveness"));
+  res = ctl({"show", "tunnels"});
+  EXPECT_NE(res.out.find("LIVENESS"), std::string::npos) << res.out;
+  EXPECT_NE(res.out.find("1500 ms ago"), std::string::npos) << res.out;
+}
+
+// meshgatectl checks a command with validate() before sending: the data plane's rule and words, exit 2, nothing sent.
+TEST_F(Ctl, RulesAreValidatedAndNothingIsSent) {
+  start_responder();
+  const std::pair<std::vector<std::string>, std::string> cases[] = {
+      {{"tunnel", "9", "down"}, "tunnel 9 out of range (0..3)"},
+      {{"instance", "2", "up"}, "instance 2 out of range (0..1)"},
+      {{"tunnel", "tun-a1", "weight", "1000001"}, "weight 1000001 is above 1000000"},
+      {{"tunnel", "tun-a1", "down", "--deadline", "5"}, "a deadline goes with drain only"},
+      {{"instance", "inst-a", "maintenance", "--deadline", "5"}, "a deadline goes with drain only"},
+      {{"tunnel", "tun-a1", "drain", "--deadline", "999999"}, "deadline 999999000 ms is above 24 h"},
+  };
+  for (const auto& [args, msg] : cases) {
+    SCOPED_TRACE(args[0] + " " + args[1] + " " + args[2]);
+    auto r = ctl(args);
+    EXPECT_EQ(r.code, 2) << r.out << r.err;
+    EXPECT_NE(r.err.find(msg), std::string::npos) << r.err;
+  }
+  EXPECT_TRUE(commands().empty());
+  auto r = ctl({"tunnel", "3", "weight", "1000000"});
+  EXPECT_EQ(r.code, 0) << r.err;
 }
