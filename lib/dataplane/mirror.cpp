@@ -102,24 +102,36 @@ int tel_stats(const char*, const char*, rte_tel_data* d) {
   return 0;
 }
 
+// DPDK 22.11's telemetry nests no dict in a dict and takes dict keys of [A-Za-z0-9_/.] only (a tunnel named
+// "a-1" is refused), so as with /ethdev/list and /ethdev/stats,ID: /meshgate/tunnels lists the tunnel names,
+// /meshgate/tunnel,NAME (or index) gives one in full.
 int tel_tunnels(const char*, const char*, rte_tel_data* d) {
   if (g_impl == nullptr) return -1;
+  rte_tel_data_start_array(d, RTE_TEL_STRING_VAL);
+  for (const auto& t : g_impl->gw.tunnels) rte_tel_data_add_array_string(d, t.name.c_str());
+  return 0;
+}
+
+int tel_tunnel(const char*, const char* params, rte_tel_data* d) {
+  if (g_impl == nullptr || params == nullptr) return -1;
   const Stats s = g_impl->stats();
+  const std::string p(params);
+  const TunnelStats* t = nullptr;
+  for (size_t i = 0; i < s.tunnels.size() && !t; ++i)
+    if (s.tunnels[i].name == p || std::to_string(i) == p) t = &s.tunnels[i];
+  if (t == nullptr) return -1;
   rte_tel_data_start_dict(d);
-  for (const auto& t : s.tunnels) {
-    rte_tel_data* c = rte_tel_data_alloc();
-    if (c == nullptr) return -1;
-    rte_tel_data_start_dict(c);
-    rte_tel_data_add_dict_string(c, "instance", t.instance.c_str());
-    rte_tel_data_add_dict_string(c, "device", t.device.c_str());
-    rte_tel_data_add_dict_string(c, "state", to_string(t.effective));
-    rte_tel_data_add_dict_u64(c, "weight", t.effective_weight);
-    for (const auto& k : kTunnelCounters) rte_tel_data_add_dict_u64(c, k.name, t.*k.member);
-    rte_tel_data_add_dict_string(c, "liveness", t.live_enabled ? to_string(t.live) : "off");
-    if (t.live_enabled)
-      rte_tel_data_add_dict_int(c, "last_proof_ms_ago", int(std::min<int64_t>(t.last_proof_ms_ago, INT32_MAX)));
-    rte_tel_data_add_dict_container(d, t.name.c_str(), c, 0);
-  }
+  rte_tel_data_add_dict_string(d, "name", t->name.c_str());
+  rte_tel_data_add_dict_string(d, "instance", t->instance.c_str());
+  rte_tel_data_add_dict_string(d, "device", t->device.c_str());
+  rte_tel_data_add_dict_string(d, "admin", to_string(t->admin));
+  rte_tel_data_add_dict_string(d, "state", to_string(t->effective));
+  rte_tel_data_add_dict_u64(d, "weight", t->weight);
+  rte_tel_data_add_dict_u64(d, "effective_weight", t->effective_weight);
+  for (const auto& k : kTunnelCounters) rte_tel_data_add_dict_u64(d, k.name, t->*k.member);
+  rte_tel_data_add_dict_string(d, "liveness", t->live_enabled ? to_string(t->live) : "off");
+  if (t->live_enabled)
+    rte_tel_data_add_dict_int(d, "last_proof_ms_ago", int(std::min<int64_t>(t->last_proof_ms_ago, INT32_MAX)));
   return 0;
 }
 
@@ -128,7 +140,8 @@ int tel_tunnels(const char*, const char*, rte_tel_data* d) {
 void Dataplane::Impl::register_telemetry() {
   g_impl = this;
   rte_telemetry_register_cmd("/meshgate/stats", tel_stats, "Gateway totals and drops by reason. No parameters");
-  rte_telemetry_register_cmd("/meshgate/tunnels", tel_tunnels, "Per-tunnel state and counters. No parameters");
+  rte_telemetry_register_cmd("/meshgate/tunnels", tel_tunnels, "Tunnel names. No parameters");
+  rte_telemetry_register_cmd("/meshgate/tunnel", tel_tunnel, "One tunnel's state and counters. Parameters: name or index");
 }
 
 void Dataplane::Impl::unregister_telemetry() noexcept { g_impl = nullptr; }
