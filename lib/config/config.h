@@ -20,8 +20,8 @@
 #include <vector>
 
 #include "crypto/aead.h"
-#include "esp/esp.h"
 #include "net/net.h"
+#include "net/outer_policy.h"
 
 namespace mg::config {
 
@@ -109,8 +109,8 @@ struct Tunnel {
   SaSpec out;                   // [tunnel.out] outbound SA (instance -> device)
   SaSpec in;                    // [tunnel.in]  inbound SA (device -> instance)
   uint8_t ttl = 64;
-  esp::DfPolicy df = esp::DfPolicy::kCopy;
-  esp::DscpPolicy dscp_policy = esp::DscpPolicy::kCopy;
+  net::DfPolicy df = net::DfPolicy::kCopy;
+  net::DscpPolicy dscp_policy = net::DscpPolicy::kCopy;
   uint8_t tos = 0;
   LivenessSettings liveness;    // fully resolved
   int line = 0;
@@ -198,10 +198,6 @@ bool cross_check(const Gateway& g, const PmdConfig& p, std::vector<Error>* error
 // Human-readable model (keys shown as "<N bytes>"), for `meshgate --check`.
 std::string describe(const Gateway& g);
 std::string describe(const PmdConfig& p);
-
-// SA config for the ESP engine from a tunnel (copies the key into cfg.keymat; Sa::create wipes it).
-esp::SaConfig outbound_sa(const Gateway& g, const Tunnel& t);
-esp::SaConfig inbound_sa(const Gateway& g, const Tunnel& t);
 
 // The outer IP version a tunnel uses: 4 when both its instance and device have IPv4, else 6 (0: none).
 int tunnel_ip_version(const Gateway& g, const Tunnel& t) noexcept;

@@ -620,16 +620,16 @@ std::optional<Gateway> load_gateway(const std::string& path, std::vector<Error>*
       }
       if (const auto ttl = r.ranged("ttl", 1, 255, "ttl")) t.ttl = uint8_t(*ttl);
       if (const auto df = r.str("df")) {
-        if (*df == "copy") t.df = esp::DfPolicy::kCopy;
-        else if (*df == "set") t.df = esp::DfPolicy::kSet;
-        else if (*df == "clear") t.df = esp::DfPolicy::kClear;
+        if (*df == "copy") t.df = net::DfPolicy::kCopy;
+        else if (*df == "set") t.df = net::DfPolicy::kSet;
+        else if (*df == "clear") t.df = net::DfPolicy::kClear;
         else sink.add(r.line("df"), "df", r.where() + " `df` = \"" + *df + "\" is not copy, set or clear");
       }
       if (const toml::node* dn = r.get("dscp")) {
         if (dn->is_string() && dn->as_string()->get() == "copy") {
-          t.dscp_policy = esp::DscpPolicy::kCopy;
+          t.dscp_policy = net::DscpPolicy::kCopy;
         } else if (dn->is_integer() && dn->as_integer()->get() >= 0 && dn->as_integer()->get() <= 63) {
-          t.dscp_policy = esp::DscpPolicy::kSet;
+          t.dscp_policy = net::DscpPolicy::kSet;
           t.tos = uint8_t(dn->as_integer()->get() << 2);
         } else {
           sink.add(line_of(*dn), "dscp", r.where() + " `dscp` must be \"copy\" or an integer 0..63");

@@ -22,6 +22,7 @@
 #include <thread>
 
 #include "ctrl/ctrl.h"
+#include "dataplane/sa_config.h"
 #include "flow/flow.h"
 #include "net/net.h"
 
@@ -1306,8 +1307,8 @@ int Dataplane::create(config::Gateway g, config::PmdConfig p, Options o, std::un
   // tunnels whose instance uses that port (only those may be decrypted there).
   for (size_t t = 0; t < d.gw.tunnels.size(); ++t) {
     const auto& ct = d.gw.tunnels[t];
-    esp::SaConfig oc = config::outbound_sa(d.gw, ct);
-    esp::SaConfig ic = config::inbound_sa(d.gw, ct);
+    esp::SaConfig oc = dp::outbound_sa(d.gw, ct);
+    esp::SaConfig ic = dp::inbound_sa(d.gw, ct);
     oc.user_id = ic.user_id = uint32_t(t);
     std::string e;
     auto so = esp::Sa::create(oc, esp::Direction::kOutbound, nw, &e);
@@ -1393,8 +1394,8 @@ bool Dataplane::Impl::reset_instance(uint32_t inst, std::string* err) {
                          ct.name);
       return false;
     }
-    esp::SaConfig oc = config::outbound_sa(*fresh, ft);
-    esp::SaConfig ic = config::inbound_sa(*fresh, ft);
+    esp::SaConfig oc = dp::outbound_sa(*fresh, ft);
+    esp::SaConfig ic = dp::inbound_sa(*fresh, ft);
     oc.user_id = ic.user_id = t;
     std::string e;
     nout[k] = esp::Sa::create(oc, esp::Direction::kOutbound, nw, &e);
