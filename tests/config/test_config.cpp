@@ -762,7 +762,7 @@ TEST_F(Config, ErrorFormat) {
   EXPECT_EQ((Error{"a/gw.toml", 0, "tunnels-required", "no tunnel"}).format(), "a/gw.toml: no tunnel [tunnels-required]");
 }
 
-// ---- SA builders, describe ----
+// ---- describe ----
 
 TEST_F(Config, DescribeShowsTheModel) {
   std::string s = edit(gateway(), "mode = \"active-active\"", "mode = \"active-standby\"");
