@@ -169,7 +169,7 @@ struct PmdConfig {
 };
 
 // Rule ids (stable; tests and scripts match on them):
-//   any file     toml-syntax file-unreadable unknown-key missing-key type name-syntax name-unique
+//   any file     limits toml-syntax file-unreadable unknown-key missing-key type name-syntax name-unique
 //   gateway      route-based-only gateway-name mode pmd-config inside-prefixes prefix mac flow-table-size
 //                flow-range instance-ip device-ip ip-address instance-role port-shared tunnels-required
 //                active-active-two-instances active-active-distinct-ips active-standby-roles
@@ -189,8 +189,21 @@ struct Error {
   std::string format() const;  // "file:line: message [rule]"
 };
 
+// What load_gateway reads. meshgate reads everything. An offline tool that only places flows (meshgate-spread)
+// skips what it cannot use, so that a gateway file without keys or ports (or whose key files are on another box)
+// loads; every other rule is the gateway's, so the tool and meshgate never disagree on names or defaults.
+struct LoadOptions {
+  // [tunnel.out] / [tunnel.in]: false = not required, not read, not checked (SPIs, ciphers, keys are left
+  // zero/empty in the model: such a Gateway must not be given to the data plane).
+  bool sas = true;
+  // [gateway] pmd_config, [inside] port, [[instance]] port: false = not required (read when present) and
+  // port-shared not checked.
+  bool ports = true;
+};
+
 // Parses and validates. On any error returns nullopt and fills *errors (all errors found).
-std::optional<Gateway> load_gateway(const std::string& path, std::vector<Error>* errors);
+std::optional<Gateway> load_gateway(const std::string& path, std::vector<Error>* errors,
+                                    const LoadOptions& options = {});
 std::optional<PmdConfig> load_pmd(const std::string& path, std::vector<Error>* errors);
 // Rules that need both files: ports named by [inside] and instances exist in the pmd_config, etc.
 bool cross_check(const Gateway& g, const PmdConfig& p, std::vector<Error>* errors);
