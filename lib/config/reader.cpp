@@ -207,7 +207,6 @@ void Reader::finish() {
       std::string hint;
       size_t best = 3;
       for (const std::string& known : seen_) {
-        if (t_.get(known)) continue;  // written too: not what this key meant
         size_t d = edit_distance(k.str(), known);
         if (known.starts_with(k.str()) && k.str().size() >= 4) d = std::min<size_t>(d, 1);
         if (d < best) best = d, hint = known;
