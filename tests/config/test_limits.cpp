@@ -22,10 +22,13 @@ std::string key(uint32_t n) {
 }
 
 std::string tunnel(const std::string& inst, const std::string& dev, uint32_t n, bool marker) {
-  return std::string("\n[[tunnel]]") + (marker ? " #@" : "") + "\ninstance = \"" + inst + "\"\ndevice = \"" + dev +
-         "\"\n[tunnel.out]\nspi = " + std::to_string(0x1000 + n) + "\ncipher = \"aes-gcm-128\"\nkey = \"" +
-         key(2 * n) + "\"\n[tunnel.in]\nspi = " + std::to_string(0x100000 + n) +
-         "\ncipher = \"aes-gcm-128\"\nkey = \"" + key(2 * n + 1) + "\"\n";
+  std::string s = "\n[[tunnel]]";
+  if (marker) s += " #@";
+  s += "\ninstance = \"" + inst + "\"\ndevice = \"" + dev + "\"\n";
+  s += "[tunnel.out]\nspi = " + std::to_string(0x1000 + n) + "\ncipher = \"aes-gcm-128\"\nkey = \"" + key(2 * n) + "\"\n";
+  s += "[tunnel.in]\nspi = " + std::to_string(0x100000 + n) + "\ncipher = \"aes-gcm-128\"\nkey = \"" +
+       key(2 * n + 1) + "\"\n";
+  return s;
 }
 
 std::string header() {
@@ -42,7 +45,7 @@ std::string many_tunnels(uint32_t tunnels) {
     s += "[[device]]\nname = \"d" + std::to_string(d) + "\"\nipv4 = \"198.51." + std::to_string(d / 250) + "." +
          std::to_string(1 + d % 250) + "\"\n";
   for (uint32_t t = 0; t < tunnels; ++t)
-    s += tunnel(t % 2 ? "gw-b" : "gw-a", "d" + std::to_string(t / 2), t, t == kMaxTunnels);
+    s += tunnel(t % 2 ? "gw-b" : "gw-a", std::string("d").append(std::to_string(t / 2)), t, t == kMaxTunnels);
   return s;
 }
 
@@ -50,8 +53,12 @@ std::string many_tunnels(uint32_t tunnels) {
 std::string many_instances(uint32_t instances) {
   std::string s = header();
   for (uint32_t i = 0; i < instances; ++i)
-    s += std::string("[[instance]]") + (i == kMaxInstances ? " #@" : "") + "\nname = \"gw-" + std::to_string(i) +
-         "\"\nipv4 = \"192.0.2." + std::to_string(1 + i) + "\"\nport = \"out-" + std::to_string(i) + "\"\n";
+  {
+    s += "[[instance]]";
+    if (i == kMaxInstances) s += " #@";
+    s += "\nname = \"gw-" + std::to_string(i) + "\"\nipv4 = \"192.0.2." + std::to_string(1 + i) +
+         "\"\nport = \"out-" + std::to_string(i) + "\"\n";
+  }
   s += "[[device]]\nname = \"d1\"\nipv4 = \"198.51.100.1\"\n";
   return s + tunnel("gw-0", "d1", 0, false);
 }
