@@ -10,7 +10,7 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
-#include "config.h"
+#include "spread_conf.h"
 #include "sim.h"
 #include "trace.h"
 
@@ -206,7 +206,7 @@ int main(int argc, char** argv) {
   app.footer("Exit codes: 0 ok, 1 bad command line, 2 bad config/trace/event, 3 other errors.\n"
              "Example: meshgate-spread -c example.toml --synthetic 100000 --sizes zipf --event 'down 2 at 50%'");
   Options o;
-  app.add_option("-c,--config", o.config, "gateway TOML config ([flow], [[instance]], [[device]], [[tunnel]])")
+  app.add_option("-c,--config", o.config, "gateway file, read as meshgate reads it (lib/config) without its SAs and ports")
       ->required()
       ->check(CLI::ExistingFile);
   auto* pcap = app.add_option("--pcap", o.pcap, "read packets from this pcap (Ethernet, raw IP, SLL, loopback)")

@@ -94,7 +94,9 @@ std::vector<Event> parse_events(const std::vector<std::string>& texts, const Spr
       }
     }
     if (e.at == UINT64_MAX) ++unplaced;
-    e.text = w[0] + " " + c.tunnels[e.tunnel].name + (e.kind == Event::Kind::kWeight ? " " + w[2] : "") + suffix;
+    // The tunnel as "instance/device", the reference that needs no config to read.
+    const TunnelConf& tc = c.tunnels[e.tunnel];
+    e.text = w[0] + " " + tc.instance + "/" + tc.device + (e.kind == Event::Kind::kWeight ? " " + w[2] : "") + suffix;
     out.push_back(e);
   }
   size_t k = 0;

@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "config.h"
+#include "spread_conf.h"
 #include "flow/flow.h"
 #include "trace.h"
 
@@ -19,7 +19,7 @@ struct Event {
   uint64_t at;          // applied before this packet (0-based)
   uint32_t weight = 0;  // kWeight only
   double deadline_s = -1;  // kDrain: pins move this long after the event (trace time); < 0: only when idle
-  std::string text;     // as given, normalised
+  std::string text;     // as given, normalised (the tunnel as "instance/device")
 };
 
 // "down T [at N]", "up T [at N]", "drain T [at N] [for S]", "weight T W [at N]"; T is a tunnel index or

@@ -9,7 +9,7 @@
 #include <random>
 #include <unordered_map>
 
-#include "config.h"
+#include "spread_conf.h"
 #include "flow/flow.h"
 
 namespace mg::spread {

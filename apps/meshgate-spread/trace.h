@@ -24,7 +24,7 @@ struct Trace {
 
 // Reads a pcap or pcapng file with Ethernet (VLAN tags allowed), raw IP, Linux cooked or BSD loopback framing.
 // Frames cut short by the snap length still count: their IP length is taken as what was captured.
-// Throws InputError (config.h) for an unreadable file or another link type.
+// Throws InputError (spread_conf.h) for an unreadable file or another link type.
 Trace read_pcap(const std::string& path);
 
 struct SynthOptions {

@@ -22,6 +22,7 @@
 #include <nlohmann/json.hpp>
 
 #include "config/config.h"
+#include "config/liveness_overrides.h"
 #include "dataplane/dataplane.h"
 #include "events.h"
 
@@ -148,7 +149,7 @@ int main(int argc, char** argv) {
     return mg::dp::kExitConfig;
   }
   {
-    mg::dp::LivenessOverrides lo;
+    mg::config::LivenessOverrides lo;
     if (!liveness.empty()) {
       mg::dp::LivenessConfig lc;
       std::string err;
@@ -174,7 +175,7 @@ int main(int argc, char** argv) {
       }
     }
     std::string err;
-    if (!mg::dp::apply_liveness_overrides(&*gw, lo, &err)) {
+    if (!mg::config::apply_liveness_overrides(&*gw, lo, &err)) {
       fmt::print(stderr, "meshgate: {}\n", err);
       return mg::dp::kExitConfig;
     }

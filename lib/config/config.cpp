@@ -1,4 +1,4 @@
-// Error, SecretBytes, describe() and the SA builders of mg::config.
+// Error, SecretBytes and describe() of mg::config.
 #include <algorithm>
 #include <cstdio>
 #include <string>
@@ -23,11 +23,11 @@ std::string hex32(uint32_t v) {
   return b;
 }
 
-const char* df_text(esp::DfPolicy d) noexcept {
+const char* df_text(net::DfPolicy d) noexcept {
   switch (d) {
-    case esp::DfPolicy::kCopy: return "copy";
-    case esp::DfPolicy::kSet: return "set";
-    case esp::DfPolicy::kClear: return "clear";
+    case net::DfPolicy::kCopy: return "copy";
+    case net::DfPolicy::kSet: return "set";
+    case net::DfPolicy::kClear: return "clear";
   }
   return "?";
 }
@@ -57,37 +57,6 @@ std::string liveness_text(const LivenessGlobal& lg, const LivenessSettings& s) {
   }
   if (lg.reflect) o += "  reflects echo to " + ip_text(s.probe_source);
   return o;
-}
-
-const net::IpAddr& pick(const net::IpAddr& v4, const net::IpAddr& v6, int version) noexcept {
-  return version == 4 ? v4 : v6;
-}
-
-esp::SaConfig sa_config(const Gateway& g, const Tunnel& t, const SaSpec& s, bool inbound) {
-  esp::SaConfig c;
-  c.spi = s.spi;
-  c.cipher = s.cipher;
-  c.engine = s.engine;
-  c.keymat.reserve(s.keymat.size());
-  c.keymat.assign(s.keymat.bytes().begin(), s.keymat.bytes().end());
-  c.esn = s.esn;
-  c.replay_window = s.replay_window;
-  const int v = tunnel_ip_version(g, t);
-  if (v != 0 && t.instance < g.instances.size() && t.device < g.devices.size()) {
-    const Instance& in = g.instances[t.instance];
-    const Device& d = g.devices[t.device];
-    const net::IpAddr& local = pick(in.ipv4, in.ipv6, v);
-    const net::IpAddr& remote = pick(d.ipv4, d.ipv6, v);
-    c.outer_src = inbound ? remote : local;
-    c.outer_dst = inbound ? local : remote;
-  }
-  c.ttl = t.ttl;
-  c.dscp_policy = t.dscp_policy;
-  c.tos = t.tos;
-  c.df = t.df;
-  const Tunnel* base = g.tunnels.data();
-  c.user_id = (&t >= base && &t < base + g.tunnels.size()) ? uint32_t(&t - base) : 0;
-  return c;
 }
 
 // Device arguments may carry a secret (net_memif's secret=...): shown as <hidden>.
@@ -141,9 +110,6 @@ int tunnel_ip_version(const Gateway& g, const Tunnel& t) noexcept {
   return 0;
 }
 
-esp::SaConfig outbound_sa(const Gateway& g, const Tunnel& t) { return sa_config(g, t, t.out, false); }
-esp::SaConfig inbound_sa(const Gateway& g, const Tunnel& t) { return sa_config(g, t, t.in, true); }
-
 std::string describe(const Gateway& g) {
   std::string o;
   o += "gateway " + g.name + "  mode " + to_string(g.mode) + "  (" + g.source + ")\n";
@@ -184,7 +150,7 @@ std::string describe(const Gateway& g) {
     const std::string dev = t.device < g.devices.size() ? g.devices[t.device].name : "?";
     o += "  " + t.name + "  " + inst + " <-> " + dev + "  IPv" + std::to_string(tunnel_ip_version(g, t)) +
          "  weight " + std::to_string(t.weight) + "  ttl " + std::to_string(t.ttl) + "  df " + df_text(t.df) +
-         "  dscp " + (t.dscp_policy == esp::DscpPolicy::kCopy ? std::string("copy") : std::to_string(t.tos >> 2)) +
+         "  dscp " + (t.dscp_policy == net::DscpPolicy::kCopy ? std::string("copy") : std::to_string(t.tos >> 2)) +
          "\n";
     o += "    out " + sa_text(t.out, false) + "\n";
     o += "    in  " + sa_text(t.in, true) + "\n";

@@ -20,8 +20,8 @@
 #include <vector>
 
 #include "crypto/aead.h"
-#include "esp/esp.h"
 #include "net/net.h"
+#include "net/outer_policy.h"
 
 namespace mg::config {
 
@@ -109,8 +109,8 @@ struct Tunnel {
   SaSpec out;                   // [tunnel.out] outbound SA (instance -> device)
   SaSpec in;                    // [tunnel.in]  inbound SA (device -> instance)
   uint8_t ttl = 64;
-  esp::DfPolicy df = esp::DfPolicy::kCopy;
-  esp::DscpPolicy dscp_policy = esp::DscpPolicy::kCopy;
+  net::DfPolicy df = net::DfPolicy::kCopy;
+  net::DscpPolicy dscp_policy = net::DscpPolicy::kCopy;
   uint8_t tos = 0;
   LivenessSettings liveness;    // fully resolved
   int line = 0;
@@ -169,7 +169,7 @@ struct PmdConfig {
 };
 
 // Rule ids (stable; tests and scripts match on them):
-//   any file     toml-syntax file-unreadable unknown-key missing-key type name-syntax name-unique
+//   any file     limits toml-syntax file-unreadable unknown-key missing-key type name-syntax name-unique
 //   gateway      route-based-only gateway-name mode pmd-config inside-prefixes prefix mac flow-table-size
 //                flow-range instance-ip device-ip ip-address instance-role port-shared tunnels-required
 //                active-active-two-instances active-active-distinct-ips active-standby-roles
@@ -189,8 +189,21 @@ struct Error {
   std::string format() const;  // "file:line: message [rule]"
 };
 
+// What load_gateway reads. meshgate reads everything. An offline tool that only places flows (meshgate-spread)
+// skips what it cannot use, so that a gateway file without keys or ports (or whose key files are on another box)
+// loads; every other rule is the gateway's, so the tool and meshgate never disagree on names or defaults.
+struct LoadOptions {
+  // [tunnel.out] / [tunnel.in]: false = not required, not read, not checked (SPIs, ciphers, keys are left
+  // zero/empty in the model: such a Gateway must not be given to the data plane).
+  bool sas = true;
+  // [gateway] pmd_config, [inside] port, [[instance]] port: false = not required (read when present) and
+  // port-shared not checked.
+  bool ports = true;
+};
+
 // Parses and validates. On any error returns nullopt and fills *errors (all errors found).
-std::optional<Gateway> load_gateway(const std::string& path, std::vector<Error>* errors);
+std::optional<Gateway> load_gateway(const std::string& path, std::vector<Error>* errors,
+                                    const LoadOptions& options = {});
 std::optional<PmdConfig> load_pmd(const std::string& path, std::vector<Error>* errors);
 // Rules that need both files: ports named by [inside] and instances exist in the pmd_config, etc.
 bool cross_check(const Gateway& g, const PmdConfig& p, std::vector<Error>* errors);
@@ -198,10 +211,6 @@ bool cross_check(const Gateway& g, const PmdConfig& p, std::vector<Error>* error
 // Human-readable model (keys shown as "<N bytes>"), for `meshgate --check`.
 std::string describe(const Gateway& g);
 std::string describe(const PmdConfig& p);
-
-// SA config for the ESP engine from a tunnel (copies the key into cfg.keymat; Sa::create wipes it).
-esp::SaConfig outbound_sa(const Gateway& g, const Tunnel& t);
-esp::SaConfig inbound_sa(const Gateway& g, const Tunnel& t);
 
 // The outer IP version a tunnel uses: 4 when both its instance and device have IPv4, else 6 (0: none).
 int tunnel_ip_version(const Gateway& g, const Tunnel& t) noexcept;

@@ -7,6 +7,7 @@
 
 #include "config/config.h"
 #include "config/reader.h"
+#include "net/limits.h"
 
 namespace mg::config {
 
@@ -180,6 +181,7 @@ std::optional<PmdConfig> load_pmd(const std::string& path, std::vector<Error>* e
     Reader r(sink, *wt, "[workers]");
     if (const toml::node* n = r.get("lcores")) {
       const toml::array* a = n->as_array();
+      int first_excess_line = 0;
       if (!a) {
         r.type_error("lcores", *n, "an array of lcore numbers");
       } else {
@@ -203,7 +205,14 @@ std::optional<PmdConfig> load_pmd(const std::string& path, std::vector<Error>* e
             sink.add(line_of(e), "worker-lcore-not-enabled",
                      "[workers] `lcores`: lcore " + std::to_string(l) + " is not enabled by the EAL -l/--lcores/-c argument");
           p.worker_lcores.push_back(l);
+          if (p.worker_lcores.size() == kMaxWorkers + 1) first_excess_line = line_of(e);
         }
+        // The product's limit (net/limits.h): per-worker tables are sized by it.
+        if (p.worker_lcores.size() > kMaxWorkers)
+          sink.add(first_excess_line, "limits",
+                   "[workers] `lcores`: " + std::to_string(p.worker_lcores.size()) +
+                       " worker lcores: this build carries at most " + std::to_string(kMaxWorkers) +
+                       " (the first one too many is here)");
       }
     } else {
       r.missing("lcores");

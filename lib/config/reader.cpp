@@ -172,6 +172,26 @@ const toml::table* Reader::subtable(std::string_view key, bool required) {
   return n->as_table();
 }
 
+namespace {
+
+// Levenshtein distance, for "did you mean" (keys are short: quadratic is fine).
+size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diag = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
+
+}  // namespace
+
 void Reader::finish() {
   for (auto&& [k, v] : t_) {
     if (seen_.count(k.str())) continue;
@@ -182,7 +202,18 @@ void Reader::finish() {
                     "`: meshgate is route-based and has no policy lists or traffic selectors; list the inner "
                     "destinations that go into the tunnels in `[inside] prefixes`");
     } else {
-      sink_.add(ln, "unknown-key", where_ + " has an unknown key `" + std::string(k.str()) + "`");
+      // The known key it most resembles: a typo (edit distance <= 2), or one it is the start of (an old
+      // name without its unit, e.g. pin_idle_timeout for pin_idle_timeout_ms).
+      std::string hint;
+      size_t best = 3;
+      for (const std::string& known : seen_) {
+        size_t d = edit_distance(k.str(), known);
+        if (known.starts_with(k.str()) && k.str().size() >= 4) d = std::min<size_t>(d, 1);
+        if (d < best) best = d, hint = known;
+      }
+      sink_.add(ln, "unknown-key",
+                where_ + " has an unknown key `" + std::string(k.str()) + "`" +
+                    (hint.empty() ? std::string() : " (did you mean `" + hint + "`?)"));
     }
   }
 }

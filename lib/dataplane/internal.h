@@ -29,6 +29,7 @@
 
 #include "ctrl/ctrl.h"
 #include "dataplane/dataplane.h"
+#include "dataplane/sa_config.h"
 #include "flow/flow.h"
 
 namespace mg::dp {

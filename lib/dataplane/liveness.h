@@ -20,11 +20,9 @@
 #pragma once
 
 #include <cstdint>
-#include <optional>
 #include <string>
 #include <vector>
 
-#include "config/config.h"
 #include "net/net.h"
 
 namespace mg::dp {
@@ -45,18 +43,6 @@ struct LivenessConfig {
 };
 // "20x3" -> interval 20 ms, multiplier 3 (enabled); "off" -> disabled. False with *err on anything else.
 bool parse_liveness(const std::string& s, LivenessConfig* out, std::string* err);
-
-// Command-line overrides of the gateway file's liveness settings, for every tunnel (unset: the file's value).
-struct LivenessOverrides {
-  std::optional<bool> enabled;
-  std::optional<uint32_t> interval_ms, multiplier, hold_down_ms;
-  std::optional<bool> probes, damping, monitor, reflect;
-  net::IpAddr probe_source, probe_address;  // version 0: not overridden
-};
-// Applies o to every tunnel of g. A new probe_address of another IP version re-resolves the tunnels'
-// probe_source from their instance's outer address unless probe_source is overridden too. False with *err
-// (nothing changed) when a tunnel would be left with addresses of two versions or none it needs.
-bool apply_liveness_overrides(config::Gateway* g, const LivenessOverrides& o, std::string* err);
 
 enum class LiveState : uint8_t {
   kUp,          // proof within interval * multiplier (or liveness disabled)

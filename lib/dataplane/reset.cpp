@@ -70,8 +70,8 @@ bool Dataplane::Impl::reset_instance(uint32_t inst, std::string* err) {
                          ct.name);
       return false;
     }
-    esp::SaConfig oc = config::outbound_sa(*fresh, ft);
-    esp::SaConfig ic = config::inbound_sa(*fresh, ft);
+    esp::SaConfig oc = outbound_sa(*fresh, ft);
+    esp::SaConfig ic = inbound_sa(*fresh, ft);
     oc.user_id = ic.user_id = t;
     std::string e;
     nout[k] = esp::Sa::create(oc, esp::Direction::kOutbound, nw, &e);

@@ -109,8 +109,8 @@ int Dataplane::Impl::setup(std::string* err) {
   // tunnels whose instance uses that port (only those may be decrypted there).
   for (size_t t = 0; t < gw.tunnels.size(); ++t) {
     const auto& ct = gw.tunnels[t];
-    esp::SaConfig oc = config::outbound_sa(gw, ct);
-    esp::SaConfig ic = config::inbound_sa(gw, ct);
+    esp::SaConfig oc = outbound_sa(gw, ct);
+    esp::SaConfig ic = inbound_sa(gw, ct);
     oc.user_id = ic.user_id = uint32_t(t);
     std::string e;
     auto so = esp::Sa::create(oc, esp::Direction::kOutbound, nw, &e);

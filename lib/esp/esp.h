@@ -26,6 +26,7 @@
 
 #include "crypto/aead.h"
 #include "net/net.h"
+#include "net/outer_policy.h"
 
 struct rte_mbuf;
 
@@ -64,8 +65,9 @@ inline constexpr size_t kDropCount = size_t(Drop::kCount);
 const char* to_string(Drop d) noexcept;
 
 enum class Direction : uint8_t { kOutbound, kInbound };
-enum class DfPolicy : uint8_t { kCopy, kSet, kClear };  // outer IPv4 DF bit
-enum class DscpPolicy : uint8_t { kCopy, kSet };         // outer TOS / traffic class
+// Declared in lib/net so that lib/config can name them without this header (and DPDK).
+using DfPolicy = net::DfPolicy;      // outer IPv4 DF bit
+using DscpPolicy = net::DscpPolicy;  // outer TOS / traffic class
 
 struct SaConfig {
   uint32_t spi = 0;

@@ -38,8 +38,11 @@ class Tool : public ::testing::Test {
   static std::string config(uint32_t table_size, const std::string& last_instance) {
     std::string s = "[flow]\nseed = 0x5eed\ntable_size = " + std::to_string(table_size) +
                     "\npin_idle_timeout_ms = 30000\n"
-                    "[[instance]]\nname = \"gw-a\"\n[[instance]]\nname = \"gw-b\"\n"
-                    "[[device]]\nname = \"dc-1\"\n[[device]]\nname = \"dc-2\"\n";
+                    // A gateway file as lib/config reads it for the tool (no SAs, no ports): [gateway], [inside]
+                    // prefixes and outer addresses, which the tool's own reader used to ignore.
+                    "[gateway]\nname = \"spread\"\nmode = \"active-active\"\n[inside]\nprefixes = [\"10.0.0.0/8\"]\n"
+                    "[[instance]]\nname = \"gw-a\"\nipv4 = \"192.0.2.1\"\n[[instance]]\nname = \"gw-b\"\nipv4 = \"192.0.2.2\"\n"
+                    "[[device]]\nname = \"dc-1\"\nipv4 = \"198.51.100.1\"\n[[device]]\nname = \"dc-2\"\nipv4 = \"198.51.100.2\"\n";
     const char* tun[4][2] = {{"gw-a", "dc-1"}, {"gw-a", "dc-2"}, {"gw-b", "dc-1"}, {nullptr, "dc-2"}};
     for (auto& t : tun)
       s += "[[tunnel]]\ninstance = \"" + (t[0] ? std::string(t[0]) : last_instance) + "\"\ndevice = \"" + t[1] +
@@ -231,7 +234,9 @@ TEST_F(Tool, ReadsGatewayStyleConfig) {
   write(dir / "gw-full.toml",
         "[gateway]\nname = \"x\"\nmode = \"active-active\"\n"
         "[flow]\nseed = 42\ntable_size = 131071\npin_idle_timeout_ms = 1500\npin_capacity = 4096\n"
+        "[inside]\nprefixes = [\"10.0.0.0/8\"]\n"
         "[[instance]]\nname = \"gw-a\"\nipv4 = \"192.0.2.1\"\nport = \"out-a\"\n"
+        "[[instance]]\nname = \"gw-b\"\nipv4 = \"192.0.2.2\"\nport = \"out-b\"\n"
         "[[device]]\nname = \"d1\"\nipv4 = \"198.51.100.1\"\n"
         "[[device]]\nname = \"d2\"\nipv4 = \"198.51.100.2\"\n"
         "[[tunnel]]\nname = \"t-one\"\ninstance = \"gw-a\"\ndevice = \"d1\"\nweight = 3\nttl = 64\n"

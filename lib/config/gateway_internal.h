@@ -1,0 +1,62 @@
+// Internal to lib/config: the parts of load_gateway (lib/config/gateway*.cpp) that live in their own files,
+// one concern each: SAs and keys (gateway_sa.cpp), liveness (gateway_liveness.cpp), and the helpers they share
+// with the main reader (gateway.cpp).
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <toml++/toml.h>
+
+#include "config/config.h"
+#include "config/reader.h"
+
+namespace mg::config::detail {
+
+// ---- shared (gateway.cpp) ----
+std::string ip_text(const net::IpAddr& a);
+// Why an address cannot be a tunnel endpoint (unspecified, loopback, multicast, broadcast), or nullptr.
+const char* unusable_endpoint(const net::IpAddr& a) noexcept;
+// A key written in a table where it does not apply: "unknown-key", but saying where it goes, since the key
+// itself is right.
+void misplaced(Reader& r, Sink& sink, std::string_view key, const std::string& where_it_belongs);
+
+// ---- SAs and keys (gateway_sa.cpp) ----
+// Reads [tunnel.out] / [tunnel.in] (key files relative to base_dir).
+void read_sa(Reader& r, Sink& sink, const std::string& base_dir, bool inbound, SaSpec* sa);
+// SPIs unique per direction, no AEAD key in two SAs.
+void check_sas(const Gateway& g, Sink& sink);
+// Wipes the hex keys held by the parsed document before it is freed.
+void wipe_document_keys(toml::table& root);
+
+// ---- liveness (gateway_liveness.cpp) ----
+// What one liveness table says. Unset = not written, so that resolution can fall through to the next level
+// even when a level writes the default value.
+struct LivenessKeys {
+  std::optional<bool> enabled, probes;
+  std::optional<uint32_t> interval_ms, multiplier, hold_down_ms;
+  std::optional<net::IpAddr> probe_source, probe_address;  // [tunnel.liveness] only
+  bool bad_address = false;  // one was written but is not usable (already reported)
+  int probe_source_line = 0;
+  int line = 0;  // the table's; 0 when absent
+};
+
+// A [tunnel.liveness] with what resolution needs to know about its tunnel.
+struct TunnelLiveness {
+  LivenessKeys keys;
+  bool refs_ok = false;  // instance and device exist (otherwise there are no addresses to resolve from)
+};
+
+// probe_address of a [[device]] or [tunnel.liveness]; *bad when written but unusable (already reported).
+std::optional<net::IpAddr> read_probe_ip(Reader& r, Sink& sink, const char* key, bool* bad);
+// [liveness]: the defaults of every tunnel, and what is not per tunnel.
+void read_liveness_global(Reader& r, Sink& sink, LivenessKeys* k, LivenessGlobal* lg);
+// [tunnel.liveness]: one tunnel's overrides of [liveness].
+void read_liveness_tunnel(Reader& r, Sink& sink, LivenessKeys* k);
+// Every tunnel's LivenessSettings from its [tunnel.liveness], [liveness] and the defaults.
+void resolve_liveness(Gateway& g, const LivenessKeys& global, const std::vector<TunnelLiveness>& per,
+                      const std::vector<bool>& device_bad_probe, Sink& sink);
+
+}  // namespace mg::config::detail
