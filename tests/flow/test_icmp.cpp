@@ -43,7 +43,8 @@ struct Case {
 };
 
 const Case kCases[] = {
-    {R"(IP(src="192.0.2.1", dst="198.51.100.2", id=0, ttl=64) / ICMP(type=8, id=0x6d67, seq=1) / Raw(b"mg-probe" + bytes(range(8))))",
+    {R"(IP(src="192.0.2.1", dst="198.51.100.2", id=0, ttl=64) / ICMP(type=8, id=0x6d67, seq=1) / )"
+     R"(Raw(b"mg-probe" + bytes(range(8))))",
      "4500002c0000000040018e9ac0000201c633640208000edb6d6700016d672d70726f62650001020304050607", false, false,
      "192.0.2.1", "198.51.100.2", 0x6d67, 1, 64, kProbePayload, 16},
     {R"(IP(src="10.255.0.9", dst="10.0.0.1", id=0, ttl=255) / ICMP(type=0, id=0xffff, seq=0xfffe) / Raw(b"abc"))",
@@ -52,7 +53,8 @@ const Case kCases[] = {
     {R"(IP(src="192.0.2.1", dst="192.0.2.2", id=0, ttl=64) / ICMP(type=8, id=1, seq=2))",
      "4500001c000000004001f6ddc0000201c00002020800f7fc00010002", false, false, "192.0.2.1", "192.0.2.2", 1, 2, 64,
      nullptr, 0},
-    {R"(IPv6(src="2001:db8:ffff::1", dst="2001:db8:ffff::2", hlim=64) / ICMPv6EchoRequest(id=0x6d67, seq=1, data=b"mg-probe" + bytes(range(8))))",
+    {R"(IPv6(src="2001:db8:ffff::1", dst="2001:db8:ffff::2", hlim=64) / )"
+     R"(ICMPv6EchoRequest(id=0x6d67, seq=1, data=b"mg-probe" + bytes(range(8))))",
      "6000000000183a4020010db8ffff0000000000000000000120010db8ffff0000000000000000000280003b136d6700016d672d70726f62"
      "650001020304050607",
      true, false, "2001:db8:ffff::1", "2001:db8:ffff::2", 0x6d67, 1, 64, kProbePayload, 16},

@@ -53,9 +53,10 @@ def failover(args):
     for k in range(int(secs * 1000) - 500):
         tr.add(flows[k % len(flows)], 100)
     t0 = time.monotonic()
-    run = gwtest.Run("failover", gwtest.dual_cfg(), tr.frames, a_rx=rx["out-a"], b_rx=rx["out-b"], timeout=int(secs) + 120,
-                 extra=["--pace-pps", "1000", "--pace-outside-pps", "400", "--liveness", "20x3",
-                        "--liveness-hold-down-ms", "100", "--liveness-no-damping", "--liveness-no-probes"])
+    run = gwtest.Run("failover", gwtest.dual_cfg(), tr.frames, a_rx=rx["out-a"], b_rx=rx["out-b"],
+                     timeout=int(secs) + 120,
+                     extra=["--pace-pps", "1000", "--pace-outside-pps", "400", "--liveness", "20x3",
+                            "--liveness-hold-down-ms", "100", "--liveness-no-damping", "--liveness-no-probes"])
     if run.rc != 0:
         sys.exit(f"meshgate failed\n{run.describe()}")
     ev = [e for e in run.stats["liveness_events"] if e["tunnel"] == "a-1" and not e["up"]
@@ -91,7 +92,8 @@ def overhead(args):
     for r in range(args.repeats):
         for mode in rates:
             extra = ["--liveness", "20x100"] if mode != "off" else []
-            run = gwtest.Run(f"ovh-{mode}-{r}", gwtest.dual_cfg(), frames, extra=extra + ["--duration", str(args.seconds)])
+            run = gwtest.Run(f"ovh-{mode}-{r}", gwtest.dual_cfg(), frames,
+                             extra=extra + ["--duration", str(args.seconds)])
             st = run.stats
             if run.rc != 0 or st is None:
                 sys.exit(f"meshgate failed\n{run.describe()}")
