@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
+#include <thread>
 #include <vector>
 
 #include "live_gateway.h"
@@ -18,7 +20,7 @@ int main(int argc, char** argv) {
   const int storm = argc > 2 ? std::atoi(argv[2]) : 1000;
   const double window = argc > 3 ? std::atof(argv[3]) : 3.0;
   const int rounds = argc > 4 ? std::atoi(argv[4]) : 3;
-  mg::test::LiveGateway g("mgbench", 1024, 128, 3600);
+  mg::harness::LiveGateway g("mgbench", 1024, 128, 3600);
   if (!g.ok()) {
     std::fprintf(stderr, "ctrl_storm: %s\n", g.error.c_str());
     return 1;

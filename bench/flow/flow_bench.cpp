@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "flow/flow.h"
-#include "flow/hash_candidates.h"
+#include "hash_candidates.h"
 
 namespace {
 

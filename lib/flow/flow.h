@@ -149,7 +149,7 @@ struct alignas(64) SpreadCounters {
   uint64_t moved_down = 0;   // pins voided because their tunnel went down, flow placed elsewhere
   uint64_t moved_drain = 0;  // pins voided by a passed drain deadline
   uint64_t moved_idle = 0;   // idle pins whose flow came back and landed on another tunnel
-  uint64_t expired = 0;      // idle pins reclaimed (by their flow or by a new flow)
+  uint64_t expired = 0;      // idle pins reclaimed (by their flow, by a new flow, or by expire())
   uint64_t evicted = 0;      // live pins pushed out because both candidate buckets were full (oldest first)
 };
 static_assert(sizeof(SpreadCounters) == 128);
@@ -182,9 +182,12 @@ class PinTable {
   uint16_t spread_burst(const SelectionTable& sel, const uint8_t* const pkts[], const uint32_t lens[], uint16_t n,
                         uint32_t now, uint64_t hashes[], TunnelId out[]) noexcept;
 
-  // Housekeeping for idle moments of the worker (an empty rx poll): frees the idle pins of the next
-  // `buckets` buckets (round robin over the table), so that `pinned` gauges and resident() count live flows
-  // only. Never needed for correctness: idle slots are reused on insertion anyway. Returns pins freed.
+  // Housekeeping for idle moments of the worker (an empty rx poll): frees the idle pins (idle for more than
+  // idle_timeout at `now`, as assign_burst judges them) of the next `buckets` buckets, from a cursor kept in the
+  // table that wraps, so that `pinned` gauges and resident() count live flows only; counted in `expired`.
+  // Bounded: one cache line per bucket, so a worker can call it with a small budget (e.g. 16) whenever a poll
+  // comes back empty and still sweep the whole table (memory_bytes() / 64 buckets) in that many / budget calls.
+  // Never needed for correctness: idle slots are reused on insertion anyway. Returns pins freed.
   uint32_t expire(uint32_t now, uint32_t buckets) noexcept;
 
   // Read-only: where a flow would go now, without changing anything (tools, tests, telemetry).

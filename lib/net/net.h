@@ -23,41 +23,67 @@ inline constexpr uint8_t kProtoIcmp6 = 58;
 inline constexpr uint8_t kProtoNoNext = 59;  // ESP dummy packet (RFC 4303 2.6)
 inline constexpr uint8_t kProtoDstOpts = 60;
 
-// All multi-byte fields are in network byte order, as on the wire.
-struct Ipv4Hdr {
-  uint8_t ver_ihl;
-  uint8_t tos;
-  uint16_t total_len;
-  uint16_t id;
-  uint16_t frag_off;
-  uint8_t ttl;
-  uint8_t proto;
-  uint16_t csum;
-  uint32_t src;
-  uint32_t dst;
+// Header structs: every multi-byte field is a Be16/Be32, which keeps the network byte order of the wire in its
+// bytes and converts on get()/set(), so a field cannot be read in host order by mistake. Made of bytes only,
+// the structs are packed by construction (alignment 1, no padding: the static_asserts hold it) and can be
+// copied to or from any offset of a packet (std::memcpy; parsers keep reading bytes by offset with bounds
+// checks). Only the headers meshgate builds itself are here (liveness echo probes: net/icmp.h).
+struct Be16 {
+  uint8_t b[2];
+  constexpr uint16_t get() const noexcept { return uint16_t(b[0] << 8 | b[1]); }
+  constexpr void set(uint16_t v) noexcept { b[0] = uint8_t(v >> 8), b[1] = uint8_t(v); }
 };
-static_assert(sizeof(Ipv4Hdr) == 20);
+struct Be32 {
+  uint8_t b[4];
+  constexpr uint32_t get() const noexcept {
+    return uint32_t(b[0]) << 24 | uint32_t(b[1]) << 16 | uint32_t(b[2]) << 8 | b[3];
+  }
+  constexpr void set(uint32_t v) noexcept {
+    b[0] = uint8_t(v >> 24), b[1] = uint8_t(v >> 16), b[2] = uint8_t(v >> 8), b[3] = uint8_t(v);
+  }
+};
 
+// IPv4 (RFC 791) without options.
+struct Ipv4Hdr {
+  uint8_t ver_ihl;    // 0x45: version 4, 5 words
+  uint8_t tos;        // DSCP and ECN
+  Be16 total_len;     // header and payload
+  Be16 id;
+  Be16 frag_off;      // kIpv4Df, kIpv4Mf and the offset in 8-byte units (kIpv4OffMask)
+  uint8_t ttl;
+  uint8_t proto;      // kProto*
+  Be16 csum;          // ipv4_header_checksum over the 20 bytes, this field zero
+  uint8_t src[4];
+  uint8_t dst[4];
+};
+static_assert(sizeof(Ipv4Hdr) == 20 && alignof(Ipv4Hdr) == 1);
+
+// IPv6 (RFC 8200) fixed header.
 struct Ipv6Hdr {
-  uint32_t vtc_flow;
-  uint16_t payload_len;
-  uint8_t next;
+  Be32 vtc_flow;      // version 6 (top 4 bits), traffic class (8), flow label (20)
+  Be16 payload_len;   // bytes after this header, extension headers included
+  uint8_t next;       // kProto* of the next header
   uint8_t hop_limit;
   uint8_t src[16];
   uint8_t dst[16];
 };
-static_assert(sizeof(Ipv6Hdr) == 40);
+static_assert(sizeof(Ipv6Hdr) == 40 && alignof(Ipv6Hdr) == 1);
 
-struct EspHdr {
-  uint32_t spi;
-  uint32_t seq;
+// ICMP echo request/reply (RFC 792) and ICMPv6 echo request/reply (RFC 4443 4.1, 4.2): one layout; the data
+// follows. The checksum covers the message (ICMPv6: and the pseudo-header, see icmpv6_checksum).
+struct IcmpEcho {
+  uint8_t type;       // kIcmpEcho* / kIcmp6Echo*
+  uint8_t code;       // 0
+  Be16 csum;
+  Be16 id;
+  Be16 seq;
 };
-static_assert(sizeof(EspHdr) == 8);
+static_assert(sizeof(IcmpEcho) == 8 && alignof(IcmpEcho) == 1);
 
-struct UdpHdr {
-  uint16_t sport, dport, len, csum;
-};
-static_assert(sizeof(UdpHdr) == 8);
+inline constexpr uint8_t kIcmpEchoReply = 0;
+inline constexpr uint8_t kIcmpEchoRequest = 8;
+inline constexpr uint8_t kIcmp6EchoRequest = 128;
+inline constexpr uint8_t kIcmp6EchoReply = 129;
 
 inline constexpr uint16_t kIpv4Df = 0x4000;
 inline constexpr uint16_t kIpv4Mf = 0x2000;

@@ -15,7 +15,7 @@
 
 namespace dp = mg::dp;
 namespace c = mg::ctrl;
-using mg::test::LiveGateway;
+using mg::harness::LiveGateway;
 
 namespace {
 

@@ -2,6 +2,11 @@
 // field by field and change nothing; good ones bump the generation; killed clients and a killed gateway leave
 // everything usable; an instance reset continues its sequence numbers.
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <chrono>
+#include <thread>
 
 #include "live_gateway.h"
 
@@ -9,7 +14,7 @@ using mg::ctrl::Command;
 using mg::ctrl::Op;
 using mg::ctrl::Reply;
 using mg::ctrl::Status;
-using mg::test::LiveGateway;
+using mg::harness::LiveGateway;
 
 namespace {
 

@@ -22,8 +22,8 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "gateway"))
-import test_gateway as tg  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
+import gwtest  # noqa: E402
 from scapy.all import IP, raw  # noqa: E402
 
 
@@ -33,7 +33,7 @@ def pct(v, p):
 
 
 def failover(args):
-    gw = tg.Gw(tg.dual_cfg())
+    gw = gwtest.Gw(gwtest.dual_cfg())
     sa = {t.name: t.inn.scapy_sa() for t in gw.tunnels}
     alive, dead = 80, 30            # slots of 5 ms for a-1: 400 ms alive, 150 ms silent
     per_port = args.cycles * (alive + dead) * 2 + 200
@@ -44,18 +44,19 @@ def failover(args):
             if name == "a-1" and (k // 2) % (alive + dead) >= alive:
                 name = "a-2"
             t = gw.by_name[name]
-            inner = tg.Flow(9000, False, "udp", "10.130.0.1", "100.64.0.1", 1, 2).inner(k, 90)
+            inner = gwtest.Flow(9000, False, "udp", "10.130.0.1", "100.64.0.1", 1, 2).inner(k, 90)
             eth = bytes(6) + bytes.fromhex(t.dev_mac.replace(":", "")) + b"\x08\x00"
             rx[port].append(eth + raw(sa[name].encrypt(IP(inner))))
     secs = per_port / 400
-    flows = tg.make_flows(100, random.Random(1), v4_net=9, v6_net=0x90)
-    tr = tg.Trace()
+    flows = gwtest.make_flows(100, random.Random(1), v4_net=9, v6_net=0x90)
+    tr = gwtest.Trace()
     for k in range(int(secs * 1000) - 500):
         tr.add(flows[k % len(flows)], 100)
     t0 = time.monotonic()
-    run = tg.Run("failover", tg.dual_cfg(), tr.frames, a_rx=rx["out-a"], b_rx=rx["out-b"], timeout=int(secs) + 120,
-                 extra=["--pace-pps", "1000", "--pace-outside-pps", "400", "--liveness", "20x3",
-                        "--liveness-hold-down-ms", "100", "--liveness-no-damping", "--liveness-no-probes"])
+    run = gwtest.Run("failover", gwtest.dual_cfg(), tr.frames, a_rx=rx["out-a"], b_rx=rx["out-b"],
+                     timeout=int(secs) + 120,
+                     extra=["--pace-pps", "1000", "--pace-outside-pps", "400", "--liveness", "20x3",
+                            "--liveness-hold-down-ms", "100", "--liveness-no-damping", "--liveness-no-probes"])
     if run.rc != 0:
         sys.exit(f"meshgate failed\n{run.describe()}")
     ev = [e for e in run.stats["liveness_events"] if e["tunnel"] == "a-1" and not e["up"]
@@ -75,23 +76,24 @@ def failover(args):
 def overhead(args):
     # Inside RX replays its pcap from memory (net_pcap infinite_rx) and every TX goes to /dev/null, so that the
     # rate is meshgate's, not the pcap files'.
-    with open(tg.pmd_cfg()) as f:
+    with open(gwtest.pmd_cfg()) as f:
         pmd = f.read()
     pmd = pmd.replace("rx_pcap=${MESHGATE_INSIDE_PCAP}", "rx_pcap=${MESHGATE_INSIDE_PCAP},infinite_rx=1")
     for port in ("inside", "out-a", "out-b"):
         pmd = pmd.replace("${MESHGATE_OUT}/%s.pcap" % port, "/dev/null")
-    path = os.path.join(tg.TMP, "pmd-overhead.toml")
+    path = os.path.join(gwtest.TMP, "pmd-overhead.toml")
     with open(path, "w") as f:
         f.write(pmd)
-    tg.pmd_cfg = lambda: path
+    gwtest.pmd_cfg = lambda: path
     rng = random.Random(2)
-    flows = tg.make_flows(1000, rng, v4_net=11, v6_net=0xb0)
-    frames = [tg.frame(flows[k % 1000].inner(k, 128)) for k in range(args.packets)]
+    flows = gwtest.make_flows(1000, rng, v4_net=11, v6_net=0xb0)
+    frames = [gwtest.frame(flows[k % 1000].inner(k, 128)) for k in range(args.packets)]
     rates = {"off": [], "20x100": []}
     for r in range(args.repeats):
         for mode in rates:
             extra = ["--liveness", "20x100"] if mode != "off" else []
-            run = tg.Run(f"ovh-{mode}-{r}", tg.dual_cfg(), frames, extra=extra + ["--duration", str(args.seconds)])
+            run = gwtest.Run(f"ovh-{mode}-{r}", gwtest.dual_cfg(), frames,
+                             extra=extra + ["--duration", str(args.seconds)])
             st = run.stats
             if run.rc != 0 or st is None:
                 sys.exit(f"meshgate failed\n{run.describe()}")
@@ -149,9 +151,9 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("what", nargs="*", default=["failover", "overhead"])
     a = ap.parse_args()
-    tg.ARGS = argparse.Namespace(meshgate=os.path.abspath(a.meshgate), source_root=os.path.abspath(a.source_root),
+    gwtest.ARGS = argparse.Namespace(meshgate=os.path.abspath(a.meshgate), source_root=os.path.abspath(a.source_root),
                                  spread="", esp_tool="")
-    tg.TMP = tempfile.mkdtemp(prefix="mg-live-measure-")
+    gwtest.TMP = tempfile.mkdtemp(prefix="mg-live-measure-")
     try:
         if "failover" in a.what:
             failover(a)
@@ -160,7 +162,7 @@ def main():
         if "twoproc" in a.what:
             twoproc(a)
     finally:
-        shutil.rmtree(tg.TMP, ignore_errors=True)
+        shutil.rmtree(gwtest.TMP, ignore_errors=True)
 
 
 if __name__ == "__main__":

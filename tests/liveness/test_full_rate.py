@@ -24,8 +24,8 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "gateway"))
-import test_gateway as tg  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
+import gwtest  # noqa: E402
 import test_two_gateways as t2  # noqa: E402
 
 SECONDS = 60.0
@@ -58,14 +58,14 @@ class FullRateNoFalseAlarm(unittest.TestCase):
         d = cls.dir = tempfile.mkdtemp(prefix="mg-fullrate-")
         tag = f"mgfr{os.getpid()}"
         near_cfg, far_cfg = os.path.join(d, "near.toml"), os.path.join(d, "far.toml")
-        two_tunnel_config(tg.dual_cfg(), near_cfg)
+        two_tunnel_config(gwtest.dual_cfg(), near_cfg)
         rng = __import__("random").Random(6200)
-        flows = [f for f in tg.make_flows(200, rng, v4_net=12, v6_net=0xc0) if not f.v6][:100]
-        tr = tg.Trace()
+        flows = [f for f in gwtest.make_flows(200, rng, v4_net=12, v6_net=0xc0) if not f.v6][:100]
+        tr = gwtest.Trace()
         for k in range(2000):
             tr.add(flows[k % len(flows)], 200)
-        tg.write_pcap(os.path.join(d, "in.pcap"), tr.frames)
-        tg.write_pcap(os.path.join(d, "empty.pcap"), [])
+        gwtest.write_pcap(os.path.join(d, "in.pcap"), tr.frames)
+        gwtest.write_pcap(os.path.join(d, "empty.pcap"), [])
         sock = os.path.join(d, "memif.sock")
         # Near: main on CPU 0, worker on CPU 1; far: worker on CPU 0, main on CPU 1 (mains mostly sleep).
         memif_pmd(os.path.join(d, "near-pmd.toml"),
@@ -75,7 +75,7 @@ class FullRateNoFalseAlarm(unittest.TestCase):
                   f"net_pcap0,rx_pcap={os.path.join(d, 'empty.pcap')},tx_pcap=/dev/null",
                   [("op1", 1), ("op2", 2)], "server", sock, "0@1,1@0")
         t2.make_far_config(near_cfg, far_cfg, os.path.join(d, "far-pmd.toml"))
-        mg = tg.ARGS.meshgate
+        mg = gwtest.ARGS.meshgate
         far_cmd = [mg, "-c", far_cfg, "--reflect", "--duration", str(SECONDS + 4), "--stats-json",
                    os.path.join(d, "far.json"), f"--eal=--file-prefix={tag}-far", "--control-name", f"{tag}-far"]
         near_cmd = [mg, "-c", near_cfg, "--pmd", os.path.join(d, "near-pmd.toml"), "--liveness", "20x3",
@@ -130,7 +130,7 @@ class FullRateNoFalseAlarm(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        if not getattr(tg.ARGS, "keep", False):
+        if not getattr(gwtest.ARGS, "keep", False):
             shutil.rmtree(cls.dir, ignore_errors=True)
 
     def describe(self):
@@ -192,7 +192,7 @@ def main():
     ap.add_argument("--keep", action="store_true")
     a, rest = ap.parse_known_args()
     SECONDS = a.seconds
-    tg.ARGS = argparse.Namespace(meshgate=os.path.abspath(a.meshgate), source_root=os.path.abspath(a.source_root),
+    gwtest.ARGS = argparse.Namespace(meshgate=os.path.abspath(a.meshgate), source_root=os.path.abspath(a.source_root),
                                  spread="", esp_tool="", keep=a.keep)
     prog = unittest.main(argv=[sys.argv[0]] + rest, exit=False, verbosity=2)
     r = prog.result

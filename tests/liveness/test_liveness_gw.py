@@ -13,7 +13,7 @@
                 probes are consumed (and count as proof); other ICMP goes inside.
   OffTest       the same inputs without --liveness: nothing goes down (liveness is off by default).
 
-Reuses tests/gateway/test_gateway.py (pcap i/o, config model, runner, decryption, accounting).
+Reuses tests/common/gwtest.py (pcap i/o, config model, runner, decryption, accounting).
 Run: /usr/bin/python3 tests/liveness/test_liveness_gw.py --meshgate build/apps/meshgate/meshgate [--keep]
 Exit: 0 all passed, 1 a failure, 77 (meson: skipped) when scapy is missing.
 """
@@ -24,8 +24,8 @@ import random
 import struct
 import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "gateway"))
-import test_gateway as tg  # noqa: E402  (exits 77 itself when scapy is missing)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
+import gwtest  # noqa: E402  (exits 77 itself when scapy is missing)
 from scapy.all import IP, ICMP, IPv6, ICMPv6EchoReply, ICMPv6EchoRequest, raw  # noqa: E402
 
 PROBE_ID = 0x6d67
@@ -58,14 +58,14 @@ def build_inputs(gw, rng):
             if name == "a-1" and k >= A1_STOP:
                 name = "a-2"
             t = gw.by_name[name]
-            f = tg.Flow(7000 + gw.tunnels.index(t), False, "udp", f"10.130.0.{gw.tunnels.index(t) + 1}",
+            f = gwtest.Flow(7000 + gw.tunnels.index(t), False, "udp", f"10.130.0.{gw.tunnels.index(t) + 1}",
                         "100.64.0.1", 5000, 6000)
             inner = f.inner(k, 100)
             rx[port].append(eth(t) + raw(sa[name].encrypt(IP(inner))))
             inbound[name] += 1
     # Outbound: 200 flows interleaved over 1.8 s.
-    flows = tg.make_flows(200, rng, v4_net=7, v6_net=0x70)
-    tr = tg.Trace()
+    flows = gwtest.make_flows(200, rng, v4_net=7, v6_net=0x70)
+    tr = gwtest.Trace()
     for k in range(INSIDE_PKTS):
         tr.add(flows[rng.randrange(len(flows))] if k >= len(flows) else flows[k], 128)
     return tr, rx, inbound
@@ -112,28 +112,28 @@ def pcap_times(path):
     return out
 
 
-class LiveCase(tg.GatewayCase):
+class LiveCase(gwtest.GatewayCase):
     extra = ()
     cfg = None        # default: configs/gateway-dual.toml
     PROBE = {}        # tunnel -> (probe source, probe address); default: (instance IPv4, device IPv4)
 
     @classmethod
     def config(cls):
-        return tg.source_path("configs", cls.cfg) if cls.cfg else tg.dual_cfg()
+        return gwtest.source_path("configs", cls.cfg) if cls.cfg else gwtest.dual_cfg()
 
     def probe_addrs(self, t):
         return self.PROBE.get(t.name, self.PROBE.get("*", (t.inst_ip, t.dev_ip)))
 
     @classmethod
     def setUpClass(cls):
-        cls.gw = tg.Gw(cls.config())
+        cls.gw = gwtest.Gw(cls.config())
         tr, rx, cls.inbound = build_inputs(cls.gw, random.Random(6001))
         cls.trace = tr
-        cls.mg = tg.Run(cls.name, cls.config(), tr.frames, a_rx=rx["out-a"], b_rx=rx["out-b"],
+        cls.mg = gwtest.Run(cls.name, cls.config(), tr.frames, a_rx=rx["out-a"], b_rx=rx["out-b"],
                         extra=["--pace-pps", str(INSIDE_PPS), "--pace-outside-pps", str(OUTSIDE_PPS)]
                         + list(cls.extra))
         cls.mg.trace, cls.mg.gw = tr, cls.gw
-        dec = tg.decrypt_outputs(cls.gw, cls.mg) if cls.mg.out["out-a"] is not None else []
+        dec = gwtest.decrypt_outputs(cls.gw, cls.mg) if cls.mg.out["out-a"] is not None else []
         # Liveness packets (probes, reflected replies) are checked on their own; the rest is data.
         cls.probes = [d for d in dec if d.inner is not None and is_probe(d.inner)]
         cls.decoded = [d for d in dec if not (d.inner is not None and is_probe(d.inner))]
@@ -159,7 +159,7 @@ class LiveCase(tg.GatewayCase):
             keep = {d.pos for d in self.decoded if d.port == port}
             run.out[port] = [f for k, f in enumerate(run.out[port]) if k in keep]
         consumed = sum(t["probe_replies_in"] + t["reflect_in"] for t in T)
-        probs = tg.accounting_problems(run, inside_fed, outside_fed - consumed)
+        probs = gwtest.accounting_problems(run, inside_fed, outside_fed - consumed)
         if probs:
             self.fail_run("accounting: " + "; ".join(probs))
         self.assertEqual(sum(t["probe_drops"] for t in T), 0)
@@ -283,7 +283,7 @@ class ReflectTest(LiveCase):
 
     @classmethod
     def setUpClass(cls):
-        gw = cls.gw = tg.Gw(tg.dual_cfg())
+        gw = cls.gw = gwtest.Gw(gwtest.dual_cfg())
         sa = {t.name: t.inn.scapy_sa() for t in gw.tunnels}
         rng = random.Random(6002)
         rx = {"out-a": [], "out-b": []}
@@ -310,22 +310,22 @@ class ReflectTest(LiveCase):
                     pkt = IP(src="10.128.9.9", dst="100.64.0.9") / ICMP(type=8, id=5, seq=k) / b"data-icmp"
                     cls.data_icmp += 1
                 else:                      # plain data
-                    pkt = IP(src="10.128.1.1", dst="100.64.0.1") / tg.UDP(sport=1, dport=2) / (b"x" * 50)
+                    pkt = IP(src="10.128.1.1", dst="100.64.0.1") / gwtest.UDP(sport=1, dport=2) / (b"x" * 50)
                 eth = (bytes.fromhex(("02:70:63:61:70:01" if port == "out-a" else "02:70:63:61:70:02")
                                      .replace(":", "")) + bytes.fromhex(t.dev_mac.replace(":", "")) + b"\x08\x00")
                 b = raw(pkt)
                 rx[port].append(eth + raw(sa[t.name].encrypt(IPv6(b) if b[0] >> 4 == 6 else IP(b))))
                 cls.inbound[t.name] += 1
-        flows = tg.make_flows(20, rng, v4_net=8, v6_net=0x80)
-        tr = tg.Trace()
+        flows = gwtest.make_flows(20, rng, v4_net=8, v6_net=0x80)
+        tr = gwtest.Trace()
         for k in range(cls.N_IN):
             tr.add(flows[k % len(flows)], 128)
         cls.trace = tr
-        cls.mg = tg.Run(cls.name, tg.dual_cfg(), tr.frames, a_rx=rx["out-a"], b_rx=rx["out-b"],
+        cls.mg = gwtest.Run(cls.name, gwtest.dual_cfg(), tr.frames, a_rx=rx["out-a"], b_rx=rx["out-b"],
                         extra=["--pace-pps", str(INSIDE_PPS), "--pace-outside-pps", str(OUTSIDE_PPS)]
                         + list(cls.extra))
         cls.mg.trace, cls.mg.gw = tr, gw
-        dec = tg.decrypt_outputs(gw, cls.mg)
+        dec = gwtest.decrypt_outputs(gw, cls.mg)
         cls.probes = [d for d in dec if d.inner is not None and is_probe(d.inner)]
         cls.decoded = [d for d in dec if not (d.inner is not None and is_probe(d.inner))]
 
@@ -418,4 +418,4 @@ class MonitorTest(LiveCase):
 
 
 if __name__ == "__main__":
-    sys.exit(tg.__dict__["main"]())
+    sys.exit(gwtest.main())

@@ -30,8 +30,8 @@ import time
 import tomllib
 import unittest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "gateway"))
-import test_gateway as tg  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
+import gwtest  # noqa: E402
 
 NS = f"mglv{os.getpid()}"
 MACS = {"ga": "02:00:00:00:0a:01", "gb": "02:00:00:00:0a:02", "d1": "02:00:00:00:01:01", "d2": "02:00:00:00:01:02"}
@@ -91,7 +91,7 @@ class TwoGateways(unittest.TestCase):
     def setUpClass(cls):
         if os.geteuid() != 0 or shutil.which("ip") is None:
             raise unittest.SkipTest("needs root and ip(8) for a network namespace")
-        d = cls.dir = os.path.join(tg.TMP, cls.__name__)
+        d = cls.dir = os.path.join(gwtest.TMP, cls.__name__)
         os.makedirs(os.path.join(d, "near-out"), exist_ok=True)
         os.makedirs(os.path.join(d, "far-out"), exist_ok=True)
         subprocess.run(["ip", "netns", "add", NS], check=True)
@@ -107,24 +107,24 @@ class TwoGateways(unittest.TestCase):
                 sh("ip", "link", "set", ifc, "up")
                 sh("ip", "link", "set", ifc + "-br", "up")
             rng = random.Random(6100)
-            flows = [f for f in tg.make_flows(300, rng, v4_net=12, v6_net=0xc0) if not f.v6][:150]
-            cls.trace = tr = tg.Trace()
+            flows = [f for f in gwtest.make_flows(300, rng, v4_net=12, v6_net=0xc0) if not f.v6][:150]
+            cls.trace = tr = gwtest.Trace()
             for k in range(INSIDE_PKTS):
                 tr.add(flows[k % len(flows)], 200)
-            tg.write_pcap(os.path.join(d, "near-in.pcap"), tr.frames)
-            tg.write_pcap(os.path.join(d, "empty.pcap"), [])
+            gwtest.write_pcap(os.path.join(d, "near-in.pcap"), tr.frames)
+            gwtest.write_pcap(os.path.join(d, "empty.pcap"), [])
             make_pmd(os.path.join(d, "near-pmd.toml"), os.path.join(d, "near-in.pcap"),
                      os.path.join(d, "near-out", "inside.pcap"), [("out-a", "ga"), ("out-b", "gb")])
             make_pmd(os.path.join(d, "far-pmd.toml"), os.path.join(d, "empty.pcap"),
                      os.path.join(d, "far-out", "inside.pcap"), [("op1", "d1"), ("op2", "d2")])
-            make_far_config(tg.dual_cfg(), os.path.join(d, "far.toml"), os.path.join(d, "far-pmd.toml"))
-            mg = tg.ARGS.meshgate
+            make_far_config(gwtest.dual_cfg(), os.path.join(d, "far.toml"), os.path.join(d, "far-pmd.toml"))
+            mg = gwtest.ARGS.meshgate
             fars = []
             for k, (start, args) in enumerate(cls.FAR):
                 fars.append((start, [mg, "-c", os.path.join(d, "far.toml"), "--reflect"] + list(args)
                              + ["--stats-json", os.path.join(d, f"far{k}.json"), f"--eal=--file-prefix={NS}-far{k}",
                                 "--control-name", f"{NS}-far{k}"]))
-            near_cmd = [mg, "-c", tg.dual_cfg(), "--pmd", os.path.join(d, "near-pmd.toml"), "--liveness", "20x3",
+            near_cmd = [mg, "-c", gwtest.dual_cfg(), "--pmd", os.path.join(d, "near-pmd.toml"), "--liveness", "20x3",
                         "--pace-pps", str(PPS), "--duration", str(cls.NEAR_S)] + list(cls.NEAR_EXTRA) + [
                         "--stats-json", os.path.join(d, "near.json"),
                         f"--eal=--file-prefix={NS}-near", "--control-name", f"{NS}-near"]
@@ -275,16 +275,16 @@ def main():
     ap.add_argument("--source-root", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
     ap.add_argument("--keep", action="store_true")
     a, rest = ap.parse_known_args()
-    tg.ARGS = argparse.Namespace(meshgate=os.path.abspath(a.meshgate), source_root=os.path.abspath(a.source_root),
+    gwtest.ARGS = argparse.Namespace(meshgate=os.path.abspath(a.meshgate), source_root=os.path.abspath(a.source_root),
                                  spread="", esp_tool="")
-    tg.TMP = tempfile.mkdtemp(prefix="mg-two-")
+    gwtest.TMP = tempfile.mkdtemp(prefix="mg-two-")
     try:
         prog = unittest.main(argv=[sys.argv[0]] + rest, exit=False, verbosity=2)
     finally:
         if a.keep:
-            print(f"scratch kept in {tg.TMP}")
+            print(f"scratch kept in {gwtest.TMP}")
         else:
-            shutil.rmtree(tg.TMP, ignore_errors=True)
+            shutil.rmtree(gwtest.TMP, ignore_errors=True)
     r = prog.result
     if r.testsRun and len(r.skipped) == r.testsRun:
         return 77

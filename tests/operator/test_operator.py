@@ -4,7 +4,7 @@
 Every scenario starts meshgate with subprocess.Popen (a unique --control-name and --file-prefix, --pace-pps so the
 traffic lasts a few seconds, a per-packet index in every inner payload), waits until `meshgatectl show gateway
 --json` shows it running, issues commands when inside_rx reaches chosen packet counts, waits for the exit and
-decrypts out-a/out-b with scapy (tests/gateway/test_gateway.py's helpers). "After the reply" is measured twice:
+decrypts out-a/out-b with scapy (tests/common/gwtest.py's helpers). "After the reply" is measured twice:
 by the tunnel's ESP sequence number (last_seq_out read from the mirror right after the reply: a higher one was
 encrypted after it) and by the packet index (inside_rx read right after the reply, + one RX burst of slack).
 
@@ -46,8 +46,8 @@ import tempfile
 import time
 import unittest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "gateway"))
-import test_gateway as tg  # noqa: E402  (exits 77 when scapy is missing)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
+import gwtest  # noqa: E402  (exits 77 when scapy is missing)
 
 ARGS = None
 TMP = None
@@ -71,14 +71,14 @@ def _words(b, lo, hi):
 def fast_inner(fl, idx, frame_len):
     """fl.inner(idx, frame_len) made fast: scapy builds one template per (flow, size) and the packet index is
     patched into the payload tag with an incremental L4 checksum update (RFC 1624); the result is a valid, unique
-    packet carrying tg.MARK + index (IP id, TCP/ICMP seq and padding are those of the template)."""
+    packet carrying gwtest.MARK + index (IP id, TCP/ICMP seq and padding are those of the template)."""
     cache = fl.__dict__.setdefault("templates", {})   # frame length -> (packet 0, tag, checksum offsets, UDP)
     t = cache.get(frame_len)
     if t is None:
         b = fl.inner(0, frame_len)
         l3 = 40 if fl.v6 else (b[0] & 0x0f) * 4
         ck = l3 + {"tcp": 16, "udp": 6}.get(fl.proto, 2)
-        t = cache[frame_len] = (b, b.find(tg.MARK) + len(tg.MARK), ck, fl.proto == "udp")
+        t = cache[frame_len] = (b, b.find(gwtest.MARK) + len(gwtest.MARK), ck, fl.proto == "udp")
     b, off, ck, udp = t
     if idx == 0:
         return b
@@ -98,7 +98,7 @@ def fast_inner(fl, idx, frame_len):
 def build_trace(groups, total, rng, sizes=(64, 96, 128, 200)):
     """groups: list of (flows, start, stop). Every flow of a group sends its first packet at the group's start
     (in order) and its last before stop; each packet index picks a random live flow."""
-    tr = tg.Trace()
+    tr = gwtest.Trace()
     bounds = sorted({g[1] for g in groups} | {g[2] for g in groups})
     alive, pending = [], []
     for i in range(total):
@@ -109,15 +109,15 @@ def build_trace(groups, total, rng, sizes=(64, 96, 128, 200)):
             raise ValueError(f"no live flow at packet {i}")
         f = pending.pop(0) if pending else rng.choice(alive)
         inner = fast_inner(f, i, rng.choice(sizes))
-        tr.add_inner(f, inner, tg.frame(inner))
+        tr.add_inner(f, inner, gwtest.frame(inner))
     return tr
 
 
 def two_groups(seed, n1, n2, net, start2, total):
     """n1 flows from packet 0 and n2 new ones from start2, all until total; returns (g1, g2, trace)."""
     rng = random.Random(seed)
-    g1 = tg.make_flows(n1, rng, first_id=0, v4_net=net, v6_net=net)
-    g2 = tg.make_flows(n2, rng, first_id=100, v4_net=net + 1, v6_net=net + 1)
+    g1 = gwtest.make_flows(n1, rng, first_id=0, v4_net=net, v6_net=net)
+    g2 = gwtest.make_flows(n2, rng, first_id=100, v4_net=net + 1, v6_net=net + 1)
     return g1, g2, build_trace([(g1, 0, total), (g2, start2, total)], total, rng)
 
 
@@ -142,19 +142,19 @@ class Live:
     def __init__(self, name, config, trace, pps=PPS, idle_ms=400, control=None, suffix=""):
         self.name = name
         self.trace = trace
-        self.gw = tg.Gw(config)
+        self.gw = gwtest.Gw(config)
         self.dir = os.path.join(TMP, name + suffix)
         os.makedirs(os.path.join(self.dir, "out"), exist_ok=True)
         self.inside_in = os.path.join(self.dir, "inside-rx.pcap")
-        tg.write_pcap(self.inside_in, trace.frames)
+        gwtest.write_pcap(self.inside_in, trace.frames)
         empty = os.path.join(self.dir, "empty.pcap")
-        tg.write_pcap(empty, [])
+        gwtest.write_pcap(empty, [])
         self.stats_path = os.path.join(self.dir, "stats.json")
         self.control = control or f"op-{name}-{os.getpid()}"
         self.prefix = f"mg-op-{name}{suffix}-{os.getpid()}"
         self.env = dict(os.environ, MESHGATE_INSIDE_PCAP=self.inside_in, MESHGATE_OUT=os.path.join(self.dir, "out"),
                         MESHGATE_OUT_A_RX=empty, MESHGATE_OUT_B_RX=empty)
-        self.cmd = [ARGS.meshgate, "-c", config, "--pmd", tg.pmd_cfg(), "--stats-json", self.stats_path,
+        self.cmd = [ARGS.meshgate, "-c", config, "--pmd", gwtest.pmd_cfg(), "--stats-json", self.stats_path,
                     f"--eal=--file-prefix={self.prefix}", "--control-name", self.control,
                     "--pace-pps", str(pps), "--exit-when-idle-ms", str(idle_ms), "-q"]
         self.log = []             # (argv, rc, output) of every meshgatectl call, for failure messages
@@ -245,9 +245,9 @@ class Live:
                 self.stats = json.load(f)
         for port in ("inside", "out-a", "out-b"):
             pth = os.path.join(self.dir, "out", f"{port}.pcap")
-            self.out[port] = tg.read_pcap(pth) if os.path.exists(pth) else None
+            self.out[port] = gwtest.read_pcap(pth) if os.path.exists(pth) else None
         if decrypt and self.out["out-a"] is not None and self.out["out-b"] is not None:
-            self.decoded = tg.decrypt_outputs(self.gw, self, self.trace)
+            self.decoded = gwtest.decrypt_outputs(self.gw, self, self.trace)
 
     def kill(self):
         if not self.stdout_f.closed:
@@ -273,13 +273,13 @@ class Live:
 # ------------------------------------------------------------------------------------------------ checks
 
 
-class OperatorCase(tg.GatewayCase):
-    """tg.GatewayCase's checks (accounting, decrypt, exactly once) on a Live run in cls.mg."""
+class OperatorCase(gwtest.GatewayCase):
+    """gwtest.GatewayCase's checks (accounting, decrypt, exactly once) on a Live run in cls.mg."""
     mg = None
 
     @classmethod
     def drive(cls, name, config, trace, scenario, **kw):
-        cls.gw = tg.Gw(config)
+        cls.gw = gwtest.Gw(config)
         cls.trace = trace
         t0 = time.monotonic()
         cls.mg = Live(name, config, trace, **kw)
@@ -362,7 +362,7 @@ class Checks:
 
 
 def dual():
-    return tg.dual_cfg()
+    return gwtest.dual_cfg()
 
 
 # ------------------------------------------------------------------------------------------------ 1 tunnel down
@@ -376,9 +376,9 @@ class OutAndBackCase(OperatorCase):
     @classmethod
     def out_and_back(cls, name, seed, net, out_cmd, back_cmd, show):
         rng = random.Random(seed)
-        cls.g1 = tg.make_flows(80, rng, first_id=0, v4_net=net, v6_net=net)
-        cls.g2 = tg.make_flows(30, rng, first_id=100, v4_net=net + 1, v6_net=net + 1)
-        cls.g3 = tg.make_flows(40, rng, first_id=200, v4_net=net + 2, v6_net=net + 2)
+        cls.g1 = gwtest.make_flows(80, rng, first_id=0, v4_net=net, v6_net=net)
+        cls.g2 = gwtest.make_flows(30, rng, first_id=100, v4_net=net + 1, v6_net=net + 1)
+        cls.g3 = gwtest.make_flows(40, rng, first_id=200, v4_net=net + 2, v6_net=net + 2)
         tr = build_trace([(cls.g1, 0, cls.TOTAL), (cls.g2, cls.G2, cls.TOTAL), (cls.g3, cls.G3, cls.TOTAL)],
                          cls.TOTAL, rng)
 
@@ -466,9 +466,9 @@ class DrainTest(Checks, OperatorCase):
     @classmethod
     def setUpClass(cls):
         rng = random.Random(5102)
-        cls.g1a = tg.make_flows(50, rng, first_id=0, v4_net=31, v6_net=0x31)     # send all along
-        cls.g1b = tg.make_flows(50, rng, first_id=100, v4_net=32, v6_net=0x32)   # stop before the deadline
-        cls.g2 = tg.make_flows(40, rng, first_id=200, v4_net=33, v6_net=0x33)    # new after the command
+        cls.g1a = gwtest.make_flows(50, rng, first_id=0, v4_net=31, v6_net=0x31)     # send all along
+        cls.g1b = gwtest.make_flows(50, rng, first_id=100, v4_net=32, v6_net=0x32)   # stop before the deadline
+        cls.g2 = gwtest.make_flows(40, rng, first_id=200, v4_net=33, v6_net=0x33)    # new after the command
         tr = build_trace([(cls.g1a, 0, cls.TOTAL), (cls.g1b, 0, cls.IDLE_STOP), (cls.g2, cls.G2, cls.TOTAL)],
                          cls.TOTAL, rng)
 
@@ -678,13 +678,13 @@ class ModeSwitchTest(Checks, OperatorCase):
     @classmethod
     def setUpClass(cls):
         cls.g1, cls.g2, tr = two_groups(5105, 60, 60, 61, cls.G2, cls.TOTAL)
-        cls.active = tg.Gw(tg.standby_cfg()).active_instance()
+        cls.active = gwtest.Gw(gwtest.standby_cfg()).active_instance()
 
         def scenario(mg):
             mg.mode_before = mg.show("gateway")["mode"]
             mg.wait_rx(cls.SWITCH)
             mg.step("mode", "mode", "active-active", show=("gateway",))
-        cls.drive("mode", tg.standby_cfg(), tr, scenario)
+        cls.drive("mode", gwtest.standby_cfg(), tr, scenario)
 
     def test_mode_shown(self):
         self.assertEqual(self.mg.mode_before, "active-standby")
@@ -719,7 +719,7 @@ class BadInputTest(Checks, OperatorCase):
     @classmethod
     def setUpClass(cls):
         rng = random.Random(5106)
-        flows = tg.make_flows(20, rng, first_id=0, v4_net=71, v6_net=0x71)
+        flows = gwtest.make_flows(20, rng, first_id=0, v4_net=71, v6_net=0x71)
         tr = build_trace([(flows, 0, cls.TOTAL)], cls.TOTAL, rng, sizes=(64,))
         cls.results = []
 
@@ -783,10 +783,10 @@ class KillTest(Checks, OperatorCase):
     @classmethod
     def setUpClass(cls):
         rng = random.Random(5107)
-        flows = tg.make_flows(20, rng, first_id=0, v4_net=81, v6_net=0x81)
+        flows = gwtest.make_flows(20, rng, first_id=0, v4_net=81, v6_net=0x81)
         tr = build_trace([(flows, 0, cls.TOTAL)], cls.TOTAL, rng, sizes=(64,))
         tr2 = build_trace([(flows, 0, cls.TOTAL2)], cls.TOTAL2, rng, sizes=(64,))
-        cls.gw = tg.Gw(dual())
+        cls.gw = gwtest.Gw(dual())
         cls.trace = tr2
         cls.rounds, cls.restart = [], {}
         control = f"op-kill-{os.getpid()}"
@@ -894,7 +894,7 @@ def main():
     ARGS.source_root = os.path.abspath(ARGS.source_root)
     ARGS.spread = ARGS.esp_tool = ""
     TMP = tempfile.mkdtemp(prefix="mg-operator-")
-    tg.ARGS, tg.TMP = ARGS, TMP
+    gwtest.ARGS, gwtest.TMP = ARGS, TMP
     t0 = time.monotonic()
     try:
         prog = unittest.main(argv=[sys.argv[0]] + rest, exit=False, verbosity=2)

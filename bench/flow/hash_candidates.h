@@ -1,4 +1,4 @@
-// The flow-hash candidates that were measured against XXH3 (bench/flow, tests/flow/test_hash.cpp), kept so the
+// The flow-hash candidates that were measured against XXH3 (flow_bench.cpp, test_hash_choice.cpp), kept so the
 // choice can be re-checked on other CPUs. NOT used by the data plane: flow.h's flow_hash() is XXH3-64.
 // Header-only; needs the DPDK include path (rte_thash) and librte_hash for Toeplitz, and SSE4.2 for CRC32-C.
 //
