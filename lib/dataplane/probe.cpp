@@ -4,6 +4,7 @@
 #include <rte_mbuf.h>
 
 #include "dataplane/internal.h"
+#include "net/icmp.h"
 #include "net/net.h"
 
 namespace mg::dp {
@@ -16,7 +17,6 @@ constexpr uint16_t kProbeId = 0x6d67;  // "mg"
 constexpr uint8_t kProbeMagic[8] = {'m', 'g', '-', 'p', 'r', 'o', 'b', 'e'};
 constexpr uint16_t kProbeLen4 = 20 + 8 + 16;
 constexpr uint16_t kProbeLen6 = 40 + 8 + 16;
-constexpr uint8_t kIcmp6EchoRequest = 128, kIcmp6EchoReply = 129;
 
 // RFC 1624 incremental update of a one's complement checksum when a 16-bit word changes from `from` to `to`.
 inline uint16_t csum_update(uint16_t sum, uint16_t from, uint16_t to) noexcept {
@@ -135,7 +135,7 @@ bool Dataplane::Impl::intercept(Worker& w, const State& st, rte_mbuf* m) noexcep
   const uint32_t t = m->hash.usr;
   const RtTunnel& rt = st.tunnels[t];
   TunnelCtr& tc = w.tctr[t];
-  if (icmp[0] == (v6 ? kIcmp6EchoReply : 0) && net::load_be16(icmp + 4) == kProbeId &&
+  if (icmp[0] == (v6 ? net::kIcmp6EchoReply : net::kIcmpEchoReply) && net::load_be16(icmp + 4) == kProbeId &&
       len >= hl + 8 + 16 && std::memcmp(icmp + 8, kProbeMagic, sizeof kProbeMagic) == 0) {
     ++tc.probe_replies_in;  // its proof of life is already recorded
     uint64_t sent;
@@ -149,7 +149,7 @@ bool Dataplane::Impl::intercept(Worker& w, const State& st, rte_mbuf* m) noexcep
     rte_pktmbuf_free(m);
     return true;
   }
-  if (!st.reflect || !rt.local_set || bool(rt.probe_v6) != v6 || icmp[0] != (v6 ? kIcmp6EchoRequest : 8) ||
+  if (!st.reflect || !rt.local_set || bool(rt.probe_v6) != v6 || icmp[0] != (v6 ? net::kIcmp6EchoRequest : net::kIcmpEchoRequest) ||
       icmp[1] != 0 || std::memcmp(v6 ? p + 24 : p + 16, rt.local, v6 ? 16 : 4) != 0)
     return false;
   ++tc.reflect_in;
@@ -161,7 +161,7 @@ bool Dataplane::Impl::intercept(Worker& w, const State& st, rte_mbuf* m) noexcep
   std::memcpy(a, src, al);
   std::memcpy(src, src + al, al);
   std::memcpy(src + al, a, al);
-  const uint8_t reply = v6 ? kIcmp6EchoReply : 0;
+  const uint8_t reply = v6 ? net::kIcmp6EchoReply : net::kIcmpEchoReply;
   const uint16_t sum = csum_update(net::load_be16(icmp + 2), uint16_t(icmp[0] << 8), uint16_t(reply << 8));
   icmp[0] = reply;
   icmp[2] = uint8_t(sum >> 8);
@@ -192,41 +192,25 @@ void Dataplane::Impl::send_probes(Worker& w, const State& st) noexcept {
       const bool busy = int32_t(now_ms_v - w.busy[t]) < int32_t(iv_ms);
       if (rt.probe && !busy) {
         const bool v6 = rt.probe_v6;
+        // Payload: our magic and the TSC at send (a reply gives the round trip).
+        uint8_t payload[16];
+        std::memcpy(payload, kProbeMagic, sizeof kProbeMagic);
+        std::memcpy(payload + 8, &now, 8);
+        net::EchoSpec e;
+        e.v6 = v6;
+        e.src = rt.probe_src;
+        e.dst = rt.probe_dst;
+        e.id = kProbeId;
+        e.seq = ++w.probe_seq;
+        e.payload = payload;
+        e.payload_len = sizeof payload;
         const uint16_t len = v6 ? kProbeLen6 : kProbeLen4;
         rte_mbuf* m = rte_pktmbuf_alloc(pool);
         uint8_t* p = m ? reinterpret_cast<uint8_t*>(rte_pktmbuf_append(m, len)) : nullptr;
-        if (p == nullptr) {
+        if (p == nullptr || net::build_echo(p, len, e) != len) {
           if (m) rte_pktmbuf_free(m);
           ++w.tctr[t].probe_drops;
         } else {
-          std::memset(p, 0, len);
-          uint8_t* icmp;
-          if (v6) {
-            p[0] = 0x60;
-            net::store_be16(p + 4, len - 40);
-            p[6] = net::kProtoIcmp6;
-            p[7] = 64;  // hop limit
-            std::memcpy(p + 8, rt.probe_src, 16);
-            std::memcpy(p + 24, rt.probe_dst, 16);
-            icmp = p + 40;
-            icmp[0] = kIcmp6EchoRequest;
-          } else {
-            p[0] = 0x45;
-            p[3] = uint8_t(len);
-            p[8] = 64;  // TTL
-            p[9] = net::kProtoIcmp;
-            std::memcpy(p + 12, rt.probe_src, 4);
-            std::memcpy(p + 16, rt.probe_dst, 4);
-            net::store_be16(p + 10, net::ipv4_header_checksum(p, 20));
-            icmp = p + 20;
-            icmp[0] = 8;
-          }
-          net::store_be16(icmp + 4, kProbeId);
-          net::store_be16(icmp + 6, ++w.probe_seq);
-          std::memcpy(icmp + 8, kProbeMagic, sizeof kProbeMagic);
-          std::memcpy(icmp + 16, &now, 8);
-          // RFC 1071 sum over the 24-byte message (ICMPv6: with the pseudo-header).
-          net::store_be16(icmp + 2, v6 ? net::icmpv6_checksum(p, len) : net::ipv4_header_checksum(icmp, 24));
           send_one(w, rt, t, m, false);
         }
       }
