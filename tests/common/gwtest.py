@@ -428,11 +428,12 @@ def accounting_problems(run, inside_fed, outside_fed):
     out_fwd = sum(t["packets_out"] for t in T)
     in_fwd = sum(t["packets_in"] for t in T)
     tun_txfull = sum(t["tx_full"] for t in T)
-    out_drops = d["inside_not_ip"] + d["not_routed"] + d["no_tunnel"] + tun_txfull + st["esp_out_drops"]
+    out_drops = (d["inside_not_ip"] + d["inside_malformed"] + d["not_routed"] + d["no_tunnel"] + tun_txfull
+                 + st["esp_out_drops"])
     if st["inside_rx"] != out_fwd + out_drops:
         p.append(f"inside_rx {st['inside_rx']} != packets_out {out_fwd} + drops {out_drops} "
-                 f"(not_ip {d['inside_not_ip']}, not_routed {d['not_routed']}, no_tunnel {d['no_tunnel']}, "
-                 f"tx_full {tun_txfull}, esp_out {st['esp_out_drops']})")
+                 f"(not_ip {d['inside_not_ip']}, malformed {d['inside_malformed']}, not_routed {d['not_routed']}, "
+                 f"no_tunnel {d['no_tunnel']}, tx_full {tun_txfull}, esp_out {st['esp_out_drops']})")
     in_drops = d["outside_not_ip"] + d["inner_selector"] + st["esp_in_drops"] + (d["tx_full"] - tun_txfull)
     if st["outside_rx"] != in_fwd + in_drops:
         p.append(f"outside_rx {st['outside_rx']} != packets_in {in_fwd} + drops {in_drops} "

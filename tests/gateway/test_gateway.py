@@ -167,6 +167,56 @@ class OutboundTest(GatewayCase):
 # ------------------------------------------------------------------------------------------------ 1b drops
 
 
+class MalformedInsideTest(GatewayCase):
+    """Routed packets mixed with malformed IP headers toward routed destinations while every tunnel is up: the
+    junk is inside_malformed, never no_tunnel (which an operator reads as an outage)."""
+
+    @classmethod
+    def setUpClass(cls):
+        rng = random.Random(4010)
+        cls.gw = Gw(dual_cfg())
+        tr = Trace()
+        flows = make_flows(20, rng, v4_net=4, v6_net=0x40)
+        mac = bytes.fromhex(GW_MAC.replace(":", "")) + bytes.fromhex(HOST_MAC.replace(":", ""))
+        good4 = raw(IP(src="10.4.0.9", dst="10.128.9.9") / UDP(sport=1, dport=2) / Raw(bytes(40)))
+        good6 = raw(IPv6(src="2001:db8:a::9", dst="2001:db8:b::9") / UDP(sport=1, dport=2) / Raw(bytes(40)))
+        bad = {
+            # IPv4 total length beyond the frame
+            "v4_len_past_frame": mac + b"\x08\x00" + good4[:2] + (500).to_bytes(2, "big") + good4[4:],
+            # IHL 4 (a header shorter than the minimum)
+            "v4_ihl_4": mac + b"\x08\x00" + b"\x44" + good4[1:],
+            # total length below the header
+            "v4_len_below_header": mac + b"\x08\x00" + good4[:2] + (12).to_bytes(2, "big") + good4[4:],
+            # IPv6 payload length past the frame
+            "v6_plen_past_frame": mac + b"\x86\xdd" + good6[:4] + (1000).to_bytes(2, "big") + good6[6:],
+            # an IPv6 packet under the IPv4 ethertype, and an IPv4 one under IPv6's
+            "v6_under_v4_type": mac + b"\x08\x00" + good6,
+            "v4_under_v6_type": mac + b"\x86\xdd" + good4 + bytes(20),
+        }
+        plan = [("f", f) for f in flows for _ in range(3)] + [("bad", k) for k in bad for _ in range(2)]
+        rng.shuffle(plan)
+        cls.routed, cls.n_bad, cls.kinds = [], 0, sorted(bad)
+        for kind, x in plan:
+            if kind == "f":
+                cls.routed.append(tr.add(x, sized(rng)))
+            else:
+                tr.add_raw(bad[x])
+                cls.n_bad += 1
+        cls.launch("malformed-inside", dual_cfg(), tr)
+
+    def test_accounting(self):
+        self.assert_accounting(len(self.trace.frames), 0)
+
+    def test_malformed_counted_as_such(self):
+        d = self.mg.stats["drops"]
+        self.assertEqual(d["inside_malformed"], self.n_bad, f"inside_malformed (2 each of {self.kinds}): {d}")
+        self.assertEqual(d["no_tunnel"], 0, f"no_tunnel with every tunnel up: {d}")
+
+    def test_routed_packets_leave(self):
+        self.assert_decoded_clean()
+        self.assert_exactly_once(self.routed)
+
+
 class OutboundDropsTest(GatewayCase):
     """Routed packets mixed with not-routed ones, non-IP and runt frames, and short padded frames."""
 
