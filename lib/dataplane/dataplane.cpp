@@ -136,12 +136,11 @@ int Dataplane::run() {
     for (size_t e = 0; e < fired.size(); ++e) packet_events |= !fired[e] && d.opt.events[e].at_s < 0;
     d.expire_drains();
     d.liveness_poll(el);
-    if (d.ctrl) {
-      d.handle_commands();
-      if (now >= next_mirror) {
-        d.refresh_mirror();
-        next_mirror = now + hz / 10;
-      }
+    if (d.ctrl) d.handle_commands();
+    if (now >= next_mirror) {
+      if (d.ctrl) d.refresh_mirror();
+      d.sample_ports();
+      next_mirror = now + hz / 10;
     }
     if (now >= next_stats) {
       fmt::print("{}", format_table(d.stats()));

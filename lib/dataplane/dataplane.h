@@ -142,6 +142,12 @@ struct CounterDef {
   X(inside_tx, kCounter, "packets sent on the inside port (decrypted)")                                        \
   X(outside_rx, kCounter, "packets received on outside ports")                                                 \
   X(outside_tx, kCounter, "packets sent on outside ports (ESP, probes included)")
+// Per port, counted by each worker beside the port's own (PMD) counters, which a driver may lose: net_memif zeroes
+// its counters when the peer leaves. Lifetime figures of the exit report's "ports" section.
+#define MG_DP_PORT_WORKER_COUNTERS(X)                                                                         \
+  X(rx_packets, kCounter, "packets the workers received from the port")                                        \
+  X(tx_packets, kCounter, "packets the port's TX queues took")                                                 \
+  X(tx_refused, kCounter, "tries the port's TX queues refused (data: tx_full; a probe waits and tries again)")
 // Gateway totals gathered by main.
 #define MG_DP_GATEWAY_OTHER_COUNTERS(X)                                                                       \
   X(esp_out_drops, kCounter, "outbound ESP drops, every SA and reason")                                        \
@@ -167,6 +173,9 @@ struct WorkerCounters {
 };
 struct GatewayOtherCounters {
   MG_DP_GATEWAY_OTHER_COUNTERS(MG_DP_COUNTER_MEMBER)
+};
+struct PortWorkerCounters {
+  MG_DP_PORT_WORKER_COUNTERS(MG_DP_COUNTER_MEMBER)
 };
 
 struct TunnelStats : TunnelWorkerCounters, TunnelOtherCounters {
@@ -205,6 +214,8 @@ inline constexpr CounterDef<Stats> kGatewayCounters[] = {
 inline constexpr CounterDef<WorkerCounters> kWorkerCounters[] = {MG_DP_WORKER_COUNTERS(MG_DP_WORKER_DEF)};
 inline constexpr CounterDef<TunnelWorkerCounters> kTunnelWorkerCounters[] = {
     MG_DP_TUNNEL_WORKER_COUNTERS(MG_DP_TUNNEL_WORKER_DEF)};
+#define MG_DP_PORT_DEF(name, kind, text) {#name, &PortWorkerCounters::name, CounterKind::kind, text},
+inline constexpr CounterDef<PortWorkerCounters> kPortCounters[] = {MG_DP_PORT_WORKER_COUNTERS(MG_DP_PORT_DEF)};
 
 nlohmann::json to_json(const Stats& s);
 std::string format_table(const Stats& s);

@@ -75,6 +75,7 @@ struct State {
 
 // Counters a worker writes (one writer each; main reads them racily, every value is a monotonic 64-bit word).
 struct alignas(64) TunnelCtr : TunnelWorkerCounters {};
+struct alignas(64) PortCtr : PortWorkerCounters {};
 struct alignas(64) WorkerCtr : WorkerCounters {
   uint64_t drops[kDropCount] = {};
 };
@@ -93,6 +94,7 @@ struct Worker {
   std::unique_ptr<flow::PinTable> pins;
   WorkerCtr ctr{};
   std::unique_ptr<TunnelCtr[]> tctr;
+  std::unique_ptr<PortCtr[]> pctr;  // by index into Impl::ports
   // Liveness watchdog: per tunnel, the ms tick of the last authenticated inbound packet this worker decrypted.
   // One writer (this worker), read by main; relaxed atomics compile to plain stores and loads. Written only
   // when the tick changed, so a busy tunnel dirties its line at most once per ms.
@@ -257,7 +259,11 @@ struct Dataplane::Impl {
   Stats collect() const;
   Stats stats() const;  // collect() less the `clear counters` baseline
   void clear_counters();
-  nlohmann::json port_stats() const;
+  // The ports' own counters, sampled by main every 100 ms keeping each one's largest value: a driver may zero
+  // them when its link goes (net_memif does when the peer leaves), and the exit report is read after that.
+  std::vector<rte_eth_stats> pmd_seen;
+  void sample_ports() noexcept;
+  nlohmann::json port_stats();
 
   // mirror.cpp
   void refresh_mirror();

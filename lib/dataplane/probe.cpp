@@ -87,9 +87,11 @@ bool Dataplane::Impl::try_send(Worker& w, const RtTunnel& rt, rte_mbuf* m) noexc
   std::memcpy(l2, rt.l2, kEthLen);
   if (rte_eth_tx_burst(ports[rt.port].id, w.id, &m, 1) != 1) {
     rte_pktmbuf_free(m);
+    ++w.pctr[rt.port].tx_refused;
     return false;
   }
   ++w.ctr.outside_tx;
+  ++w.pctr[rt.port].tx_packets;
   return true;
 }
 

@@ -97,6 +97,7 @@ int Dataplane::Impl::setup(std::string* err) {
       for (uint16_t q = w->id; q < ports[outside[o]].nrx; q += nw) w->outside_rxq[o].push_back(q);
     w->pins = std::make_unique<flow::PinTable>(gw.flow.pin_capacity, gw.flow.pin_idle_timeout_ms);
     w->tctr = std::make_unique<TunnelCtr[]>(gw.tunnels.size());
+    w->pctr = std::make_unique<PortCtr[]>(ports.size());
     w->proof_lines = std::make_unique<Worker::ProofLine[]>((gw.tunnels.size() + 15) / 16);
     for (uint32_t t = 0; t < gw.tunnels.size(); ++t) w->proof(t).store(0, std::memory_order_relaxed);
     w->opace.resize(outside.size());

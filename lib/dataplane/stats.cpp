@@ -187,14 +187,36 @@ std::string format_table(const Stats& s) {
   return o;
 }
 
-// Every port's own counters (rte_eth_stats), read once at the end of run().
-nlohmann::json Dataplane::Impl::port_stats() const {
-  nlohmann::json out = nlohmann::json::object();
-  for (const auto& p : ports) {
+void Dataplane::Impl::sample_ports() noexcept {
+  pmd_seen.resize(ports.size());
+  for (size_t i = 0; i < ports.size(); ++i) {
     rte_eth_stats es{};
-    if (rte_eth_stats_get(p.id, &es) != 0) continue;
-    out[p.name] = {{"ipackets", es.ipackets}, {"opackets", es.opackets}, {"imissed", es.imissed},
-                   {"ierrors", es.ierrors}, {"oerrors", es.oerrors}, {"rx_nombuf", es.rx_nombuf}};
+    if (rte_eth_stats_get(ports[i].id, &es) != 0) continue;
+    rte_eth_stats& m = pmd_seen[i];
+    m.ipackets = std::max(m.ipackets, es.ipackets);
+    m.opackets = std::max(m.opackets, es.opackets);
+    m.imissed = std::max(m.imissed, es.imissed);
+    m.ierrors = std::max(m.ierrors, es.ierrors);
+    m.oerrors = std::max(m.oerrors, es.oerrors);
+    m.rx_nombuf = std::max(m.rx_nombuf, es.rx_nombuf);
+  }
+}
+
+// Every port's counters at the end of run(): the driver's (the largest values sampled) and the workers' own.
+nlohmann::json Dataplane::Impl::port_stats() {
+  sample_ports();
+  nlohmann::json out = nlohmann::json::object();
+  for (size_t i = 0; i < ports.size(); ++i) {
+    const auto& p = ports[i];
+    const rte_eth_stats& es = pmd_seen[i];
+    nlohmann::json j = {{"ipackets", es.ipackets}, {"opackets", es.opackets}, {"imissed", es.imissed},
+                        {"ierrors", es.ierrors}, {"oerrors", es.oerrors}, {"rx_nombuf", es.rx_nombuf}};
+    for (const auto& c : kPortCounters) {
+      uint64_t v = 0;
+      for (const auto& w : workers) v += w->pctr[i].*c.member;
+      j[c.name] = v;
+    }
+    out[p.name] = std::move(j);
     if (!opt.quiet && (es.imissed || es.ierrors || es.oerrors || es.rx_nombuf))
       fmt::print(stderr, "meshgate: port {}: imissed {} ierrors {} oerrors {} rx_nombuf {}\n", p.name, es.imissed,
                  es.ierrors, es.oerrors, es.rx_nombuf);

@@ -55,6 +55,7 @@ uint16_t Dataplane::Impl::outbound(Worker& w, const State& st, uint16_t q) noexc
   if (n == 0) return 0;
   if (opt.pace_pps) w.pace.tokens -= n;
   w.ctr.inside_rx += n;
+  w.pctr[inside].rx_packets += n;
 
   const uint8_t* l3[kBurst];
   uint32_t len[kBurst];
@@ -138,6 +139,8 @@ void Dataplane::Impl::send_tunnel(Worker& w, const State& st, flow::TunnelId t, 
   for (uint16_t j = s; j < e; ++j) rte_pktmbuf_free(grp[j]);
   tc.packets_out += s;
   tc.tx_full += e - s;
+  w.pctr[rt.port].tx_packets += s;
+  w.pctr[rt.port].tx_refused += e - s;
   w.ctr.outside_tx += s;
   w.ctr.drops[size_t(Drop::kTxFull)] += e - s;
 }
@@ -150,6 +153,7 @@ uint16_t Dataplane::Impl::inbound(Worker& w, const State& st, uint16_t oidx, uin
   if (n == 0) return 0;
   if (opt.pace_outside_pps) w.opace[oidx].tokens -= n;
   w.ctr.outside_rx += n;
+  w.pctr[outside[oidx]].rx_packets += n;
   uint16_t k = 0;
   for (uint16_t i = 0; i < n; ++i) {
     rte_mbuf* m = pkts[i];
@@ -201,6 +205,8 @@ uint16_t Dataplane::Impl::inbound(Worker& w, const State& st, uint16_t oidx, uin
   for (uint16_t i = t; i < s; ++i) rte_pktmbuf_free(pkts[i]);
   w.ctr.inside_tx += t;
   w.ctr.drops[size_t(Drop::kTxFull)] += s - t;
+  w.pctr[inside].tx_packets += t;
+  w.pctr[inside].tx_refused += s - t;
   return n;
 }
 

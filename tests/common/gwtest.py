@@ -471,6 +471,11 @@ def accounting_problems(run, inside_fed, outside_fed):
                 p.append(f"{port}.pcap holds {len(run.out[port])} frames, port opackets {ports[port]['opackets']}")
         if run.out["inside"] is not None and len(run.out["inside"]) != ports["inside"]["opackets"]:
             p.append(f"inside.pcap holds {len(run.out['inside'])} frames, opackets {ports['inside']['opackets']}")
+        # The workers' own per-port counts agree with the driver's wherever the driver keeps its counts.
+        for port, c in ports.items():
+            for mine, pmd in (("rx_packets", "ipackets"), ("tx_packets", "opackets")):
+                if c[mine] != c[pmd]:
+                    p.append(f"port {port} {mine} {c[mine]} != driver's {pmd} {c[pmd]}")
     return p
 
 

@@ -19,12 +19,6 @@ using mg::harness::LiveGateway;
 
 namespace {
 
-std::set<std::string> names(const c::CounterNames& n, uint32_t count) {
-  std::set<std::string> out;
-  for (uint32_t i = 0; i < count; ++i) out.insert(c::counter_name(n, count, i));
-  return out;
-}
-
 // One request on DPDK's telemetry socket (/var/run/dpdk/<prefix>/dpdk_telemetry.v2, root's runtime dir).
 nlohmann::json telemetry(const std::string& prefix, const std::string& cmd) {
   const std::string path = "/var/run/dpdk/" + prefix + "/dpdk_telemetry.v2";

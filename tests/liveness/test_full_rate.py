@@ -175,6 +175,17 @@ class FullRateNoFalseAlarm(unittest.TestCase):
             self.assertTrue(0 <= gap <= 1024, (n, gap, near[n], far[f]))
             lost += gap
         self.assertEqual(self.far["outside_rx"], self.near["outside_tx"] - lost)
+        # Per port, the workers' counts: exact on both sides, though net_memif zeroes its own counters once the
+        # peer leaves (near stops first, so far's driver shows 0 at its exit; its largest sampled values remain).
+        for (n, f), (np_, fp) in zip(TUNNELS, (("out-a", "op1"), ("out-b", "op2"))):
+            nt = near[n]
+            self.assertEqual(self.near["ports"][np_]["tx_packets"], nt["packets_out"] + nt["probes_out"]
+                             + nt["reflected"], (np_, self.near["ports"][np_], nt))
+            gap = nt["packets_out"] + nt["probes_out"] - far[f]["packets_in"] - far[f]["reflect_in"]
+            self.assertEqual(self.far["ports"][fp]["rx_packets"], self.near["ports"][np_]["tx_packets"] - gap,
+                             (fp, self.far["ports"][fp]))
+            self.assertGreater(self.far["ports"][fp]["ipackets"], 0, (fp, self.far["ports"][fp]))
+            self.assertLessEqual(self.far["ports"][fp]["ipackets"], self.far["ports"][fp]["rx_packets"], fp)
         self.assertEqual(self.far["esp_in_drops"], 0, self.far)
         # Forwarding as fast as it could: inside RX never waited on pacing and only full TX queues dropped.
         dr = self.near["drops"]
