@@ -157,6 +157,9 @@ struct PortSpec {
   bool rss = true;              // RSS on IP/TCP/UDP when rx_queues > 1 and the device has it
   bool ipv4_cksum_offload = false;
   uint32_t mtu = 0;             // 0 = leave the device default
+  // How long start waits for a port that cannot start yet: a net_memif client needs its server's socket and a
+  // link (the server may start after us). Other drivers that fail to start are retried as long.
+  uint32_t start_wait_s = 10;
   int line = 0;
 };
 

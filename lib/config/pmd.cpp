@@ -253,6 +253,7 @@ std::optional<PmdConfig> load_pmd(const std::string& path, std::vector<Error>* e
       if (const auto v = r.ranged("tx_desc", 32, 32768, "descriptors")) s.tx_desc = uint16_t(*v);
       if (const auto v = r.boolean("rss")) s.rss = *v;
       if (const auto v = r.boolean("ipv4_cksum_offload")) s.ipv4_cksum_offload = *v;
+      if (const auto v = r.ranged("start_wait_s", 0, 3600, "start-wait")) s.start_wait_s = uint32_t(*v);
       if (const auto v = r.integer("mtu")) {
         if (*v != 0 && (*v < 68 || *v > 16000))
           sink.add(r.line("mtu"), "mtu", r.where() + " `mtu` = " + std::to_string(*v) + " must be 0 (device default) or 68..16000");

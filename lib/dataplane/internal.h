@@ -216,6 +216,7 @@ struct Dataplane::Impl {
   // setup.cpp
   int setup(std::string* err);
   int setup_ports(std::map<std::string, uint16_t>* by_name, std::string* err);
+  int start_port(const PortRt& pr, const config::PortSpec& ps, std::string* err);
   void close_ports() noexcept;
   // Inbound SA tables, one per outside port, of the tunnels whose instance uses that port (suspended ones left
   // out). With `old`, the tables replaced go there: the caller keeps them alive until a publish() synchronised.

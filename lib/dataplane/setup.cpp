@@ -197,13 +197,9 @@ int Dataplane::Impl::setup_ports(std::map<std::string, uint16_t>* by_name, std::
     (*by_name)[ps.name] = uint16_t(ports.size());
     ports.push_back(pr);
   }
-  for (auto& pr : ports) {
-    const int rc = rte_eth_dev_start(pr.id);
-    if (rc != 0) {
-      *err = fmt::format("port '{}': start failed: {}", pr.name, rte_strerror(-rc));
-      return kExitPort;
-    }
-    rte_eth_promiscuous_enable(pr.id);  // best effort: vdevs may not have it
+  for (size_t i = 0; i < ports.size(); ++i) {
+    if (const int rc = start_port(ports[i], pmd.ports[i], err); rc != kExitOk) return rc;
+    rte_eth_promiscuous_enable(ports[i].id);  // best effort: vdevs may not have it
   }
   ports_up = true;
   if (!opt.quiet) {
@@ -214,6 +210,52 @@ int Dataplane::Impl::setup_ports(std::map<std::string, uint16_t>* by_name, std::
   }
 
   return kExitOk;
+}
+
+// A net_memif client cannot start before its server listens, and once started its link comes up only after the
+// handshake; which of two processes starts first is not ours to choose. So a port that does not start is tried
+// again every 100 ms until start_wait_s, and a memif client whose link is not up 500 ms after its start is
+// restarted (its connection attempt may have met a server not yet ready).
+int Dataplane::Impl::start_port(const PortRt& pr, const config::PortSpec& ps, std::string* err) {
+  rte_eth_dev_info info{};
+  rte_eth_dev_info_get(pr.id, &info);
+  const bool memif_client = info.driver_name && std::string_view(info.driver_name) == "net_memif" &&
+                            (ps.devargs.find("role=client") != std::string::npos ||
+                             ps.devargs.find("role=slave") != std::string::npos);
+  const uint64_t hz = rte_get_tsc_hz();
+  const uint64_t deadline = rte_get_tsc_cycles() + uint64_t(ps.start_wait_s) * hz;
+  bool said = false;
+  for (;;) {
+    int rc = rte_eth_dev_start(pr.id);
+    if (rc == 0 && !memif_client) return kExitOk;
+    if (rc == 0) {
+      const uint64_t link_by = rte_get_tsc_cycles() + hz / 2;
+      do {
+        rte_eth_link link{};
+        if (rte_eth_link_get_nowait(pr.id, &link) == 0 && link.link_status == RTE_ETH_LINK_UP) {
+          if (said && !opt.quiet) fmt::print("meshgate: port {}: memif link up\n", pr.name);
+          return kExitOk;
+        }
+        rte_delay_us_sleep(10000);
+      } while (rte_get_tsc_cycles() < link_by);
+      rte_eth_dev_stop(pr.id);
+      rc = -ENOTCONN;
+    }
+    if (g_stop.load(std::memory_order_relaxed) || rte_get_tsc_cycles() >= deadline) {
+      *err = fmt::format("port '{}': start failed: {}{}", pr.name, rte_strerror(-rc),
+                         memif_client ? fmt::format(" (no memif server answered within start_wait_s = {} s)",
+                                                    ps.start_wait_s)
+                                      : "");
+      return kExitPort;
+    }
+    if (!said && !opt.quiet) {
+      fmt::print("meshgate: port {}: {}; trying again for up to {} s\n", pr.name,
+                 memif_client ? "waiting for the memif server" : fmt::format("start failed ({})", rte_strerror(-rc)),
+                 ps.start_wait_s);
+      said = true;
+    }
+    rte_delay_us_sleep(100000);
+  }
 }
 
 void Dataplane::Impl::close_ports() noexcept {

@@ -872,6 +872,16 @@ TEST_F(Config, PmdMbufs) {
   EXPECT_TRUE(pmd(edit(base_pmd(), "lcores = [1]", "lcores = [1]\nmbufs = 8191"), &errs).has_value());
 }
 
+TEST_F(Config, PmdStartWait) {
+  bad_pmd(edit(base_pmd(), "devargs = \"net_null1\"", "devargs = \"net_null1\"\nstart_wait_s = -1 #@"), "start-wait",
+          "0..3600");
+  std::vector<Error> errs;
+  const auto p = pmd(edit(base_pmd(), "devargs = \"net_null1\"", "devargs = \"net_null1\"\nstart_wait_s = 0"), &errs);
+  ASSERT_TRUE(p.has_value());
+  EXPECT_EQ(p->ports[1].start_wait_s, 0u);
+  EXPECT_EQ(p->ports[0].start_wait_s, 10u);
+}
+
 TEST_F(Config, PmdPorts) {
   bad_pmd(base_pmd().substr(0, base_pmd().find("[[port]]")), "ports-required", "[[port]]");
   bad_pmd(edit(base_pmd(), "[[port]]\nname = \"out-a\"", "[[port]] #@\nname = \"inside\""), "name-unique",
