@@ -116,19 +116,5 @@ class MemifOrder(unittest.TestCase):
         self.assertGreaterEqual(time.monotonic() - t0, 1.0)
 
 
-def main():
-    import argparse
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--meshgate", required=True)
-    ap.add_argument("--source-root", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
-    ap.add_argument("--keep", action="store_true")
-    a, rest = ap.parse_known_args()
-    gwtest.ARGS = argparse.Namespace(meshgate=os.path.abspath(a.meshgate), source_root=os.path.abspath(a.source_root),
-                                     spread="", esp_tool="", keep=a.keep)
-    prog = unittest.main(argv=[sys.argv[0]] + rest, exit=False, verbosity=2)
-    r = prog.result
-    return 0 if not (r.failures or r.errors) else 1
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(gwtest.main())
