@@ -57,6 +57,7 @@ Dataplane::~Dataplane() {
   d.close_ports();
   delete d.state.exchange(nullptr);
   d.in_tables.clear();
+  d.retiring_tables.clear();
   d.sa_out.clear();  // wipes keys
   d.sa_in.clear();
   if (d.qsbr) rte_free(d.qsbr);

@@ -203,6 +203,7 @@ struct Dataplane::Impl {
   uint64_t cmds_ok = 0, cmds_rejected = 0;
   std::vector<bool> suspended;                 // by tunnel: inbound SA out of the tables during a reset
   esp::SaStats retired_tables;                 // pre-SA drops of inbound tables replaced by resets
+  std::vector<std::unique_ptr<esp::SaTable>> retiring_tables;  // replaced, workers may still count on them
   Liveness live;                               // main's verdicts; read by stats() under snap_mu
   std::vector<std::vector<uint32_t>> proof_seen;  // by worker, by tunnel: the last watchdog value main read
   nlohmann::json live_events = nlohmann::json::array();
@@ -220,7 +221,8 @@ struct Dataplane::Impl {
   void close_ports() noexcept;
   // Inbound SA tables, one per outside port, of the tunnels whose instance uses that port (suspended ones left
   // out). With `old`, the tables replaced go there: the caller keeps them alive until a publish() synchronised.
-  bool build_tables(std::string* err, std::vector<std::unique_ptr<esp::SaTable>>* old = nullptr);
+  bool build_tables(std::string* err);
+  void retire_tables();
 
   // worker.cpp: the per-packet path
   int worker_main(Worker& w);

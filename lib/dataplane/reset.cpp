@@ -6,7 +6,9 @@
 
 namespace mg::dp {
 
-bool Dataplane::Impl::build_tables(std::string* err, std::vector<std::unique_ptr<esp::SaTable>>* old) {
+// The replaced tables wait in retiring_tables, still counted by stats(), until retire_tables() after the next
+// publish(): a worker may drop packets on them until then, and those drops must neither be lost nor counted twice.
+bool Dataplane::Impl::build_tables(std::string* err) {
   std::vector<std::unique_ptr<esp::SaTable>> next;
   for (uint16_t pi : outside) {
     std::vector<esp::Sa*> list;
@@ -20,16 +22,22 @@ bool Dataplane::Impl::build_tables(std::string* err, std::vector<std::unique_ptr
     }
     next.push_back(std::move(tb));
   }
+  std::lock_guard lk(snap_mu);
   in_tables.swap(next);
-  if (old != nullptr) {
+  for (auto& tb : next) retiring_tables.push_back(std::move(tb));
+  return true;
+}
+
+void Dataplane::Impl::retire_tables() {
+  std::vector<std::unique_ptr<esp::SaTable>> gone;
+  {
     std::lock_guard lk(snap_mu);
-    for (const auto& tb : next) {
+    for (const auto& tb : retiring_tables) {
       const esp::SaStats ts = tb->stats();
       for (size_t r = 0; r < esp::kDropCount; ++r) retired_tables.drops[r] += ts.drops[r];
     }
-    *old = std::move(next);
+    gone.swap(retiring_tables);
   }
-  return true;
 }
 
 bool Dataplane::Impl::reset_instance(uint32_t inst, std::string* err) {
@@ -89,10 +97,9 @@ bool Dataplane::Impl::reset_instance(uint32_t inst, std::string* err) {
     model.set_instance(inst, AdminState::kDown, std::nullopt, err);
     for (uint32_t t : mine) suspended[t] = true;
   }
-  std::vector<std::unique_ptr<esp::SaTable>> old_tables;
-  if (!build_tables(err, &old_tables)) return false;
+  if (!build_tables(err)) return false;
   publish();
-  old_tables.clear();
+  retire_tables();
   // Phase 2: swap in the new SAs. A key that did not change continues its sequence number and replay window:
   // never the same (key, IV) pair twice, never a replay accepted twice.
   std::vector<std::unique_ptr<esp::Sa>> retired;
@@ -124,9 +131,9 @@ bool Dataplane::Impl::reset_instance(uint32_t inst, std::string* err) {
     model.set_instance(inst, was, std::nullopt, err);
     ++resets[inst];
   }
-  if (!build_tables(err, &old_tables)) return false;
+  if (!build_tables(err)) return false;
   publish();
-  old_tables.clear();
+  retire_tables();
   retired.clear();  // wipes the old keys
   return true;
 }

@@ -80,11 +80,14 @@ Stats Dataplane::Impl::collect() const {
       s.esp_in_drops += in;
     }
   }
-  // Drops before an SA was known: the live tables' and, once, those of the tables that resets replaced.
+  // Drops before an SA was known: the live tables', the replaced ones not yet retired and, once,
+  // those retired.
   for (size_t r = 0; r < esp::kDropCount; ++r) s.esp_table_drops[r] = retired_tables.drops[r];
-  for (const auto& tb : in_tables) {
-    const esp::SaStats ts = tb->stats();
-    for (size_t r = 0; r < esp::kDropCount; ++r) s.esp_table_drops[r] += ts.drops[r];
+  for (const auto* list : {&in_tables, &retiring_tables}) {
+    for (const auto& tb : *list) {
+      const esp::SaStats ts = tb->stats();
+      for (size_t r = 0; r < esp::kDropCount; ++r) s.esp_table_drops[r] += ts.drops[r];
+    }
   }
   for (size_t r = 0; r < esp::kDropCount; ++r) s.esp_in_drops += s.esp_table_drops[r];
   return s;

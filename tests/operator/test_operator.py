@@ -19,6 +19,8 @@ encrypted after it) and by the packet index (inside_rx read right after the repl
   ResetTest           `instance gw-b reset` under traffic: gw-a's flows keep their tunnel and lose nothing; per SPI
                       the ESP sequence numbers (= IVs) never repeat and keep increasing across the reset; gw-b is
                       up again and `show instances` counts one reset.
+  ResetAccountingTest unknown-SPI ESP on both instance ports while gw-a, then gw-b, is reset: every drop counted
+                      exactly once (the replaced inbound tables' drops were lost or added per port).
   ModeSwitchTest      gateway-standby.toml, `mode active-active` mid-stream: before, everything on the active
                       instance; after, new flows over all four tunnels, pinned flows stay; no loss.
   BadInputTest        unknown tunnel/instance, weights -1 / 99999999 / abc, bad deadline, bad mode: exit 2 (or 1
@@ -139,7 +141,8 @@ class Step:
 class Live:
     """One meshgate process started with Popen; meshgatectl against its control block."""
 
-    def __init__(self, name, config, trace, pps=PPS, idle_ms=400, control=None, suffix=""):
+    def __init__(self, name, config, trace, pps=PPS, idle_ms=400, control=None, suffix="", a_rx=(), b_rx=(),
+                 outside_pps=0):
         self.name = name
         self.trace = trace
         self.gw = gwtest.Gw(config)
@@ -152,11 +155,19 @@ class Live:
         self.stats_path = os.path.join(self.dir, "stats.json")
         self.control = control or f"op-{name}-{os.getpid()}"
         self.prefix = f"mg-op-{name}{suffix}-{os.getpid()}"
+        rx = {}
+        for port, frames in (("a", a_rx), ("b", b_rx)):
+            rx[port] = empty
+            if frames:
+                rx[port] = os.path.join(self.dir, f"{port}-rx.pcap")
+                gwtest.write_pcap(rx[port], list(frames))
         self.env = dict(os.environ, MESHGATE_INSIDE_PCAP=self.inside_in, MESHGATE_OUT=os.path.join(self.dir, "out"),
-                        MESHGATE_OUT_A_RX=empty, MESHGATE_OUT_B_RX=empty)
+                        MESHGATE_OUT_A_RX=rx["a"], MESHGATE_OUT_B_RX=rx["b"])
         self.cmd = [ARGS.meshgate, "-c", config, "--pmd", gwtest.pmd_cfg(), "--stats-json", self.stats_path,
                     f"--eal=--file-prefix={self.prefix}", "--control-name", self.control,
                     "--pace-pps", str(pps), "--exit-when-idle-ms", str(idle_ms), "-q"]
+        if outside_pps:
+            self.cmd += ["--pace-outside-pps", str(outside_pps)]
         self.log = []             # (argv, rc, output) of every meshgatectl call, for failure messages
         self.steps = {}
         self.problems = []        # what went wrong while driving the scenario
@@ -203,17 +214,17 @@ class Live:
             time.sleep(0.02)
         raise AssertionError(f"meshgate not running with traffic after {timeout} s\n{self.describe()}")
 
-    def wait_rx(self, n, timeout=30):
-        """Polls inside_rx until it reaches n; returns the value seen."""
+    def wait_rx(self, n, timeout=30, counter="inside_rx"):
+        """Polls a gateway counter (inside_rx) until it reaches n; returns the value seen."""
         t_end = time.monotonic() + timeout
         while time.monotonic() < t_end:
-            v = self.rx()
+            v = self.show("gateway")[counter]
             if v >= n:
                 return v
             if self.proc.poll() is not None:
                 break
             time.sleep(0.004)
-        raise AssertionError(f"inside_rx never reached {n}\n{self.describe()}")
+        raise AssertionError(f"{counter} never reached {n}\n{self.describe()}")
 
     def step(self, label, *args, show=()):
         """Sends a command, then reads inside_rx and every tunnel's last_seq_out from the mirror."""
@@ -667,6 +678,47 @@ class ResetTest(Checks, OperatorCase):
                                        f"SPI {spi:#x}: sequence restarted across the reset")
         self.assertGreater(spanning, 0, "no gw-b SA carried packets both before and after the reset: the "
                                         "continuity check checked nothing")
+
+
+class ResetAccountingTest(OperatorCase):
+    """Unknown-SPI ESP on both instance ports while gw-a, then gw-b, is reset: every replaced inbound table's drops
+    are counted once, none lost at the swap (issue 15, defect 7: 20,000 received, 27,820 drops reported)."""
+    N = 3000   # per port
+
+    @classmethod
+    def setUpClass(cls):
+        cls.g1, cls.g2, tr = two_groups(5106, 20, 10, 53, 400, 800)
+        gw = gwtest.Gw(dual())
+        ports = {"out-a": [], "out-b": []}
+        for port in ports:   # to the port's instance from one of its devices, with SPIs no tunnel has
+            t = next(t for t in gw.tunnels if t.port == port)
+            for k in range(cls.N):
+                esp = (0x7e570000 + k % 7).to_bytes(4, "big") + (k + 1).to_bytes(4, "big") + bytes(64)
+                ports[port].append(gwtest.frame(bytes(gwtest.IP(src=t.dev_ip, dst=t.inst_ip, proto=50) / esp)))
+
+        def scenario(mg):
+            mg.wait_rx(cls.N // 2, counter="outside_rx")
+            mg.step("reset-a", "instance", "gw-a", "reset")
+            mg.mid = mg.show("counters")["gateway"]
+            mg.wait_rx(cls.N, counter="outside_rx")
+            mg.step("reset-b", "instance", "gw-b", "reset")
+        cls.drive("reset-accounting", dual(), tr, scenario, a_rx=ports["out-a"], b_rx=ports["out-b"],
+                  outside_pps=1000)
+
+    def test_commands_accepted(self):
+        self.assertFalse(self.mg.problems, "scenario: " + "; ".join(self.mg.problems) + "\n" + self.mg.describe())
+
+    def test_every_unknown_spi_counted_once(self):
+        st = self.mg.stats
+        self.assertIsNotNone(st, self.mg.describe())
+        self.assertEqual(st["outside_rx"], 2 * self.N, self.mg.describe())
+        self.assertEqual(st["esp_unknown_sa_drops"], {"in_unknown_spi": 2 * self.N}, self.mg.describe())
+        self.assertEqual(st["esp_in_drops"], 2 * self.N)
+        # Between the two resets, the mirror counted no more drops than packets received.
+        self.assertLessEqual(self.mg.mid["esp_in_drops"], self.mg.mid["outside_rx"], self.mg.mid)
+
+    def test_clean_exit_and_accounting(self):
+        self.assert_accounting(len(self.trace.frames), 2 * self.N)
 
 
 # ------------------------------------------------------------------------------------------------ 5 mode switch
