@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """Usage errors of meshgate and meshgate-esp: exit 2 with a message naming what is wrong. Numbers out of range are
 usage errors (a negative --duration used to mean "forever", a negative --pace-pps "unlimited"); a bad
---control-name is a usage error, not a runtime failure; an EAL failure says why, never "Success" (rte_errno unset).
+--control-name is a usage error, not a runtime failure; an EAL failure says why, never "Success" (rte_errno unset);
+another user's file at the control block's name is named (owner, mode), not replaced.
 (meshgatectl's and meshgate-spread's exit codes are tested with their other tests: tests/ctrl, tests/flow.)
 
 Starts no gateway that uses shared names: --check runs, and for the EAL case two data planes with --no-control and
@@ -50,17 +51,48 @@ class Meshgate(unittest.TestCase):
                 self.assertIn("--control-name", p.stderr)
         self.assertEqual(self.check("--control-name", "ok-name_1").returncode, 0)
 
+    @staticmethod
+    def null_pmd(d, prefix):
+        """A pmd_config of null ports with an EAL file prefix of our own (no clash with other tests)."""
+        pmd = os.path.join(d, "pmd.toml")
+        with open(pmd, "w") as f:
+            f.write(f'[eal]\nargs = ["--no-huge", "-m", "256", "--no-pci", "-l", "0-1", "--file-prefix={prefix}"]\n'
+                    '\n[workers]\nlcores = [1]\n')
+            for k, name in enumerate(("inside", "out-a", "out-b")):
+                f.write(f'\n[[port]]\nname = "{name}"\ndevargs = "net_null{k}"\n')
+        return pmd
+
+    def test_another_users_control_block_is_named_not_replaced(self):
+        # A local user's file at the control block's name: before, taken for a stale block of ours, deleted and
+        # replaced (or, with a live pid in it, reported as "a running gateway"). Now: refused, owner and mode named.
+        if os.geteuid() != 0:
+            self.skipTest("needs root to give a file to another user")
+        name = f"mgcli-{os.getpid()}"
+        path = f"/dev/shm/meshgate.{name}"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            os.write(fd, bytes(64))
+            os.fchown(fd, 65534, 65534)
+            os.fchmod(fd, 0o644)
+            os.close(fd)
+            with tempfile.TemporaryDirectory(prefix="mg-cli-") as d:
+                p = run([ARGS.meshgate, "-c", self.cfg(), "--pmd", self.null_pmd(d, f"mgcli{os.getpid()}b"),
+                         "--control-name", name, "--duration", "1", "-q"])
+            self.assertEqual(p.returncode, 1, p.stderr)
+            for want in (path, "owner uid 65534", "mode 0644"):
+                self.assertIn(want, p.stderr)
+            st = os.stat(path)
+            self.assertEqual((st.st_uid, st.st_mode & 0o7777), (65534, 0o644), "the file was replaced")
+        finally:
+            if os.path.exists(path):
+                os.unlink(path)
+
     def test_eal_failure_says_why(self):
         # A second data plane with the file prefix of a running one: DPDK fails "Cannot init config" without
         # setting rte_errno, which used to be printed as "EAL init failed: Success".
         prefix = f"mgcli{os.getpid()}"
         with tempfile.TemporaryDirectory(prefix="mg-cli-") as d:
-            pmd = os.path.join(d, "pmd.toml")
-            with open(pmd, "w") as f:
-                f.write(f'[eal]\nargs = ["--no-huge", "-m", "256", "--no-pci", "-l", "0-1", "--file-prefix={prefix}"]\n'
-                        '\n[workers]\nlcores = [1]\n')
-                for k, name in enumerate(("inside", "out-a", "out-b")):
-                    f.write(f'\n[[port]]\nname = "{name}"\ndevargs = "net_null{k}"\n')
+            pmd = self.null_pmd(d, prefix)
             cmd = [ARGS.meshgate, "-c", self.cfg(), "--pmd", pmd, "--no-control", "-q"]
             first = subprocess.Popen(cmd + ["--duration", "60"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                      text=True)
