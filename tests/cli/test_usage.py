@@ -11,6 +11,7 @@ Run: /usr/bin/python3 tests/cli/test_usage.py --meshgate M --esp-tool E --source
 """
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -78,6 +79,7 @@ class Meshgate(unittest.TestCase):
             with tempfile.TemporaryDirectory(prefix="mg-cli-") as d:
                 p = run([ARGS.meshgate, "-c", self.cfg(), "--pmd", self.null_pmd(d, f"mgcli{os.getpid()}b"),
                          "--control-name", name, "--duration", "1", "-q"])
+            shutil.rmtree(f"/var/run/dpdk/mgcli{os.getpid()}b", ignore_errors=True)   # if it got as far as the EAL
             self.assertEqual(p.returncode, 1, p.stderr)
             for want in (path, "owner uid 65534", "mode 0644"):
                 self.assertIn(want, p.stderr)
@@ -114,6 +116,7 @@ class Meshgate(unittest.TestCase):
             finally:
                 first.terminate()
                 first.communicate(timeout=60)
+                shutil.rmtree(f"/var/run/dpdk/{prefix}", ignore_errors=True)   # our own EAL runtime dir
 
 
 class MeshgateEsp(unittest.TestCase):
