@@ -4,6 +4,9 @@
 //   meshgate-esp encrypt --sa SPEC IN.pcap OUT.pcap
 //   meshgate-esp decrypt --sa SPEC [--sa SPEC ...] IN.pcap OUT.pcap
 //
+// Keys: key_file=PATH (checked like the gateway's key files) or key=- (one key on standard input) keep the key off
+// the command line; key=HEX still works but warns, since other users can read a command line.
+//
 // Link types: Ethernet (L2 header kept, EtherType set to the new IP version) and raw IP.
 // Exit codes: 0 ok, 1 runtime failure (pcap, EAL), 2 usage or bad SA spec.
 #include <CLI/CLI.hpp>
@@ -14,6 +17,9 @@
 #include <rte_lcore.h>
 #include <rte_mbuf.h>
 
+#include <unistd.h>
+
+#include <charconv>
 #include <cstring>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -49,11 +55,28 @@ bool init_eal(const char* prog) {
   const char* argv[] = {prog, "--no-huge", "-m", "256", "--no-pci", "--no-shconf", "--no-telemetry",
                         "--log-level=*:error", "-l", "0"};
   int argc = int(sizeof(argv) / sizeof(argv[0]));
+  rte_errno = 0;
   if (rte_eal_init(argc, const_cast<char**>(argv)) < 0) {
-    fmt::print(stderr, "meshgate-esp: EAL init failed: {}\n", rte_strerror(rte_errno));
+    // rte_errno 0 would read "Success": some EAL failures do not set it.
+    fmt::print(stderr, "meshgate-esp: EAL init failed: {}\n",
+               rte_errno ? rte_strerror(rte_errno) : "DPDK gave no reason (see the EAL lines above)");
     return false;
   }
   return true;
+}
+
+// Overwrites the value of every key= in the command line (what /proc/PID/cmdline shows) once the options hold their
+// own copies: it shortens the time the key is visible to other users; it cannot undo it, hence the warning.
+void hide_keys(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    char* a = argv[i];
+    for (char* k = std::strstr(a, "key="); k != nullptr; k = std::strstr(k + 4, "key=")) {
+      if (k != a && k[-1] != ',' && k[-1] != '=') continue;  // the end of another field's name
+      char* v = k + 4;
+      if (v[0] == '-' && (v[1] == '\0' || v[1] == ',')) continue;  // key=-: nothing to hide
+      for (; *v != '\0' && *v != ','; ++v) *v = '*';
+    }
+  }
 }
 
 }  // namespace
@@ -68,12 +91,22 @@ int main(int argc, char** argv) {
   app.add_option("in", in_path, "input pcap")->required();
   app.add_option("out", out_path, "output pcap")->required();
   app.add_option("--sa", specs,
-                 "SA spec: spi=0x1001,cipher=aes-gcm-128|aes-gcm-256|chacha20-poly1305,key=HEX(key+salt),"
-                 "src=IP,dst=IP[,esn=1][,window=N][,engine=ipsecmb|sodium][,ttl=N][,df=copy|set|clear]"
-                 "[,dscp=copy|N]; decrypt takes several")
+                 "SA spec: spi=0x1001,cipher=aes-gcm-128|aes-gcm-256|chacha20-poly1305,"
+                 "key_file=PATH|key=-|key=HEX (key+salt: a file of mode 0600, standard input, or the command line, "
+                 "where others can read it),src=IP,dst=IP[,esn=1][,window=N][,engine=ipsecmb|sodium][,ttl=N]"
+                 "[,df=copy|set|clear][,dscp=copy|N]; decrypt takes several")
       ->required()
       ->allow_extra_args(false);  // one spec per --sa, so the pcap paths stay positional
-  app.add_option("--start-seq", start_seq, "encrypt: first sequence number (default 1)")->check(CLI::Range(uint64_t(1), UINT64_MAX));
+  // Checked as text first: CLI11 turns "-1" and numbers past 2^64 into large values that a range cannot tell apart.
+  app.add_option("--start-seq", start_seq, "encrypt: first sequence number (default 1)")
+      ->check(CLI::Validator(
+          [](std::string& v) {
+            uint64_t n = 0;
+            const auto r = std::from_chars(v.data(), v.data() + v.size(), n);
+            const bool ok = !v.empty() && r.ec == std::errc() && r.ptr == v.data() + v.size() && n >= 1;
+            return ok ? std::string() : "'" + v + "' is not a number in 1.." + std::to_string(UINT64_MAX);
+          },
+          "1..2^64-1"));
   app.add_flag("--json", json, "print the counters as JSON");
   try {
     app.parse(argc, argv);
@@ -86,11 +119,14 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  hide_keys(argc, argv);
   std::vector<std::unique_ptr<mg::esp::Sa>> sas;
+  mg::esp::SpecInputs inputs;
+  inputs.stdin_fd = STDIN_FILENO;
   for (std::string& s : specs) {
     mg::esp::SaConfig cfg;
     std::string err;
-    const bool ok = mg::esp::parse_sa_spec(s, &cfg, &err);
+    const bool ok = mg::esp::parse_sa_spec(s, &cfg, &err, &inputs);
     mg::crypto::secure_wipe(s.data(), s.size());  // the spec holds the key
     if (!ok) {
       fmt::print(stderr, "meshgate-esp: --sa: {}\n", err);
@@ -104,6 +140,11 @@ int main(int argc, char** argv) {
     }
     sas.push_back(std::move(sa));
   }
+  if (inputs.key_in_spec)
+    fmt::print(stderr,
+               "meshgate-esp: warning: a key given as --sa key=HEX was on the command line, where other users can "
+               "read it (ps, /proc/PID/cmdline) until it was hidden; use key_file=PATH (mode 0600) or key=- "
+               "(standard input)\n");
   if (encrypt && start_seq > 1) sas[0]->resume_after(start_seq - 1);
   std::unique_ptr<mg::esp::SaTable> table;
   if (!encrypt) {

@@ -2,7 +2,8 @@
 // and hash seed -> per-tunnel flows, packets, bytes, shares, imbalance and the flows each tunnel event moves,
 // computed with the data plane's own lib/flow code (one worker's pin table).
 //
-// Exit codes: 0 fine; 1 bad command line; 2 bad config, trace or event; 3 anything else.
+// Exit codes: 0 fine; 2 bad command line (usage errors exit 2 in every meshgate program), config, trace or event;
+// 3 anything else.
 #include <CLI/CLI.hpp>
 #include <fmt/core.h>
 
@@ -203,7 +204,7 @@ int run(const Options& o) {
 int main(int argc, char** argv) {
   CLI::App app{"meshgate-spread: how flows spread over the gateway's tunnels, and what tunnel events move.\n"
                "Uses the data plane's own flow hash, selection table and one worker's pin table."};
-  app.footer("Exit codes: 0 ok, 1 bad command line, 2 bad config/trace/event, 3 other errors.\n"
+  app.footer("Exit codes: 0 ok, 2 bad command line/config/trace/event, 3 other errors.\n"
              "Example: meshgate-spread -c example.toml --synthetic 100000 --sizes zipf --event 'down 2 at 50%'");
   Options o;
   app.add_option("-c,--config", o.config, "gateway file, read as meshgate reads it (lib/config) without its SAs and ports")
@@ -214,7 +215,9 @@ int main(int argc, char** argv) {
   auto* syn = app.add_option("--synthetic", o.synthetic, "generate this many flows instead")
                   ->check(CLI::Range(1u, 50000000u));
   pcap->excludes(syn);
-  app.add_option("--packets", o.packets, "synthetic: packets in all (default 10 per flow)")->needs(syn);
+  app.add_option("--packets", o.packets, "synthetic: packets in all (default 10 per flow)")
+      ->check(CLI::Range(uint64_t(1), uint64_t(1) << 40))
+      ->needs(syn);
   app.add_option("--sizes", o.sizes, "synthetic: flow size distribution")
       ->check(CLI::IsMember({"uniform", "zipf"}))
       ->needs(syn);
@@ -242,7 +245,7 @@ int main(int argc, char** argv) {
     if (o.pcap.empty() && o.synthetic == 0) throw CLI::RequiredError("--pcap or --synthetic");
   } catch (const CLI::ParseError& e) {
     const int rc = app.exit(e);
-    return rc == 0 ? 0 : 1;
+    return rc == 0 ? 0 : 2;
   }
   try {
     return run(o);

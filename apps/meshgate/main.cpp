@@ -23,6 +23,7 @@
 
 #include "config/config.h"
 #include "config/liveness_overrides.h"
+#include "ctrl/ctrl.h"
 #include "dataplane/dataplane.h"
 #include "events.h"
 
@@ -91,13 +92,20 @@ int main(int argc, char** argv) {
   app.add_option("-c,--config", config_path, "gateway TOML file")->required();
   app.add_option("--pmd", pmd_path, "pmd_config TOML file (default: the gateway file's [gateway] pmd_config)");
   app.add_flag("--check", check, "validate the configuration, print the model and exit (no EAL)");
-  app.add_option("--stats-interval", opt.stats_interval_s, "print the counters table every S seconds");
-  app.add_option("--duration", opt.duration_s, "stop after S seconds");
+  // Numbers in range or a usage error: a negative duration or rate must not mean "forever" or "unlimited".
+  constexpr double kYear = 365.0 * 24 * 3600;
+  constexpr uint64_t kMaxPps = 1000000000;
+  app.add_option("--stats-interval", opt.stats_interval_s, "print the counters table every S seconds")
+      ->check(CLI::Range(0.001, kYear));
+  app.add_option("--duration", opt.duration_s, "stop after S seconds")->check(CLI::Range(0.001, kYear));
   app.add_option("--exit-when-idle-ms", opt.exit_when_idle_ms,
-                 "stop once no packet has arrived for this many ms (after the first)");
-  app.add_option("--pace-pps", opt.pace_pps, "limit inside RX per worker to this many packets/s (demos)");
+                 "stop once no packet has arrived for this many ms (after the first)")
+      ->check(CLI::Range(1u, 24u * 3600 * 1000));
+  app.add_option("--pace-pps", opt.pace_pps, "limit inside RX per worker to this many packets/s (demos)")
+      ->check(CLI::Range(uint64_t(1), kMaxPps));
   app.add_option("--pace-outside-pps", opt.pace_outside_pps,
-                 "limit RX of each outside port per worker to this many packets/s (tests feeding ESP pcaps)");
+                 "limit RX of each outside port per worker to this many packets/s (tests feeding ESP pcaps)")
+      ->check(CLI::Range(uint64_t(1), kMaxPps));
   std::string liveness;
   app.add_option("--liveness", liveness,
                  "liveness detection for every tunnel: INTERVAL_MSxMULTIPLIER, e.g. 20x3, or off (default: the "
@@ -133,7 +141,12 @@ int main(int argc, char** argv) {
   bool no_control = false;
   app.add_flag("--no-control", no_control, "do not create the control block (meshgatectl cannot reach this process)");
   app.add_option("--control-name", opt.control_name,
-                 "name of the control block /dev/shm/meshgate.NAME (default: [gateway] name)");
+                 "name of the control block /dev/shm/meshgate.NAME (default: [gateway] name)")
+      ->check(CLI::Validator(
+          [](std::string& n) {
+            return mg::ctrl::valid_name(n) ? std::string() : "'" + n + "': use 1-32 of A-Z a-z 0-9 _ -";
+          },
+          "NAME"));
   app.add_option("--eal", eal_extra, "extra EAL argument (repeatable), e.g. --eal=--log-level=7")
       ->allow_extra_args(false);
   try {

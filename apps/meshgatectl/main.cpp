@@ -205,12 +205,44 @@ int main(int argc, char** argv) {
     if (inst_cmd->parsed() && inst_drain_opt->count() && inst_action != "maintenance")
       throw Fail{kExitUsage, "--drain goes with maintenance"};
     // Only what cannot become a command field is checked here; the rules (weight and deadline bounds, a deadline
-    // only with a drain, target ranges) are validate()'s, in run_command.
+    // only with a drain, target ranges) are validate()'s, below.
     uint32_t weight = 0;
     if (tun_cmd->parsed() && tun_action == "weight" && !parse_u32(tun_value, &weight))
       throw Fail{kExitUsage, fmt::format("bad weight '{}': 0..{}", tun_value, c::kMaxWeight)};
     const uint32_t tun_dl_ms = tun_dl->count() ? deadline_ms(tun_deadline) : 0;
     const uint32_t inst_dl_ms = inst_dl->count() ? deadline_ms(inst_deadline) : 0;
+
+    // The command, but for its target (tunnels and instances are named in the mirror). A --deadline given with
+    // another action goes into the command, where validate() names the rule.
+    struct Planned {
+      c::Op op = c::Op::kNop;
+      uint32_t value = 0, deadline = 0;
+      const char* kind = nullptr;  // "tunnel" or "instance": a target to resolve in the mirror
+      std::string key;
+    } cmd;
+    if (tun_cmd->parsed()) {
+      const c::State st = tun_action == "up" ? c::State::kUp : tun_action == "down" ? c::State::kDown : c::State::kDrain;
+      cmd = tun_action == "weight" ? Planned{c::Op::kTunnelWeight, weight, tun_dl_ms, "tunnel", tun}
+                                   : Planned{c::Op::kTunnelState, uint32_t(st), tun_dl_ms, "tunnel", tun};
+    } else if (inst_cmd->parsed()) {
+      const c::State st = inst_action == "up" ? c::State::kUp : inst_drain ? c::State::kDrain : c::State::kDown;
+      cmd = inst_action == "reset" ? Planned{c::Op::kInstanceReset, 0, inst_dl_ms, "instance", inst}
+                                   : Planned{c::Op::kInstanceState, uint32_t(st), inst_dl_ms, "instance", inst};
+    } else if (mode_cmd->parsed()) {
+      cmd.op = c::Op::kMode;
+      cmd.value = uint32_t(mode == "active-standby" ? c::Mode::kActiveStandby : c::Mode::kActiveActive);
+    } else if (clear_cmd->parsed()) {
+      cmd.op = c::Op::kClearCounters;
+    } else if (!ping_cmd->parsed() && !show_cmd->parsed()) {
+      return kExitUsage;
+    }
+    // Every rule but the target's range holds or not whatever the gateway: a usage error even with none running.
+    if (!show_cmd->parsed()) {
+      std::string why;
+      const c::Limits one{cmd.kind ? 1u : 0u, cmd.kind ? 1u : 0u};
+      if (c::validate(c::make_command(cmd.op, 0, cmd.value, cmd.deadline), one, &why) != c::Status::kOk)
+        throw Fail{kExitUsage, why + " (nothing was sent)"};
+    }
 
     auto b = connect(o);
     if (show_cmd->parsed()) {
@@ -218,30 +250,12 @@ int main(int argc, char** argv) {
       return kExitOk;
     }
     // Commands without a target need no mirror read (limits zero: no tunnel or instance is addressed).
-    const c::Limits none{};
-    if (ping_cmd->parsed()) return run_command(*b, o, none, c::Op::kNop, 0, 0, 0);
-    if (clear_cmd->parsed()) return run_command(*b, o, none, c::Op::kClearCounters, 0, 0, 0);
-    if (mode_cmd->parsed())
-      return run_command(*b, o, none, c::Op::kMode, 0,
-                         uint32_t(mode == "active-standby" ? c::Mode::kActiveStandby : c::Mode::kActiveActive), 0);
+    if (!cmd.kind) return run_command(*b, o, c::Limits{}, cmd.op, 0, cmd.value, cmd.deadline);
     const Snapshot s = read_mirror(*b);
     const c::Limits limits{s.gw.n_tunnels, s.gw.n_instances};
-    if (tun_cmd->parsed()) {
-      const uint32_t t = resolve(s.tunnels, "tunnel", tun);
-      // A --deadline given with another action goes into the command, where validate() names the rule.
-      if (tun_action == "weight") return run_command(*b, o, limits, c::Op::kTunnelWeight, t, weight, tun_dl_ms);
-      const c::State st = tun_action == "up" ? c::State::kUp : tun_action == "down" ? c::State::kDown : c::State::kDrain;
-      return run_command(*b, o, limits, c::Op::kTunnelState, t, uint32_t(st), tun_dl_ms);
-    }
-    if (inst_cmd->parsed()) {
-      const uint32_t i = resolve(s.instances, "instance", inst);
-      if (inst_action == "reset") return run_command(*b, o, limits, c::Op::kInstanceReset, i, 0, inst_dl_ms);
-      if (inst_action == "up")
-        return run_command(*b, o, limits, c::Op::kInstanceState, i, uint32_t(c::State::kUp), inst_dl_ms);
-      return run_command(*b, o, limits, c::Op::kInstanceState, i,
-                         uint32_t(inst_drain ? c::State::kDrain : c::State::kDown), inst_dl_ms);
-    }
-    return kExitUsage;
+    const uint32_t target = std::string_view(cmd.kind) == "tunnel" ? resolve(s.tunnels, "tunnel", cmd.key)
+                                                                    : resolve(s.instances, "instance", cmd.key);
+    return run_command(*b, o, limits, cmd.op, target, cmd.value, cmd.deadline);
   } catch (const Fail& f) {
     if (o.json)
       fmt::print("{}\n", json{{"ok", false}, {"exit", f.code}, {"error", f.message}}.dump());

@@ -49,7 +49,8 @@ struct SaSpec {
   uint32_t spi = 0;
   crypto::Cipher cipher = crypto::Cipher::kAesGcm128;
   crypto::Engine engine = crypto::Engine::kIpsecMb;
-  SecretBytes keymat;           // from `key = "hex"` or `key_file = "path"` (hex text or raw bytes)
+  SecretBytes keymat;           // from `key = "hex"` or `key_file = "path"` (hex text or raw bytes; a private
+                                // regular file: crypto::read_key_file)
   bool esn = false;
   uint32_t replay_window = 1024;  // inbound only; power of two, 64..65536
   int line = 0;

@@ -7,6 +7,7 @@
 
 #include "config/gateway_internal.h"
 #include "crypto/aead.h"
+#include "crypto/key_file.h"
 
 namespace mg::config::detail {
 
@@ -129,40 +130,25 @@ void read_sa(Reader& r, Sink& sink, const std::string& base_dir, bool inbound, S
       return;
     }
     const std::string path = detail::resolve(base_dir, file_node->as_string()->get());
-    std::string raw;
-    if (!detail::read_file(path, &raw)) {
-      sink.add(line_of(*file_node), "key-file", r.where() + " `key_file` " + path + " cannot be read");
+    std::string raw, why;
+    if (!crypto::read_key_file(path, &raw, &why)) {
+      sink.add(line_of(*file_node), "key-file", r.where() + " `key_file` " + path + " " + why);
       return;
     }
-    // Raw bytes of the exact length, unless they are all hex digits: that is hex text of a too short key
-    // (a random raw key is all hex digits with probability (22/256)^20, i.e. never).
-    const bool all_hex = std::all_of(raw.begin(), raw.end(), [](char c) {
-      return std::isxdigit(static_cast<unsigned char>(c)) || std::isspace(static_cast<unsigned char>(c));
-    });
-    if (cipher_ok && raw.size() == want && !all_hex) {
-      bytes.swap(raw);
-    } else {
-      std::string text;
-      for (char c : raw)
-        if (!std::isspace(static_cast<unsigned char>(c))) text.push_back(c);
-      const bool ok = crypto::parse_hex(text, &bytes);
-      crypto::secure_wipe(text.data(), text.size());
-      crypto::secure_wipe(raw.data(), raw.size());
-      if (!ok) {
-        crypto::secure_wipe(bytes.data(), bytes.size());
-        sink.add(line_of(*file_node), "key-hex",
-                 r.where() + " `key_file` " + path + " holds neither " +
-                     (cipher_ok ? std::to_string(want) + " raw bytes" : std::string("raw key bytes")) +
-                     " nor hex text");
-        return;
-      }
-      if (cipher_ok && bytes.size() != want) {
-        sink.add(line_of(*file_node), "key-length",
-                 r.where() + " `key_file` " + path + " holds " + std::to_string(bytes.size()) +
-                     " bytes of hex; it must be " + want_text);
-        crypto::secure_wipe(bytes.data(), bytes.size());
-        return;
-      }
+    const crypto::KeyText kt = crypto::decode_key_text(raw, want, &bytes);
+    crypto::secure_wipe(raw.data(), raw.size());
+    if (kt == crypto::KeyText::kNotHex) {
+      sink.add(line_of(*file_node), "key-hex",
+               r.where() + " `key_file` " + path + " holds neither " +
+                   (cipher_ok ? std::to_string(want) + " raw bytes" : std::string("raw key bytes")) + " nor hex text");
+      return;
+    }
+    if (kt == crypto::KeyText::kWrongLength) {
+      sink.add(line_of(*file_node), "key-length",
+               r.where() + " `key_file` " + path + " holds " + std::to_string(bytes.size()) +
+                   " bytes of hex; it must be " + want_text);
+      crypto::secure_wipe(bytes.data(), bytes.size());
+      return;
     }
   }
   sa->keymat = SecretBytes(to_bytes_and_wipe(&bytes));
@@ -201,8 +187,8 @@ void check_sas(const Gateway& g, Sink& sink) {
                      b.name + "\" (line " + std::to_string(b.in.line) + ")");
     }
 
-  // Keys: the same AEAD key in two SAs repeats nonces (IV = sequence number, which every SA starts at 1).
-  // The one exception is a tunnel whose in and out SA are the same SA (same SPI): a loopback arrangement.
+  // Keys: the same AEAD key in two SAs repeats nonces (IV = sequence number, which every SA starts at 1). Also
+  // both directions of one tunnel with the same SPI: the peer encrypts with that key from sequence 1 as we do.
   {
     struct Ref { const Tunnel* t; const SaSpec* sa; const char* dir; };
     std::vector<Ref> refs;
@@ -216,7 +202,6 @@ void check_sas(const Gateway& g, Sink& sink) {
         if (a.keymat.size() < crypto::kSaltLen + 16 || a.keymat.size() != b.keymat.size()) continue;
         const size_t klen = a.keymat.size() - crypto::kSaltLen;
         if (!crypto::ct_equal(a.keymat.bytes().data(), b.keymat.bytes().data(), klen)) continue;
-        if (refs[i].t == refs[j].t && a.spi == b.spi) continue;
         sink.add(a.line, "key-reuse",
                  "tunnel \"" + refs[i].t->name + "\" " + refs[i].dir + " SA uses the same key as tunnel \"" +
                      refs[j].t->name + "\" " + refs[j].dir + " SA (line " + std::to_string(b.line) +

@@ -23,6 +23,7 @@
 #include <type_traits>
 
 #include "ctrl/layout.h"
+#include "ctrl/owner.h"
 
 namespace mg::ctrl {
 
@@ -163,10 +164,23 @@ std::unique_ptr<Block> Block::create(const std::string& gateway_name, std::strin
   const std::string path = path_for(gateway_name);
   int fd = -1;
   for (int attempt = 0; attempt < 4 && fd < 0; ++attempt) {
-    fd = shm_open(shm.c_str(), O_RDWR | O_CREAT | O_EXCL, 0600);
+    fd = shm_open(shm.c_str(), O_RDWR | O_CREAT | O_EXCL, kBlockMode);
     if (fd >= 0) break;
     if (errno != EEXIST) {
       set_err(err, "cannot create " + path + ": " + std::strerror(errno));
+      return nullptr;
+    }
+    const int efd = shm_open(shm.c_str(), O_RDONLY, 0);
+    if (efd < 0) {
+      if (errno == ENOENT) continue;  // gone meanwhile: try again
+      set_err(err, "cannot open the existing " + path + ": " + std::strerror(errno));
+      return nullptr;
+    }
+    struct stat st{};
+    const bool stat_ok = fstat(efd, &st) == 0;
+    close(efd);
+    if (const std::string why = stat_ok ? foreign_block(st, path) : path + " cannot be examined"; !why.empty()) {
+      set_err(err, why);
       return nullptr;
     }
     Peek p = peek(shm);
@@ -190,7 +204,7 @@ std::unique_ptr<Block> Block::create(const std::string& gateway_name, std::strin
     set_err(err, "cannot create " + path + ": it keeps reappearing");
     return nullptr;
   }
-  fchmod(fd, 0600);
+  fchmod(fd, kBlockMode);  // whatever the umask
   const size_t size = sizeof(Layout);
   if (ftruncate(fd, off_t(size)) != 0) {
     set_err(err, "cannot size " + path + ": " + std::strerror(errno));
@@ -276,6 +290,10 @@ std::unique_ptr<Block> Block::open(const std::string& gateway_name, std::string*
     const int e = errno;
     close(fd);
     return fail(SubmitError::kBadBlock, "cannot stat " + path + ": " + std::strerror(e));
+  }
+  if (const std::string why = untrusted_block(st, path); !why.empty()) {
+    close(fd);
+    return fail(SubmitError::kBadBlock, why);
   }
   const size_t fsize = size_t(st.st_size);
   if (fsize < 64) {

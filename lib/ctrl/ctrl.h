@@ -187,11 +187,13 @@ std::optional<uint32_t> add_counter_name(CounterNames& names, uint32_t* n, std::
 
 class Block {
  public:
-  // Data plane side. Refuses (nullptr, *err) when a block of that name exists and its owner pid is alive;
-  // replaces a stale one. Mode 0600.
+  // Data plane side. Refuses (nullptr, *err) when a block of that name exists and its owner pid is alive, or when
+  // the file there is not one it could have made (another uid, a mode other than 0600: someone else's, named with
+  // owner and mode in *err); replaces a stale one of its own. Mode 0600.
   static std::unique_ptr<Block> create(const std::string& gateway_name, std::string* err);
   // Client side. nullptr with *err and *code = kNoGateway when there is no block or its owner is dead;
-  // kBadBlock when magic/version/size do not match.
+  // kBadBlock when magic/version/size do not match, or when the block is not to be trusted: owned by neither root
+  // nor the caller, or writable by group or others (anyone could have written its mirror and replies).
   static std::unique_ptr<Block> open(const std::string& gateway_name, std::string* err, SubmitError* code);
   ~Block();  // the owner unlinks the file
   Block(const Block&) = delete;

@@ -48,6 +48,16 @@ void Dataplane::Impl::publish() {
 
 namespace {
 
+// A reply carries 111 characters. A longer message (a reset's config error with its paths) keeps its start and its
+// end, where the reason is, around "..."; meshgate's stderr gets it whole.
+std::string fit_reply(const std::string& m) {
+  constexpr size_t cap = sizeof(ctrl::Reply::message) - 1;
+  if (m.size() <= cap) return m;
+  fmt::print(stderr, "meshgate: control command: {}\n", m);
+  constexpr size_t head = 32;
+  return m.substr(0, head) + "..." + m.substr(m.size() - (cap - head - 3));
+}
+
 // The model change was made (or refused) under the snapshot lock; publish only a real change.
 template <class F>
 Applied change(Dataplane::Impl& d, std::string* msg, const std::string& noop, F&& f) {
@@ -132,7 +142,7 @@ void Dataplane::Impl::handle_commands() {
     r.status = st;
     r.generation = generation;
     if (msg.empty()) msg = st == ctrl::Status::kOk ? "ok" : ctrl::to_string(st);
-    ctrl::copy_name(r.message, sizeof(r.message), msg);
+    ctrl::copy_name(r.message, sizeof(r.message), fit_reply(msg));
     refresh_mirror();  // a client that saw the reply reads the new state from the mirror
     ctrl->reply(r);
   }

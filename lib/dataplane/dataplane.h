@@ -48,7 +48,8 @@ enum class Drop : uint8_t {
   kNotRouted,        // inner destination outside the [inside] prefixes
   kNoTunnel,         // no tunnel can take a new flow (none up with weight > 0)
   kOutsideNotIp,     // outside frame is not IPv4/IPv6
-  kInnerSelector,    // decrypted inner source outside the [inside] prefixes
+  kInnerSelector,    // decrypted inner source outside the [inside] prefixes (also an echo request to the
+                     // reflector, unless it comes from the tunnel's probe address)
   kTxFull,           // the TX queue did not take the packet
   kCount
 };

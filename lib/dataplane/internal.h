@@ -46,6 +46,23 @@ struct Prefix6 {
   uint8_t len;
 };
 
+// Route-based selectors ([inside] prefixes): what goes into the tunnels (destination, outbound) and what may come
+// out of them (source, inbound: data in worker.cpp, echo requests the reflector answers in probe.cpp).
+inline bool routed4(const std::vector<Prefix4>& pfx, uint32_t a) noexcept {
+  for (const auto& p : pfx)
+    if ((a & p.mask) == p.net) return true;
+  return false;
+}
+inline bool routed6(const std::vector<Prefix6>& pfx, const uint8_t* a) noexcept {
+  for (const auto& p : pfx) {
+    const uint8_t full = p.len / 8, rem = p.len % 8;
+    if (std::memcmp(a, p.net, full) != 0) continue;
+    if (rem && ((a[full] ^ p.net[full]) & uint8_t(0xff << (8 - rem)))) continue;
+    return true;
+  }
+  return false;
+}
+
 // What a worker needs of a tunnel. The first cache line is the per-burst part; probe addresses (a few packets
 // per interval) follow.
 struct alignas(64) RtTunnel {

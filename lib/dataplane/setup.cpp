@@ -44,8 +44,13 @@ int Dataplane::Impl::setup(std::string* err) {
   for (const auto& a : opt.eal_extra) args.push_back(a);
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
+  rte_errno = 0;
   if (rte_eal_init(int(argv.size()), argv.data()) < 0) {
-    *err = fmt::format("EAL init failed: {}", rte_strerror(rte_errno));
+    // Some EAL failures leave rte_errno unset (e.g. "Cannot init config": another primary process with the same
+    // --file-prefix), which rte_strerror calls "Success".
+    *err = fmt::format("EAL init failed: {}", rte_errno ? rte_strerror(rte_errno)
+                                                        : "DPDK gave no reason (see the EAL lines above; is another "
+                                                          "DPDK process using the same --file-prefix?)");
     return kExitEal;
   }
   eal_up = true;

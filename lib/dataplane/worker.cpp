@@ -9,22 +9,6 @@ namespace mg::dp {
 
 namespace {
 
-bool routed4(const std::vector<Prefix4>& pfx, uint32_t dst) noexcept {
-  for (const auto& p : pfx)
-    if ((dst & p.mask) == p.net) return true;
-  return false;
-}
-
-bool routed6(const std::vector<Prefix6>& pfx, const uint8_t* a) noexcept {
-  for (const auto& p : pfx) {
-    const uint8_t full = p.len / 8, rem = p.len % 8;
-    if (std::memcmp(a, p.net, full) != 0) continue;
-    if (rem && ((a[full] ^ p.net[full]) & uint8_t(0xff << (8 - rem)))) continue;
-    return true;
-  }
-  return false;
-}
-
 uint16_t paced(Pace& p, uint64_t pps, uint64_t hz) noexcept {
   const uint64_t t = rte_get_tsc_cycles();
   p.tokens = std::min<uint64_t>(p.tokens + (t - p.last) * pps / hz, kBurst);

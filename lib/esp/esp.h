@@ -85,11 +85,20 @@ struct SaConfig {
   uint32_t user_id = 0;  // caller's tag (tunnel id), stored in mbuf->hash.usr by inbound bursts
 };
 
+// Where a spec may take its key from besides its own text, and what it did.
+struct SpecInputs {
+  int stdin_fd = -1;          // key=- reads one key from here to its end; -1: key=- is refused
+  bool stdin_taken = false;   // set by the spec that read it (a second key=- is refused)
+  bool key_in_spec = false;   // set when a key was written in the spec itself (on a command line: visible to all)
+};
+
 // Validates and normalises an SA spec string, the syntax of the gateway config and meshgate-esp:
-//   spi=0x1001,cipher=aes-gcm-128,key=<hex key+salt>,src=192.0.2.1,dst=198.51.100.1[,esn=1]
+//   spi=0x1001,cipher=aes-gcm-128,key=<hex key+salt>|key=-|key_file=PATH,src=192.0.2.1,dst=198.51.100.1[,esn=1]
 //   [,window=1024][,engine=ipsecmb|sodium][,ttl=64][,df=copy|set|clear][,dscp=copy|<0-63>]
-// Returns false with a message naming the field on any error.
-bool parse_sa_spec(const std::string& spec, SaConfig* out, std::string* err);
+// key_file and key=- hold hex text or the raw bytes, read with crypto::read_key_file / read_key_stream (the
+// gateway's checks: regular file, owner, mode 0600/0400, size). Returns false with a message naming the field on
+// any error.
+bool parse_sa_spec(const std::string& spec, SaConfig* out, std::string* err, SpecInputs* in = nullptr);
 
 struct alignas(64) SaCounters {
   uint64_t packets;

@@ -2,6 +2,7 @@
 #include <cstring>
 #include <string_view>
 
+#include "crypto/key_file.h"
 #include "esp/esp.h"
 
 namespace mg::esp {
@@ -205,12 +206,15 @@ SaTable::~SaTable() { delete[] counters_; }
 
 SaStats SaTable::stats() const noexcept { return sum_counters(counters_, max_workers_); }
 
-bool parse_sa_spec(const std::string& spec, SaConfig* out, std::string* err) {
+bool parse_sa_spec(const std::string& spec, SaConfig* out, std::string* err, SpecInputs* in) {
   SaConfig c;
   bool have_spi = false, have_cipher = false, have_key = false;
+  std::string from;  // key_file=PATH or key=-: what was read there, decoded once the cipher is known
+  std::string from_what;
   auto fail = [&](const std::string& m) {
     if (err) *err = m;
     if (!c.keymat.empty()) crypto::secure_wipe(c.keymat.data(), c.keymat.size());
+    crypto::secure_wipe(from.data(), from.size());
     return false;
   };
   auto num = [](std::string_view v, uint64_t* o) {
@@ -243,12 +247,27 @@ bool parse_sa_spec(const std::string& spec, SaConfig* out, std::string* err) {
       have_cipher = true;
     } else if (k == "engine") {
       if (!crypto::parse_engine(v, &c.engine)) return fail("engine: '" + std::string(v) + "' (ipsecmb, sodium)");
-    } else if (k == "key") {
-      std::string bytes;
-      if (!crypto::parse_hex(v, &bytes)) return fail("key: not a hex string");
-      c.keymat.assign(bytes.begin(), bytes.end());
-      crypto::secure_wipe(bytes.data(), bytes.size());
+    } else if (k == "key" || k == "key_file") {
+      if (have_key) return fail("sa spec: give the key once (key=HEX, key=- or key_file=PATH)");
       have_key = true;
+      std::string why;
+      if (k == "key_file") {
+        from_what = "key_file " + std::string(v);
+        if (v.empty()) return fail("key_file: a path is missing");
+        if (!crypto::read_key_file(std::string(v), &from, &why)) return fail(from_what + " " + why);
+      } else if (v == "-") {
+        from_what = "key=- (standard input)";
+        if (in == nullptr || in->stdin_fd < 0) return fail("key=-: no standard input to read a key from here");
+        if (in->stdin_taken) return fail("key=-: standard input holds one key, and another SA took it");
+        in->stdin_taken = true;
+        if (!crypto::read_key_stream(in->stdin_fd, &from, &why)) return fail("key=-: standard input " + why);
+      } else {
+        std::string bytes;
+        if (!crypto::parse_hex(v, &bytes)) return fail("key: not a hex string");
+        c.keymat.assign(bytes.begin(), bytes.end());
+        crypto::secure_wipe(bytes.data(), bytes.size());
+        if (in != nullptr) in->key_in_spec = true;
+      }
     } else if (k == "src" || k == "dst") {
       net::IpAddr a;
       if (!net::parse_ip(std::string(v).c_str(), &a)) return fail(std::string(k) + ": not an IP address");
@@ -284,8 +303,17 @@ bool parse_sa_spec(const std::string& spec, SaConfig* out, std::string* err) {
   }
   if (!have_spi) return fail("sa spec: spi is missing");
   if (!have_cipher) return fail("sa spec: cipher is missing");
-  if (!have_key) return fail("sa spec: key is missing");
+  if (!have_key) return fail("sa spec: key is missing (key=HEX, key=- or key_file=PATH)");
   const uint32_t want = crypto::key_len(c.cipher) + crypto::kSaltLen;
+  if (!from_what.empty()) {
+    std::string bytes;
+    const crypto::KeyText kt = crypto::decode_key_text(from, want, &bytes);
+    crypto::secure_wipe(from.data(), from.size());
+    if (kt == crypto::KeyText::kNotHex)
+      return fail(from_what + ": holds neither " + std::to_string(want) + " raw bytes nor hex text");
+    c.keymat.assign(bytes.begin(), bytes.end());
+    crypto::secure_wipe(bytes.data(), bytes.size());
+  }
   if (c.keymat.size() != want)
     return fail("key: " + std::string(crypto::to_string(c.cipher)) + " needs " + std::to_string(want) +
                 " bytes (key + 4-byte salt), got " + std::to_string(c.keymat.size()));

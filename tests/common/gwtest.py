@@ -107,8 +107,14 @@ class SaSpec:
         return SecurityAssociation(ESP, spi=self.spi, crypt_algo=algo, crypt_key=self.keymat,
                                    tunnel_header=hdr, esn_en=self.esn, esn=0)
 
-    def tool_spec(self):
-        s = f"spi={self.spi:#x},cipher={self.cipher},key={self.keymat.hex()},src={self.src},dst={self.dst}"
+    def tool_spec(self, key_dir):
+        """meshgate-esp's SA spec, its key in a 0600 file in key_dir (a key on a command line is visible to all)."""
+        path = os.path.join(key_dir, f"{self.spi:08x}-{self.src}-{self.dst}.key".replace(":", "_"))
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(self.keymat.hex() + "\n")
+        os.chmod(path, 0o600)
+        s = f"spi={self.spi:#x},cipher={self.cipher},key_file={path},src={self.src},dst={self.dst}"
         return s + (",esn=1" if self.esn else "") + ",window=65536"
 
 
@@ -391,8 +397,10 @@ def esp_tool_decrypt(gw, run, port, tmpname):
     src = os.path.join(run.dir, "out", f"{port}.pcap")
     dst = os.path.join(run.dir, f"{tmpname}.pcap")
     cmd = [ARGS.esp_tool, "decrypt"]
+    key_dir = os.path.join(run.dir, "esp-tool-keys")
+    os.makedirs(key_dir, mode=0o700, exist_ok=True)
     for t in tunnels:
-        cmd += ["--sa", t.out.tool_spec()]
+        cmd += ["--sa", t.out.tool_spec(key_dir)]
     cmd += [src, dst, "--json"]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     if p.returncode != 0:

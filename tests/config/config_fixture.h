@@ -147,6 +147,13 @@ class Config : public ::testing::Test {
     std::ofstream(p, std::ios::binary) << text;
     return p;
   }
+  // A key file as the loader accepts one: no access for group or others.
+  std::string write_key(const std::string& name, const std::string& text, fs::perms mode = fs::perms::owner_read |
+                                                                                          fs::perms::owner_write) {
+    const std::string p = write(name, text);
+    fs::permissions(p, mode);
+    return p;
+  }
 
   std::optional<Gateway> gw(const std::string& text, std::vector<Error>* errs, const std::string& name = "gw.toml") {
     return load_gateway(write(name, text), errs);

@@ -397,13 +397,13 @@ TEST_F(Config, KeyLength) {
 
 TEST_F(Config, KeyFileHexAndRaw) {
   // Hex text with a newline and ':' separators.
-  write("keys/a.out", "00:11:22:33:44:55:66:77:88:99:aa:bb:cc:dd:ee:ff:01:02:03:04\n");
+  write_key("keys/a.out", "00:11:22:33:44:55:66:77:88:99:aa:bb:cc:dd:ee:ff:01:02:03:04\n");
   // Raw bytes of the exact length (20 for aes-gcm-128), including bytes that are not text.
   std::string raw;
   for (int i = 0; i < 20; ++i) raw.push_back(char(0xf0 + (i % 16) - (i < 16 ? 0 : 3)));
   raw[3] = '\n';
   raw[7] = 0;
-  write("keys/a.in", raw);
+  write_key("keys/a.in", raw);
   std::string s = edit(gateway(), "key = \"" + std::string(kK1) + "\"", "key_file = \"keys/a.out\"");
   s = edit(s, "key = \"" + std::string(kK2) + "\"", "key_file = \"" + (dir / "keys/a.in").string() + "\"");
   const Gateway g = good_gw(s);
@@ -419,14 +419,14 @@ TEST_F(Config, KeyFileHexAndRaw) {
 
 TEST_F(Config, KeyFileErrors) {
   bad_gw(edit(gateway(), "key = \"" + std::string(kK1) + "\"", "key_file = \"nope.key\" #@"), "key-file", "cannot be read");
-  write("short.key", "0011223344\n");
+  write_key("short.key", "0011223344\n");
   bad_gw(edit(gateway(), "key = \"" + std::string(kK1) + "\"", "key_file = \"short.key\" #@"), "key-length",
          "5 bytes of hex");
   // 20 characters of hex text is a 10-byte key in hex, not 20 raw bytes.
-  write("hex20.key", "00112233445566778899");
+  write_key("hex20.key", "00112233445566778899");
   bad_gw(edit(gateway(), "key = \"" + std::string(kK1) + "\"", "key_file = \"hex20.key\" #@"), "key-length",
          "10 bytes of hex");
-  write("junk.key", std::string(19, 'q'));
+  write_key("junk.key", std::string(19, 'q'));
   bad_gw(edit(gateway(), "key = \"" + std::string(kK1) + "\"", "key_file = \"junk.key\" #@"), "key-hex",
          "neither 20 raw bytes nor hex");
 }
@@ -442,9 +442,13 @@ TEST_F(Config, KeyReuse) {
   // The same key with another salt is still the same AES key.
   std::string other_salt = std::string(kK1).substr(0, 32) + "ffffffff";
   bad_gw(edit(gateway(), "key = \"" + std::string(kK3) + "\"", "key = \"" + other_salt + "\""), "key-reuse", "same key");
-  // Loopback arrangement: one tunnel whose in and out are the same SA (same SPI and key) is allowed.
-  std::string s = edit(gateway(), "key = \"" + std::string(kK2) + "\"", "key = \"" + std::string(kK1) + "\"");
-  good_gw(edit(s, "spi = 0x2001", "spi = 0x1001"));
+  // In and out of one tunnel with the same SPI and key (a "loopback" SA): our outbound packets and the peer's
+  // carry the same (key, IV) pairs, sequence 1, 2, ... from each side. Refused like any other key reuse.
+  const std::string s = edit(gateway(), "[tunnel.in]\nspi = 0x2001\ncipher = \"aes-gcm-128\"\nkey = \"" + std::string(kK2) + "\"",
+                             "[tunnel.in] #@\nspi = 0x1001\ncipher = \"aes-gcm-128\"\nkey = \"" + std::string(kK1) + "\"");
+  bad_gw(s, "key-reuse", "tunnel \"gw-a-d1\" inbound SA uses the same key as tunnel \"gw-a-d1\" outbound SA");
+  // The same SPI both ways with different keys is fine: each side picks the SPI it receives on.
+  good_gw(edit(gateway(), "spi = 0x2001", "spi = 0x1001"));
 }
 
 TEST_F(Config, ReplayWindow) {

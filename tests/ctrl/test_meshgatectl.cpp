@@ -560,3 +560,55 @@ TEST_F(Ctl, RulesAreValidatedAndNothingIsSent) {
   auto r = ctl({"tunnel", "3", "weight", "1000000"});
   EXPECT_EQ(r.code, 0) << r.err;
 }
+
+// A block meshgatectl must not believe: another user's (a forged mirror: before, shown with exit 0) or one that
+// others may write. Refused with the reason and exit 3, nothing shown or sent.
+TEST_F(Ctl, ForgedOrWritableBlockIsRefused) {
+  start_responder();
+  const std::string path = Block::path_for(name_);
+  if (geteuid() == 0) {
+    ASSERT_EQ(::chown(path.c_str(), 65534, 65534), 0);
+    for (const std::vector<std::string>& a : {std::vector<std::string>{"show", "tunnels"},
+                                              std::vector<std::string>{"--json", "show", "gateway"},
+                                              std::vector<std::string>{"tunnel", "tun-a1", "down"}}) {
+      auto r = ctl(a);
+      EXPECT_EQ(r.code, 3) << r.out << r.err;
+      EXPECT_EQ(r.out.find("tun-a1"), std::string::npos) << "forged mirror shown: " << r.out;
+      EXPECT_NE((r.out + r.err).find("owned by uid 65534"), std::string::npos) << r.out << r.err;
+    }
+    ASSERT_EQ(::chown(path.c_str(), 0, 0), 0);
+  }
+  ASSERT_EQ(::chmod(path.c_str(), 0666), 0);
+  auto r = ctl({"show", "tunnels"});
+  EXPECT_EQ(r.code, 3) << r.out << r.err;
+  EXPECT_NE(r.err.find(path + " has mode 0666"), std::string::npos) << r.err;
+  EXPECT_TRUE(commands().empty());
+  ASSERT_EQ(::chmod(path.c_str(), 0600), 0);
+  r = ctl({"show", "tunnels"});
+  EXPECT_EQ(r.code, 0) << r.err;
+}
+
+// What validate() can judge without the gateway's tunnels and instances is a usage error (2) even when no gateway
+// is running (before: 3, "no gateway", because the mirror was read first). Targets are names or indexes that only
+// the mirror resolves, so their range is checked after.
+TEST(CtlNoGateway, RulesCheckedBeforeTheBlockIsOpened) {
+  const std::string none = unique_name().substr(0, 30) + "-x";  // a valid name nobody runs
+  const std::pair<std::vector<std::string>, std::string> cases[] = {
+      {{"tunnel", "t", "weight", "1000001"}, "weight 1000001 is above 1000000"},
+      {{"tunnel", "t", "down", "--deadline", "5"}, "a deadline goes with drain only"},
+      {{"instance", "i", "maintenance", "--deadline", "5"}, "a deadline goes with drain only"},
+      {{"instance", "i", "up", "--deadline", "5"}, "a deadline goes with drain only"},
+      {{"tunnel", "t", "drain", "--deadline", "999999"}, "deadline 999999000 ms is above 24 h"},
+  };
+  for (const auto& [args, msg] : cases) {
+    std::vector<std::string> a = {"--gateway", none};
+    a.insert(a.end(), args.begin(), args.end());
+    SCOPED_TRACE(args[0] + " " + args[1] + " " + args[2]);
+    auto r = run_ctl(a);
+    EXPECT_EQ(r.code, 2) << r.out << r.err;
+    EXPECT_NE(r.err.find(msg), std::string::npos) << r.err;
+  }
+  // A valid command still needs the gateway.
+  auto r = run_ctl({"--gateway", none, "tunnel", "t", "weight", "5"});
+  EXPECT_EQ(r.code, 3) << r.err;
+}

@@ -199,9 +199,13 @@ TEST_F(Tool, DrainWithDeadlineMovesItsFlowsOnlyAfterTheDeadline) {
 }
 
 TEST_F(Tool, BadInputGivesClearErrorsAndExitCodes) {
-  EXPECT_EQ(run("-c /nonexistent.toml --synthetic 10").rc, 1);
-  EXPECT_EQ(run(cfg()).rc, 1) << "neither --pcap nor --synthetic";
-  EXPECT_EQ(run(cfg() + " --synthetic 10 --sizes pareto").rc, 1);
+  // Usage errors exit 2, as in every meshgate program (before: 1).
+  EXPECT_EQ(run("-c /nonexistent.toml --synthetic 10").rc, 2);
+  EXPECT_EQ(run(cfg()).rc, 2) << "neither --pcap nor --synthetic";
+  EXPECT_EQ(run(cfg() + " --synthetic 10 --sizes pareto").rc, 2);
+  EXPECT_EQ(run(cfg() + " --synthetic -5").rc, 2);
+  EXPECT_EQ(run(cfg() + " --synthetic 10 --rate -1").rc, 2);
+  EXPECT_EQ(run(cfg() + " --synthetic 10 --packets -1").rc, 2) << "before: 2^64 - 1 packets";
 
   write(dir / "bad.toml", config(65537, "gw-c"));
   EXPECT_EQ(run("-c " + (dir / "bad.toml").string() + " --synthetic 10").rc, 2);

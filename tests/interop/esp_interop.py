@@ -3,18 +3,23 @@
 
   scapy decrypts what meshgate-esp encrypted (ICV verified, inner bytes equal to the input);
   meshgate-esp decrypts what scapy encrypted, and drops scapy-made tampered and replayed packets;
-  tshark decodes meshgate's AES-GCM output with an esp_sa entry.
+  tshark decodes meshgate's AES-GCM output with an esp_sa entry;
+  keys reach meshgate-esp from a key file (key_file=, as in every run here) or standard input (key=-) without
+  being on the command line; key=HEX still works but warns and is hidden from /proc/PID/cmdline at once; key
+  files that are not private regular files are refused.
 
 Run by meson test with Debian's /usr/bin/python3 (python3-scapy). Exit 0 on success, 1 on a failed check,
 77 (meson: skipped) when scapy or tshark cannot be imported/run, with the reason printed.
 """
 import argparse
+import itertools
 import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 import logging
 
@@ -68,8 +73,24 @@ def inner_packets():
     return [IP(raw(p)) if p.haslayer(IP) else IPv6(raw(p)) for p in pkts]
 
 
-def spec(cipher, spi, key, outer, engine=None, esn=False):
-    s = f"spi={spi:#x},cipher={cipher},key={key.hex()},src={OUTER[outer][0]},dst={OUTER[outer][1]}"
+KEYDIR = None   # where key files are written (a private temporary directory)
+_KEYS = itertools.count()
+
+
+def key_file(key, mode=0o600, text=True):
+    """A key file (hex text or raw bytes) of the given mode, as meshgate-esp accepts one (0600)."""
+    path = os.path.join(KEYDIR, f"k{next(_KEYS)}.key")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(key.hex().encode() + b"\n" if text else key)
+    os.chmod(path, mode)
+    return path
+
+
+def spec(cipher, spi, key, outer, engine=None, esn=False, key_src=None):
+    """key_src: the spec's key field (default key_file= of a new 0600 file): the key stays off the command line."""
+    ks = key_src or f"key_file={key_file(key)}"
+    s = f"spi={spi:#x},cipher={cipher},{ks},src={OUTER[outer][0]},dst={OUTER[outer][1]}"
     if engine:
         s += f",engine={engine}"
     if esn:
@@ -77,11 +98,14 @@ def spec(cipher, spi, key, outer, engine=None, esn=False):
     return s
 
 
-def run_tool(tool, args):
-    p = subprocess.run([tool] + args + ["--json"], capture_output=True, text=True)
+def run_tool(tool, args, stdin=None, stderr_out=None):
+    p = subprocess.run([tool] + args + ["--json"], capture_output=True, text=True, input=stdin,
+                       stdin=None if stdin is not None else subprocess.DEVNULL, timeout=120)
     if p.returncode != 0:
         print(p.stdout, p.stderr)
         raise RuntimeError(f"meshgate-esp {' '.join(args[:1])} exited {p.returncode}")
+    if stderr_out is not None:
+        stderr_out.append(p.stderr)
     return json.loads(p.stdout)
 
 
@@ -203,18 +227,93 @@ def tshark_decodes(tool, tmp):
         print(f"ok   tshark {cipher}: {decoded}/{len(inner)} inner packets decoded")
 
 
+def key_sources(tool, tmp):
+    """The same encryption from a key file (hex or raw), standard input and the command line; only the last warns,
+    and its key leaves /proc/PID/cmdline; bad key files and key sources are usage errors (exit 2)."""
+    inner = inner_packets()
+    src = os.path.join(tmp, "inner_keys.pcap")
+    wrpcap(src, [eth() / p for p in inner[:4]])
+    cipher, key = "aes-gcm-256", keymat("aes-gcm-256", 9)
+    outs = {}
+    for how, ks, stdin in (("hex file", f"key_file={key_file(key)}", None),
+                           ("raw file", f"key_file={key_file(key, text=False)}", None),
+                           ("stdin", "key=-", key.hex() + "\n"),
+                           ("command line", f"key={key.hex()}", None)):
+        out = os.path.join(tmp, f"keys-{how.replace(' ', '-')}.pcap")
+        errs = []
+        res = run_tool(tool, ["encrypt", "--sa", spec(cipher, 0x4004, key, 4, key_src=ks), src, out], stdin=stdin,
+                       stderr_out=errs)
+        check(res["frames_out"] == 4, f"key from {how}: {res['frames_out']} of 4 encrypted")
+        warned = "warning" in errs[0] and "command line" in errs[0]
+        check(warned == (how == "command line"), f"key from {how}: warning {'missing' if how == 'command line' else 'given'}: {errs[0]!r}")
+        check(key.hex() not in errs[0], f"key from {how}: the key is in the messages")
+        with open(out, "rb") as f:
+            outs[how] = f.read()
+    check(len(set(outs.values())) == 1, "the same key from file, stdin and command line gave different ESP")
+    sa = SecurityAssociation(ESP, spi=0x4004, crypt_algo="AES-GCM", crypt_key=key,
+                             tunnel_header=IP(src=OUTER[4][0], dst=OUTER[4][1]))
+    got = rdpcap(os.path.join(tmp, "keys-stdin.pcap"))
+    check(raw(sa.decrypt(got[0].payload)) == raw(inner[0]), "key=-: scapy cannot decrypt")
+
+    # A key given on the command line is overwritten there at once: watch /proc/PID/cmdline while the tool waits
+    # for the second SA's key on standard input.
+    ks = [f"key={key.hex()}", "key=-"]
+    cmd = [tool, "decrypt", "--sa", spec(cipher, 0x5005, key, 4, key_src=ks[0]),
+           "--sa", spec("aes-gcm-128", 0x5006, None, 4, key_src=ks[1]), src, os.path.join(tmp, "hidden.pcap")]
+    p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    hidden, seen = False, b""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and p.poll() is None:
+        try:
+            with open(f"/proc/{p.pid}/cmdline", "rb") as f:
+                seen = f.read()
+        except OSError:
+            break
+        if b"meshgate-esp" in seen and b"decrypt" in seen and key.hex().encode() not in seen:
+            hidden = True
+            break
+        time.sleep(0.01)
+    out, err = p.communicate(keymat("aes-gcm-128", 10).hex().encode(), timeout=60)
+    check(hidden, f"key still in /proc/PID/cmdline (exit {p.returncode}): {seen[:200]!r} {err[-300:]!r}")
+    check(p.returncode == 0, f"key=HEX then key=-: exit {p.returncode}: {err[-300:]!r}")
+
+    def refused(ks, want, stdin=b"", what=""):
+        q = subprocess.run([tool, "encrypt", "--sa", spec(cipher, 0x6006, key, 4, key_src=ks), src,
+                            os.path.join(tmp, "refused.pcap")], capture_output=True, input=stdin, timeout=20)
+        e = q.stderr.decode(errors="replace")
+        check(q.returncode == 2 and want in e, f"{what or ks}: exit {q.returncode} (want 2), {e.strip()!r}")
+        check(key.hex() not in e, f"{what or ks}: the key is in the message")
+
+    refused(f"key_file={key_file(key, 0o644)}", "has mode 0644", what="mode 0644")
+    refused(f"key_file={key_file(key, 0o640)}", "has mode 0640", what="mode 0640")
+    fifo = os.path.join(KEYDIR, "k.fifo")
+    os.mkfifo(fifo, 0o600)
+    refused(f"key_file={fifo}", "is a FIFO, not a regular file", what="FIFO")   # before: waited for a writer
+    refused("key_file=/dev/zero", "is a character device", what="/dev/zero")
+    refused(f"key_file={os.path.join(KEYDIR, 'none.key')}", "cannot be read", what="missing file")
+    refused(f"key_file={key_file(key)},key=-", "give the key once", what="two key sources")
+    refused("key=-", "holds neither 36 raw bytes nor hex text", stdin=b"not a key\n", what="junk on stdin")
+    print("ok   key sources: key_file (hex, raw), key=- and key=HEX (warned, hidden) give the same ESP; bad ones "
+          "refused")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--tool", required=True, help="path to meshgate-esp")
-    ap.add_argument("--part", choices=["all", "ours-to-scapy", "scapy-to-ours", "tshark"], default="all")
+    ap.add_argument("--part", choices=["all", "ours-to-scapy", "scapy-to-ours", "tshark", "keys"], default="all")
     a = ap.parse_args()
+    global KEYDIR
     with tempfile.TemporaryDirectory(prefix="mg-interop-") as tmp:
+        KEYDIR = os.path.join(tmp, "keys")
+        os.mkdir(KEYDIR, 0o700)
         if a.part in ("all", "ours-to-scapy"):
             ours_to_scapy(a.tool, tmp)
         if a.part in ("all", "scapy-to-ours"):
             scapy_to_ours(a.tool, tmp)
         if a.part in ("all", "tshark"):
             tshark_decodes(a.tool, tmp)
+        if a.part in ("all", "keys"):
+            key_sources(a.tool, tmp)
     if FAILS:
         print(f"{len(FAILS)} interop checks failed")
         return 1

@@ -31,6 +31,7 @@ from scapy.all import IP, ICMP, IPv6, ICMPv6EchoReply, ICMPv6EchoRequest, raw  #
 PROBE_ID = 0x6d67
 PROBE_MAGIC = b"mg-probe"
 REFLECT_MAGIC = b"reflect!"   # payload of the echo requests the reflector test sends
+SPOOFED = {4: "203.0.113.99", 6: "2001:db8:ffff::99"}   # outside the [inside] prefixes, nobody's probe address
 
 INTERVAL, MULT = 20, 3
 DETECT_BOUND_MS = INTERVAL * MULT + INTERVAL   # the issue's bound: interval x multiplier + one interval
@@ -142,7 +143,9 @@ class LiveCase(gwtest.GatewayCase):
     def events(self):
         return self.mg.stats.get("liveness_events", []) if self.mg.stats else []
 
-    def check_accounting(self, outside_fed=2 * OUTSIDE_PKTS, inside_fed=INSIDE_PKTS):
+    def check_accounting(self, outside_fed=2 * OUTSIDE_PKTS, inside_fed=INSIDE_PKTS, selector=None):
+        """selector: per tunnel, the inbound packets expected to be dropped as inner_selector (none by default)."""
+        selector = selector or collections.Counter()
         # The shared accounting of data, with the liveness packets taken out of the counters and the pcaps.
         run = copy.copy(self.mg)
         st = run.stats = copy.deepcopy(self.mg.stats)
@@ -164,11 +167,13 @@ class LiveCase(gwtest.GatewayCase):
             self.fail_run("accounting: " + "; ".join(probs))
         self.assertEqual(sum(t["probe_drops"] for t in T), 0)
         st = self.mg.stats
-        self.assertEqual(sum(st["drops"].values()), 0, f"drops {st['drops']}")
+        self.assertEqual({k: v for k, v in st["drops"].items() if v},
+                         {"inner_selector": sum(selector.values())} if selector else {}, f"drops {st['drops']}")
         self.assertEqual(st["esp_in_drops"], 0)
         for name, n in self.inbound.items():
             t = self.mg.tunnel_stats()[name]
-            self.assertEqual(t["packets_in"] + t["probe_replies_in"] + t["reflect_in"], n, f"{name}: inbound")
+            self.assertEqual(t["packets_in"] + t["probe_replies_in"] + t["reflect_in"] + selector[name], n,
+                             f"{name}: inbound")
 
 
 class WatchdogTest(LiveCase):
@@ -275,7 +280,9 @@ class OffTest(LiveCase):
 class ReflectTest(LiveCase):
     """--reflect with --liveness: echo requests to a tunnel's own instance address come back on that tunnel (inner
     addresses swapped, type 0, same id/seq/payload, valid checksums, the tunnel's outbound SA); echo replies to
-    our probes are consumed as probe replies (and are proof of life); other ICMP goes to the inside port."""
+    our probes are consumed as probe replies (and are proof of life); other ICMP goes to the inside port. Echo
+    requests from a source outside the [inside] prefixes that is not the tunnel's probe peer are dropped as
+    inner_selector, like data from there, never answered."""
     name = "liveness-reflect"
     extra = ("--liveness", f"{INTERVAL}x{MULT}", "--reflect")
     N_IN = 100
@@ -289,6 +296,7 @@ class ReflectTest(LiveCase):
         rx = {"out-a": [], "out-b": []}
         cls.inbound = collections.Counter()
         cls.requests = {}   # (tunnel, seq) -> request payload
+        cls.spoofed = collections.Counter()   # per tunnel: requests from a source no data may come from
         cls.replies = collections.Counter()
         cls.data_icmp = 0
         for port, names in (("out-a", ["a-1", "a-2"]), ("out-b", ["b-1", "b-2"])):
@@ -298,9 +306,14 @@ class ReflectTest(LiveCase):
                 me, far = cls.PROBE.get("*", (t.inst_ip, t.dev_ip))
                 if kind in (0, 1, 2, 3):   # echo request to the tunnel's own address: reflected
                     body = REFLECT_MAGIC + bytes(rng.randrange(256) for _ in range(rng.choice([0, 8, 56, 500])))
-                    pkt = (IPv6(src=far, dst=me, hlim=60) / ICMPv6EchoRequest(id=77, seq=k, data=body) if cls.V6
-                           else IP(src=far, dst=me, ttl=60) / ICMP(type=8, id=77, seq=k) / body)
-                    cls.requests[(t.name, k)] = bytes(body)
+                    src = far
+                    if k % 20 in (2, 3):   # ... unless its source is neither in the prefixes nor the probe peer
+                        src = SPOOFED[6 if cls.V6 else 4]
+                        cls.spoofed[t.name] += 1
+                    else:
+                        cls.requests[(t.name, k)] = bytes(body)
+                    pkt = (IPv6(src=src, dst=me, hlim=60) / ICMPv6EchoRequest(id=77, seq=k, data=body) if cls.V6
+                           else IP(src=src, dst=me, ttl=60) / ICMP(type=8, id=77, seq=k) / body)
                 elif kind in (4, 5):       # a reply to one of our probes
                     body = PROBE_MAGIC + struct.pack("<Q", k)
                     pkt = (IPv6(src=far, dst=me) / ICMPv6EchoReply(id=PROBE_ID, seq=k, data=body) if cls.V6
@@ -330,7 +343,7 @@ class ReflectTest(LiveCase):
         cls.decoded = [d for d in dec if not (d.inner is not None and is_probe(d.inner))]
 
     def test_accounting(self):
-        self.check_accounting(inside_fed=self.N_IN)
+        self.check_accounting(inside_fed=self.N_IN, selector=self.spoofed)
         self.assert_decoded_clean()
         self.assert_exactly_once(range(self.N_IN))
 
@@ -352,6 +365,8 @@ class ReflectTest(LiveCase):
             n = sum(1 for (tn, _) in self.requests if tn == name)
             self.assertEqual((ts[name]["reflect_in"], ts[name]["reflected"]), (n, n), name)
             self.assertEqual(ts[name]["probe_replies_in"], self.replies[name], name)
+            self.assertGreater(self.spoofed[name], 0, name)
+        self.assertEqual(self.mg.stats["drops"]["inner_selector"], sum(self.spoofed.values()))
 
     def test_other_icmp_goes_inside_and_tunnels_stay_up(self):
         inside = self.mg.out["inside"]

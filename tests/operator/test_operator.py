@@ -21,6 +21,8 @@ encrypted after it) and by the packet index (inside_rx read right after the repl
                       up again and `show instances` counts one reset.
   ResetAccountingTest unknown-SPI ESP on both instance ports while gw-a, then gw-b, is reset: every drop counted
                       exactly once (the replaced inbound tables' drops were lost or added per port).
+  ResetKeyFileTest    keys in 0600 files; `instance gw-b reset` while one of them is a FIFO: refused at once, the
+                      file named, forwarding and control go on; with the file back the reset goes through.
   ModeSwitchTest      gateway-standby.toml, `mode active-active` mid-stream: before, everything on the active
                       instance; after, new flows over all four tunnels, pinned flows stay; no loss.
   BadInputTest        unknown tunnel/instance, weights -1 / 99999999 / abc, bad deadline, bad mode: exit 2 (or 1
@@ -719,6 +721,78 @@ class ResetAccountingTest(OperatorCase):
 
     def test_clean_exit_and_accounting(self):
         self.assert_accounting(len(self.trace.frames), 2 * self.N)
+
+
+def with_key_files(src, dst_dir):
+    """A copy of gateway file src in dst_dir whose SAs read their keys from 0600 files keys/<spi>.key; its path."""
+    os.makedirs(os.path.join(dst_dir, "keys"), mode=0o700, exist_ok=True)
+    out, spi = [], None
+    with open(src) as f:
+        for line in f:
+            t = line.strip()
+            if t.startswith("spi ="):
+                spi = int(t.split("=")[1].split("#")[0].strip(), 0)
+            if t.startswith("key =") and spi is not None:
+                path = os.path.join(dst_dir, "keys", f"{spi:#x}.key")
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "w") as k:
+                    k.write(t.split('"')[1] + "\n")
+                line = f'key_file = "keys/{spi:#x}.key"\n'
+            elif t.startswith("pmd_config ="):
+                line = f'pmd_config = "{gwtest.pmd_cfg()}"\n'
+            out.append(line)
+    path = os.path.join(dst_dir, "gateway.toml")
+    with open(path, "w") as f:
+        f.write("".join(out))
+    return path
+
+
+class ResetKeyFileTest(Checks, OperatorCase):
+    """`instance gw-b reset` while one of gw-b's key files has become a FIFO: refused at once with the file named
+    (the loader used to wait in open() for a writer, the main lcore with it: no reply, no further command); the
+    gateway forwards on and answers; with the file back, the reset goes through."""
+    TOTAL = 7200
+
+    @classmethod
+    def setUpClass(cls):
+        _, _, tr = two_groups(5111, 60, 20, 53, 3000, cls.TOTAL)
+        d = os.path.join(TMP, "reset-key-file-config")
+        config = with_key_files(dual(), d)
+        key = os.path.join(d, "keys", f"{gwtest.Gw(config).by_name['b-1'].inn.spi:#x}.key")
+        cls.key = key
+
+        def scenario(mg):
+            mg.wait_rx(1500)
+            with open(key) as f:
+                text = f.read()
+            os.unlink(key)
+            os.mkfifo(key, 0o600)
+            cls.gen_before_fifo = mg.show("gateway")["generation"]
+            t0 = time.monotonic()
+            rc, _, txt = mg.ctl("instance", "gw-b", "reset", as_json=False, timeout=30)
+            cls.fifo = (rc, txt.strip(), time.monotonic() - t0)
+            cls.gen_after_fifo = mg.show("gateway")["generation"]
+            os.unlink(key)
+            fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+            mg.step("reset", "instance", "gw-b", "reset", show=("instances",))
+        cls.drive("reset-key-file", config, tr, scenario)
+
+    def test_reset_with_a_fifo_refused_at_once(self):
+        rc, txt, took = self.fifo
+        self.assertEqual(rc, 1, f"reset with a FIFO key file: exit {rc}, {txt!r}")
+        # The reply holds 111 characters: the start and the end of the message, where the file and reason are.
+        self.assertIn(os.path.basename(self.key) + " is a FIFO, not a regular file", txt)
+        self.assertLess(took, 10, "the refusal took long: the loader waited on the FIFO")
+        self.assertEqual(self.gen_after_fifo, self.gen_before_fifo, "the refused reset changed the state")
+        with open(os.path.join(self.mg.dir, "meshgate.out")) as f:
+            self.assertIn(f"{self.key} is a FIFO, not a regular file", f.read(), "the whole message on stderr")
+
+    def test_reset_after_the_file_is_back(self):
+        s = self.step("reset")
+        self.assertEqual(s.rc, 0, s.text)
+        self.assertEqual({i["name"]: i["resets"] for i in s.shown["instances"]}["gw-b"], 1)
 
 
 # ------------------------------------------------------------------------------------------------ 5 mode switch
