@@ -200,6 +200,7 @@ std::optional<Gateway> load_gateway(const std::string& path, std::vector<Error>*
       }
     }
     read_mac(r, sink, "next_hop_mac", g.inside_mac, nullptr);
+    detail::read_inside_addresses(r, sink, &g);
     r.finish();
   }
 
@@ -222,9 +223,12 @@ std::optional<Gateway> load_gateway(const std::string& path, std::vector<Error>*
     r.finish();
   }
 
+  detail::read_mtu_global(top, sink, &g.mtu);
+
   // [liveness]: resolved into every tunnel once all tunnels are read.
   LivenessKeys live_global;
   std::vector<TunnelLiveness> live_tunnels;
+  std::vector<detail::TunnelMtuKeys> mtu_keys;
   std::vector<bool> device_bad_probe;  // per device: probe_address written but unusable
   if (const toml::table* lt = top.subtable("liveness")) {
     Reader r(sink, *lt, "[liveness]");
@@ -364,6 +368,7 @@ std::optional<Gateway> load_gateway(const std::string& path, std::vector<Error>*
         lr.finish();
       }
       live_tunnels.push_back(std::move(tl));
+      mtu_keys.push_back(detail::read_tunnel_mtu(r, sink, &t));
       r.finish();
 
       for (const Tunnel& o : g.tunnels) {
@@ -384,6 +389,7 @@ std::optional<Gateway> load_gateway(const std::string& path, std::vector<Error>*
   }
 
   detail::resolve_liveness(g, live_global, live_tunnels, device_bad_probe, sink);
+  detail::resolve_mtu(g, mtu_keys, sink);
 
   // Anything else at the top level (policy lists included) is an error.
   top.finish();

@@ -59,4 +59,21 @@ void read_liveness_tunnel(Reader& r, Sink& sink, LivenessKeys* k);
 void resolve_liveness(Gateway& g, const LivenessKeys& global, const std::vector<TunnelLiveness>& per,
                       const std::vector<bool>& device_bad_probe, Sink& sink);
 
+// ---- MTU (gateway_mtu.cpp) ----
+// What a [[tunnel]] says about its MTU, for resolution once all tunnels are read.
+struct TunnelMtuKeys {
+  std::optional<int32_t> mss_clamp;  // unset: [mtu]'s applies
+  int mtu_line = 0;
+};
+// [mtu] of the top-level table (absent: the defaults).
+void read_mtu_global(Reader& top, Sink& sink, MtuSettings* m);
+// `mtu` and `mss_clamp` of a [[tunnel]].
+TunnelMtuKeys read_tunnel_mtu(Reader& r, Sink& sink, Tunnel* t);
+// [inside] `ipv4` / `ipv6`.
+void read_inside_addresses(Reader& r, Sink& sink, Gateway* g);
+// Each tunnel's mss_clamp from its keys or [mtu]; `mtu` checked against its outer IP version.
+void resolve_mtu(Gateway& g, const std::vector<TunnelMtuKeys>& keys, Sink& sink);
+// A tunnel's `mtu` against its port's `mtu` in the pmd_config (when that one sets it).
+void cross_check_mtu(const Gateway& g, const PmdConfig& p, Sink& sink);
+
 }  // namespace mg::config::detail
