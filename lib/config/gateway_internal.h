@@ -23,6 +23,10 @@ const char* unusable_endpoint(const net::IpAddr& a) noexcept;
 // itself is right.
 void misplaced(Reader& r, Sink& sink, std::string_view key, const std::string& where_it_belongs);
 
+// `ipv4` / `ipv6` of a table (an instance, a device, [inside]): each parsed, of its version and usable as `use`
+// (not unspecified, loopback, multicast or broadcast); errors under `rule`.
+void read_ips(Reader& r, Sink& sink, net::IpAddr* v4, net::IpAddr* v6, const char* rule, const char* use);
+
 // ---- SAs and keys (gateway_sa.cpp) ----
 // Reads [tunnel.out] / [tunnel.in] (key files relative to base_dir).
 void read_sa(Reader& r, Sink& sink, const std::string& base_dir, bool inbound, SaSpec* sa);

@@ -58,23 +58,7 @@ TunnelMtuKeys read_tunnel_mtu(Reader& r, Sink& sink, Tunnel* t) {
 }
 
 void read_inside_addresses(Reader& r, Sink& sink, Gateway* g) {
-  for (int ver : {4, 6}) {
-    const char* key = ver == 4 ? "ipv4" : "ipv6";
-    const std::optional<std::string> s = r.str(key);
-    if (!s) continue;
-    net::IpAddr a;
-    if (!net::parse_ip(s->c_str(), &a) || a.version != ver) {
-      sink.add(r.line(key), "inside-address", "[inside] `" + std::string(key) + "` = \"" + *s +
-                                                  "\" is not an IPv" + std::to_string(ver) + " address");
-      continue;
-    }
-    if (const char* why = unusable_endpoint(a)) {
-      sink.add(r.line(key), "inside-address", "[inside] `" + std::string(key) + "` = \"" + *s + "\" is " + why +
-                                                  " and cannot be the source of ICMP errors");
-      continue;
-    }
-    *(ver == 4 ? &g->inside_ipv4 : &g->inside_ipv6) = a;
-  }
+  read_ips(r, sink, &g->inside_ipv4, &g->inside_ipv6, "inside-address", "the source of ICMP errors");
 }
 
 void resolve_mtu(Gateway& g, const std::vector<TunnelMtuKeys>& keys, Sink& sink) {

@@ -8,13 +8,48 @@
 
 namespace mg::net {
 
+namespace {
+
+// Writes the IPv4 (no options, TOS 0, id 0, no DF) or IPv6 header in front of the ICMP message already at
+// out[hl..hl+msg) and fills the message's checksum (bytes 2-3): RFC 1071 over the message for ICMP, with the
+// pseudo-header for ICMPv6 (RFC 4443 2.3). The headers are assembled as structs and copied out: no typed access
+// to the caller's bytes.
+void finish_icmp(uint8_t* out, bool v6, const uint8_t* src, const uint8_t* dst, uint8_t ttl, uint32_t msg) noexcept {
+  const uint32_t hl = v6 ? sizeof(Ipv6Hdr) : sizeof(Ipv4Hdr), len = hl + msg;
+  uint16_t csum;
+  if (v6) {
+    Ipv6Hdr h{};
+    h.vtc_flow.set(uint32_t(6) << 28);
+    h.payload_len.set(uint16_t(msg));
+    h.next = kProtoIcmp6;
+    h.hop_limit = ttl;
+    std::memcpy(h.src, src, 16);
+    std::memcpy(h.dst, dst, 16);
+    std::memcpy(out, &h, sizeof h);
+    csum = icmpv6_checksum(out, len);  // its checksum field still zero
+  } else {
+    Ipv4Hdr h{};
+    h.ver_ihl = 0x45;
+    h.total_len.set(uint16_t(len));
+    h.ttl = ttl;
+    h.proto = kProtoIcmp;
+    std::memcpy(h.src, src, 4);
+    std::memcpy(h.dst, dst, 4);
+    h.csum.set(ipv4_header_checksum(&h, sizeof h));
+    std::memcpy(out, &h, sizeof h);
+    csum = ipv4_header_checksum(out + hl, msg);
+  }
+  store_be16(out + hl + 2, csum);
+}
+
+}  // namespace
+
 uint16_t build_echo(uint8_t* out, size_t cap, const EchoSpec& s) noexcept {
   const uint32_t hl = s.v6 ? sizeof(Ipv6Hdr) : sizeof(Ipv4Hdr);
   const uint32_t msg = sizeof(IcmpEcho) + uint32_t(s.payload_len);
   const uint32_t len = hl + msg;
   if (len > 0xffff || len > cap) return 0;
 
-  // The headers are assembled as structs and copied out: no typed access to the caller's bytes.
   IcmpEcho e{};
   e.type = s.v6 ? (s.reply ? kIcmp6EchoReply : kIcmp6EchoRequest) : (s.reply ? kIcmpEchoReply : kIcmpEchoRequest);
   e.id.set(s.id);
@@ -22,32 +57,7 @@ uint16_t build_echo(uint8_t* out, size_t cap, const EchoSpec& s) noexcept {
   std::memcpy(out + hl, &e, sizeof e);
   if (s.payload_len != 0) std::memcpy(out + hl + sizeof e, s.payload, s.payload_len);
 
-  uint16_t csum;
-  if (s.v6) {
-    Ipv6Hdr h{};
-    h.vtc_flow.set(uint32_t(6) << 28);
-    h.payload_len.set(uint16_t(msg));
-    h.next = kProtoIcmp6;
-    h.hop_limit = s.ttl;
-    std::memcpy(h.src, s.src, 16);
-    std::memcpy(h.dst, s.dst, 16);
-    std::memcpy(out, &h, sizeof h);
-    csum = icmpv6_checksum(out, len);  // over the pseudo-header and the message, its checksum field zero
-  } else {
-    Ipv4Hdr h{};
-    h.ver_ihl = 0x45;
-    h.total_len.set(uint16_t(len));
-    h.ttl = s.ttl;
-    h.proto = kProtoIcmp;
-    std::memcpy(h.src, s.src, 4);
-    std::memcpy(h.dst, s.dst, 4);
-    h.csum.set(ipv4_header_checksum(&h, sizeof h));
-    std::memcpy(out, &h, sizeof h);
-    csum = ipv4_header_checksum(out + hl, msg);  // RFC 1071 over the ICMP message alone
-  }
-  Be16 c;
-  c.set(csum);
-  std::memcpy(out + hl + offsetof(IcmpEcho, csum), &c, sizeof c);
+  finish_icmp(out, s.v6, s.src, s.dst, s.ttl, msg);
   return uint16_t(len);
 }
 
@@ -112,30 +122,7 @@ uint16_t build_too_big(uint8_t* out, size_t cap, const TooBigSpec& s) noexcept {
   std::memcpy(out + hl, icmp, sizeof icmp);
   std::memcpy(out + hl + 8, in, quote);
 
-  uint16_t csum;
-  if (v6) {
-    Ipv6Hdr h{};
-    h.vtc_flow.set(uint32_t(6) << 28);
-    h.payload_len.set(uint16_t(msg));
-    h.next = kProtoIcmp6;
-    h.hop_limit = s.ttl;
-    std::memcpy(h.src, s.src, 16);
-    std::memcpy(h.dst, in + 8, 16);
-    std::memcpy(out, &h, sizeof h);
-    csum = icmpv6_checksum(out, len);
-  } else {
-    Ipv4Hdr h{};
-    h.ver_ihl = 0x45;
-    h.total_len.set(uint16_t(len));
-    h.ttl = s.ttl;
-    h.proto = kProtoIcmp;
-    std::memcpy(h.src, s.src, 4);
-    std::memcpy(h.dst, in + 12, 4);
-    h.csum.set(ipv4_header_checksum(&h, sizeof h));
-    std::memcpy(out, &h, sizeof h);
-    csum = ipv4_header_checksum(out + hl, msg);
-  }
-  store_be16(out + hl + 2, csum);
+  finish_icmp(out, v6, s.src, v6 ? in + 8 : in + 12, s.ttl, msg);
   return uint16_t(len);
 }
 

@@ -9,15 +9,12 @@
 
 #include "net/mtu.h"
 #include "net/net.h"
+#include "packets.h"
 
 namespace mg::net::test {
 namespace {
 
-std::vector<uint8_t> unhex(const char* h) {
-  std::vector<uint8_t> b;
-  for (; h[0] && h[1]; h += 2) b.push_back(uint8_t(std::stoi(std::string(h, 2), nullptr, 16)));
-  return b;
-}
+using flow::test::unhex;
 
 // ---- path MTU
 
@@ -162,6 +159,15 @@ TEST(Mss, IncrementalChecksumAgreesWithAFullSumAtAnyOffset) {
 
 // ---- IPv4 fragmentation
 
+// Fragment i of `in` as the data plane assembles it: the header the plan gives, then its slice of the payload.
+std::vector<uint8_t> piece(const std::vector<uint8_t>& in, const Ipv4FragPlan& p, uint16_t i) {
+  std::vector<uint8_t> f(60 + ipv4_frag_len(p, i));
+  const uint16_t h = ipv4_frag_header(in.data(), p, i, f.data());
+  std::memcpy(f.data() + h, in.data() + p.hl_first + ipv4_frag_offset(p, i), ipv4_frag_len(p, i));
+  f.resize(h + ipv4_frag_len(p, i));
+  return f;
+}
+
 // in = IP(src="10.1.0.5", dst="10.128.0.9", id=0x4242, ttl=61) / UDP(sport=1111, dport=2222) /
 //      Raw(bytes(i & 0xff for i in range(92))); scapy's fragment(in, fragsize=40) = the fragments for an MTU of 60.
 TEST(Fragment, AsScapyFragments) {
@@ -180,11 +186,7 @@ TEST(Fragment, AsScapyFragments) {
   ASSERT_TRUE(ipv4_frag_plan(in.data(), uint32_t(in.size()), 60, &p));
   ASSERT_EQ(p.count, 3);
   for (uint16_t i = 0; i < p.count; ++i) {
-    std::vector<uint8_t> f(60 + 40);
-    const uint16_t h = ipv4_frag_header(in.data(), p, i, f.data());
-    const uint32_t n = ipv4_frag_len(p, i);
-    std::memcpy(f.data() + h, in.data() + p.hl_first + ipv4_frag_offset(p, i), n);
-    f.resize(h + n);
+    const std::vector<uint8_t> f = piece(in, p, i);
     EXPECT_LE(f.size(), 60u);
     EXPECT_EQ(f, unhex(want[i])) << "fragment " << i;
   }
@@ -212,14 +214,7 @@ TEST(Fragment, LaterFragmentsCarryOnlyCopiedOptions) {
   ASSERT_EQ(p.count, 3);
   EXPECT_EQ(p.hl_first, 36);
   EXPECT_EQ(p.hl_rest, 28);
-  for (uint16_t i = 0; i < p.count; ++i) {
-    std::vector<uint8_t> f(200);
-    const uint16_t h = ipv4_frag_header(in.data(), p, i, f.data());
-    const uint32_t n = ipv4_frag_len(p, i);
-    std::memcpy(f.data() + h, in.data() + p.hl_first + ipv4_frag_offset(p, i), n);
-    f.resize(h + n);
-    EXPECT_EQ(f, unhex(want[i])) << "fragment " << i;
-  }
+  for (uint16_t i = 0; i < p.count; ++i) EXPECT_EQ(piece(in, p, i), unhex(want[i])) << "fragment " << i;
 }
 
 TEST(Fragment, RefusesWhatMustNotBeFragmented) {
