@@ -229,7 +229,7 @@ int main(int argc, char** argv) {
     opt.faults.push_back(ft);
   }
   if (check) {
-    fmt::print("{}\n{}", mg::config::describe(*gw), mg::config::describe(*pmd));
+    fmt::print("{}\n{}", mg::config::describe(*gw, &*pmd), mg::config::describe(*pmd));
     fmt::print("meshgate: {} is valid\n", config_path);
     return mg::dp::kExitOk;
   }

@@ -110,7 +110,39 @@ int tunnel_ip_version(const Gateway& g, const Tunnel& t) noexcept {
   return 0;
 }
 
-std::string describe(const Gateway& g) {
+namespace {
+
+std::string mss_text(int32_t m) {
+  return m < 0 ? std::string("auto") : m == 0 ? std::string("off") : std::to_string(m);
+}
+
+// A tunnel's MTU figures; the port's MTU from the pmd_config when given.
+std::string mtu_text(const Gateway& g, const Tunnel& t, const PmdConfig* p) {
+  uint32_t port_mtu = kDefaultPortMtu;
+  std::string from = "tunnel";
+  if (t.mtu == 0) {
+    const std::string port = t.instance < g.instances.size() ? g.instances[t.instance].port : "";
+    const PortSpec* ps = nullptr;
+    for (size_t i = 0; p && i < p->ports.size(); ++i)
+      if (p->ports[i].name == port) ps = &p->ports[i];
+    if (ps && ps->mtu) port_mtu = ps->mtu;
+    from = "port " + port + (ps && ps->mtu ? "" : ", device default assumed");
+  }
+  const TunnelMtu m = tunnel_mtu(g, t, port_mtu);
+  std::string o = "mtu " + std::to_string(m.link) + " (" + from + ")  inner path MTU " + std::to_string(m.path) +
+                  "  mss clamp " + (t.mss_clamp == 0 ? std::string("off") : "v4 " + std::to_string(m.mss4) + " v6 " +
+                                                                                  std::to_string(m.mss6)) +
+                  "  icmp source";
+  for (int ver : {4, 6}) {
+    const net::IpAddr a = icmp_source(g, t, ver);
+    o += " " + (a.version ? ip_text(a) : std::string("none (v") + std::to_string(ver) + ")");
+  }
+  return o;
+}
+
+}  // namespace
+
+std::string describe(const Gateway& g, const PmdConfig* pmd) {
   std::string o;
   o += "gateway " + g.name + "  mode " + to_string(g.mode) + "  (" + g.source + ")\n";
   o += "pmd_config " + (g.pmd_config.empty() ? std::string("(none: give one on the command line)") : g.pmd_config) + "\n";
@@ -131,6 +163,9 @@ std::string describe(const Gateway& g) {
          "  reflect " + on_off(g.liveness.reflect) + (g.liveness.present ? "" : "  (no [liveness] table)") + "\n";
   else
     o += "liveness off (no [liveness] table)\n";
+  o += "mtu  mss clamp " + mss_text(g.mtu.mss_clamp) + "  too-big ICMP " + std::to_string(g.mtu.icmp_rate) +
+       "/s burst " + std::to_string(g.mtu.icmp_burst) + " per worker  inside address ipv4 " + ip_text(g.inside_ipv4) +
+       " ipv6 " + ip_text(g.inside_ipv6) + (g.mtu.line ? "" : "  (no [mtu] table)") + "\n";
   o += "instances (" + std::to_string(g.instances.size()) + "):\n";
   for (const Instance& i : g.instances) {
     o += "  " + i.name + "  ipv4 " + ip_text(i.ipv4) + "  ipv6 " + ip_text(i.ipv6) + "  port " + i.port;
@@ -155,6 +190,7 @@ std::string describe(const Gateway& g) {
     o += "    out " + sa_text(t.out, false) + "\n";
     o += "    in  " + sa_text(t.in, true) + "\n";
     o += "    " + liveness_text(g.liveness, t.liveness) + "\n";
+    o += "    " + mtu_text(g, t, pmd) + "\n";
   }
   return o;
 }

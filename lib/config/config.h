@@ -81,6 +81,16 @@ struct LivenessGlobal {
   int line = 0;
 };
 
+// [mtu]: what the gateway does with packets that do not fit a tunnel once encrypted (DESIGN.md "MTU and fragments").
+// Each tunnel's own `mtu` and `mss_clamp` keys are in its [[tunnel]] table.
+struct MtuSettings {
+  int32_t mss_clamp = -1;    // -1 "auto": each tunnel's path MTU less the IP and TCP headers; 0 off; else an MSS
+                             // (536..9176) that SYNs are lowered to, never above what the path MTU allows
+  uint32_t icmp_rate = 100;  // ICMP too-big errors per second per worker (0: never sent, the packet is still dropped)
+  uint32_t icmp_burst = 10;  // token bucket depth
+  int line = 0;              // of the [mtu] table, 0 when absent
+};
+
 struct Instance {
   std::string name;
   net::IpAddr ipv4;             // version 0 when absent; at least one of ipv4/ipv6
@@ -114,6 +124,8 @@ struct Tunnel {
   net::DscpPolicy dscp_policy = net::DscpPolicy::kCopy;
   uint8_t tos = 0;
   LivenessSettings liveness;    // fully resolved
+  uint32_t mtu = 0;             // outer datagram limit; 0 = the MTU of its instance's port
+  int32_t mss_clamp = -1;       // resolved: the tunnel's `mss_clamp`, else [mtu]'s (MtuSettings::mss_clamp)
   int line = 0;
 };
 
@@ -136,11 +148,14 @@ struct Gateway {
   std::vector<Prefix> inside_prefixes;  // [inside] prefixes = ["10.0.0.0/8", ...]: inner destinations that go
                                         // into the tunnels (route-based); others are dropped as not routed
   uint8_t inside_mac[6] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff};  // [inside] next_hop_mac for decrypted packets
+  net::IpAddr inside_ipv4, inside_ipv6;  // [inside] ipv4 / ipv6: the gateway's address on the inside network, the
+                                         // source of the ICMP errors it sends there (version 0 when absent)
   std::vector<Instance> instances;
   std::vector<Device> devices;
   std::vector<Tunnel> tunnels;
   FlowSettings flow;
   LivenessGlobal liveness;
+  MtuSettings mtu;
   std::string pmd_config;       // resolved path
   std::string source;           // the gateway file's path
   int inside_line = 0;          // line of the [inside] table, for cross_check messages
@@ -180,10 +195,11 @@ struct PmdConfig {
 //                tunnel-reference tunnel-pair-unique tunnel-ip-version weight ttl df dscp
 //                spi-zero spi-range spi-unique cipher icv-length engine engine-cipher
 //                key-source key-hex key-length key-file key-reuse replay-window
-//                liveness-range probe-address probe-version probe-source
+//                liveness-range probe-address probe-version probe-source tunnel-mtu mss-clamp icmp-rate
+//                inside-address
 //   pmd_config   eal-lcores worker-lcores worker-lcore-unique worker-is-main worker-lcore-not-enabled mbufs
 //                ports-required devargs devargs-unique env-unset env-syntax queues descriptors mtu
-//   cross_check  port-unknown tx-queues
+//   cross_check  port-unknown tx-queues tunnel-mtu
 // Messages never contain key material (not even from a TOML syntax error on a key line).
 struct Error {
   std::string file;
@@ -212,9 +228,25 @@ std::optional<PmdConfig> load_pmd(const std::string& path, std::vector<Error>* e
 // Rules that need both files: ports named by [inside] and instances exist in the pmd_config, etc.
 bool cross_check(const Gateway& g, const PmdConfig& p, std::vector<Error>* errors);
 
-// Human-readable model (keys shown as "<N bytes>"), for `meshgate --check`.
-std::string describe(const Gateway& g);
+// Human-readable model (keys shown as "<N bytes>"), for `meshgate --check`. With the pmd_config, each tunnel's MTU
+// figures are resolved from its port (a port without `mtu` counts as kDefaultPortMtu, DPDK's default).
+std::string describe(const Gateway& g, const PmdConfig* pmd = nullptr);
 std::string describe(const PmdConfig& p);
+
+// ---- MTU (DESIGN.md "MTU and fragments") ----
+inline constexpr uint32_t kDefaultPortMtu = 1500;
+// A tunnel's figures: `link` = its `mtu`, or port_mtu when that is 0; `path` = the largest inner datagram that fits
+// once encrypted with its SAs; the MSS that SYNs through it are clamped to, per inner IP version (0: off).
+struct TunnelMtu {
+  uint32_t link = 0, path = 0;
+  uint16_t mss4 = 0, mss6 = 0;
+};
+TunnelMtu tunnel_mtu(const Gateway& g, const Tunnel& t, uint32_t port_mtu) noexcept;
+// The smallest link MTU a tunnel may have: a 1280-byte IPv6 packet (RFC 8200 5) must fit once encrypted.
+uint32_t min_tunnel_mtu(bool outer_v6) noexcept;
+// The source of ICMP errors about a packet of IP version `ver` sent into tunnel t: [inside] ipv4/ipv6, else the
+// tunnel's liveness probe_source (its inner address), else its instance's address; version 0 when none exists.
+net::IpAddr icmp_source(const Gateway& g, const Tunnel& t, int ver) noexcept;
 
 // The outer IP version a tunnel uses: 4 when both its instance and device have IPv4, else 6 (0: none).
 int tunnel_ip_version(const Gateway& g, const Tunnel& t) noexcept;

@@ -46,6 +46,26 @@ void misplaced(Reader& r, Sink& sink, std::string_view key, const std::string& w
   sink.add(r.line(key), "unknown-key", r.where() + " has `" + std::string(key) + "`, which " + where_it_belongs);
 }
 
+void read_ips(Reader& r, Sink& sink, net::IpAddr* v4, net::IpAddr* v6, const char* rule, const char* use) {
+  for (int ver : {4, 6}) {
+    const char* key = ver == 4 ? "ipv4" : "ipv6";
+    const std::optional<std::string> s = r.str(key);
+    if (!s) continue;
+    net::IpAddr a;
+    if (!net::parse_ip(s->c_str(), &a) || a.version != ver) {
+      sink.add(r.line(key), rule,
+               r.where() + " `" + key + "` = \"" + *s + "\" is not an IPv" + std::to_string(ver) + " address");
+      continue;
+    }
+    if (const char* why = unusable_endpoint(a)) {
+      sink.add(r.line(key), rule,
+               r.where() + " `" + key + "` = \"" + *s + "\" is " + why + " and cannot be " + use);
+      continue;
+    }
+    *(ver == 4 ? v4 : v6) = a;
+  }
+}
+
 }  // namespace detail
 
 using detail::ip_text;
@@ -60,27 +80,6 @@ namespace {
 
 constexpr size_t kGatewayNameMax = 32;
 constexpr int64_t kWeightMax = 1000000;
-
-// "ipv4"/"ipv6" of an instance or device.
-void read_ips(Reader& r, Sink& sink, net::IpAddr* v4, net::IpAddr* v6) {
-  for (int ver : {4, 6}) {
-    const char* key = ver == 4 ? "ipv4" : "ipv6";
-    const std::optional<std::string> s = r.str(key);
-    if (!s) continue;
-    net::IpAddr a;
-    if (!net::parse_ip(s->c_str(), &a) || a.version != ver) {
-      sink.add(r.line(key), "ip-address",
-               r.where() + " `" + key + "` = \"" + *s + "\" is not an IPv" + std::to_string(ver) + " address");
-      continue;
-    }
-    if (const char* why = unusable_endpoint(a)) {
-      sink.add(r.line(key), "ip-address",
-               r.where() + " `" + key + "` = \"" + *s + "\" is " + why + " and cannot be a tunnel endpoint");
-      continue;
-    }
-    *(ver == 4 ? v4 : v6) = a;
-  }
-}
 
 void read_mac(Reader& r, Sink& sink, const char* key, uint8_t mac[6], std::string* text) {
   const std::optional<std::string> s = r.str(key);
@@ -200,6 +199,7 @@ std::optional<Gateway> load_gateway(const std::string& path, std::vector<Error>*
       }
     }
     read_mac(r, sink, "next_hop_mac", g.inside_mac, nullptr);
+    detail::read_inside_addresses(r, sink, &g);
     r.finish();
   }
 
@@ -222,9 +222,12 @@ std::optional<Gateway> load_gateway(const std::string& path, std::vector<Error>*
     r.finish();
   }
 
+  detail::read_mtu_global(top, sink, &g.mtu);
+
   // [liveness]: resolved into every tunnel once all tunnels are read.
   LivenessKeys live_global;
   std::vector<TunnelLiveness> live_tunnels;
+  std::vector<detail::TunnelMtuKeys> mtu_keys;
   std::vector<bool> device_bad_probe;  // per device: probe_address written but unusable
   if (const toml::table* lt = top.subtable("liveness")) {
     Reader r(sink, *lt, "[liveness]");
@@ -241,7 +244,7 @@ std::optional<Gateway> load_gateway(const std::string& path, std::vector<Error>*
       Instance in;
       in.line = r.line();
       if (const auto name = r.name("name", true)) in.name = *name;
-      read_ips(r, sink, &in.ipv4, &in.ipv6);
+      detail::read_ips(r, sink, &in.ipv4, &in.ipv6, "ip-address", "a tunnel endpoint");
       if (!r.table().get("ipv4") && !r.table().get("ipv6"))
         sink.add(r.line(), "instance-ip", r.where() + " needs a static public `ipv4` and/or `ipv6`");
       if (const auto port = r.name("port", opt.ports)) in.port = *port;
@@ -273,7 +276,7 @@ std::optional<Gateway> load_gateway(const std::string& path, std::vector<Error>*
       Device d;
       d.line = r.line();
       if (const auto name = r.name("name", true)) d.name = *name;
-      read_ips(r, sink, &d.ipv4, &d.ipv6);
+      detail::read_ips(r, sink, &d.ipv4, &d.ipv6, "ip-address", "a tunnel endpoint");
       if (!r.table().get("ipv4") && !r.table().get("ipv6"))
         sink.add(r.line(), "device-ip", r.where() + " needs an `ipv4` and/or `ipv6` address");
       d.next_hop_mac = detail::format_mac(d.mac);
@@ -364,6 +367,7 @@ std::optional<Gateway> load_gateway(const std::string& path, std::vector<Error>*
         lr.finish();
       }
       live_tunnels.push_back(std::move(tl));
+      mtu_keys.push_back(detail::read_tunnel_mtu(r, sink, &t));
       r.finish();
 
       for (const Tunnel& o : g.tunnels) {
@@ -384,6 +388,7 @@ std::optional<Gateway> load_gateway(const std::string& path, std::vector<Error>*
   }
 
   detail::resolve_liveness(g, live_global, live_tunnels, device_bad_probe, sink);
+  detail::resolve_mtu(g, mtu_keys, sink);
 
   // Anything else at the top level (policy lists included) is an error.
   top.finish();

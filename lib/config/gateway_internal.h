@@ -23,6 +23,10 @@ const char* unusable_endpoint(const net::IpAddr& a) noexcept;
 // itself is right.
 void misplaced(Reader& r, Sink& sink, std::string_view key, const std::string& where_it_belongs);
 
+// `ipv4` / `ipv6` of a table (an instance, a device, [inside]): each parsed, of its version and usable as `use`
+// (not unspecified, loopback, multicast or broadcast); errors under `rule`.
+void read_ips(Reader& r, Sink& sink, net::IpAddr* v4, net::IpAddr* v6, const char* rule, const char* use);
+
 // ---- SAs and keys (gateway_sa.cpp) ----
 // Reads [tunnel.out] / [tunnel.in] (key files relative to base_dir).
 void read_sa(Reader& r, Sink& sink, const std::string& base_dir, bool inbound, SaSpec* sa);
@@ -58,5 +62,22 @@ void read_liveness_tunnel(Reader& r, Sink& sink, LivenessKeys* k);
 // Every tunnel's LivenessSettings from its [tunnel.liveness], [liveness] and the defaults.
 void resolve_liveness(Gateway& g, const LivenessKeys& global, const std::vector<TunnelLiveness>& per,
                       const std::vector<bool>& device_bad_probe, Sink& sink);
+
+// ---- MTU (gateway_mtu.cpp) ----
+// What a [[tunnel]] says about its MTU, for resolution once all tunnels are read.
+struct TunnelMtuKeys {
+  std::optional<int32_t> mss_clamp;  // unset: [mtu]'s applies
+  int mtu_line = 0;
+};
+// [mtu] of the top-level table (absent: the defaults).
+void read_mtu_global(Reader& top, Sink& sink, MtuSettings* m);
+// `mtu` and `mss_clamp` of a [[tunnel]].
+TunnelMtuKeys read_tunnel_mtu(Reader& r, Sink& sink, Tunnel* t);
+// [inside] `ipv4` / `ipv6`.
+void read_inside_addresses(Reader& r, Sink& sink, Gateway* g);
+// Each tunnel's mss_clamp from its keys or [mtu]; `mtu` checked against its outer IP version.
+void resolve_mtu(Gateway& g, const std::vector<TunnelMtuKeys>& keys, Sink& sink);
+// A tunnel's `mtu` against its port's `mtu` in the pmd_config (when that one sets it).
+void cross_check_mtu(const Gateway& g, const PmdConfig& p, Sink& sink);
 
 }  // namespace mg::config::detail

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "config/config.h"
+#include "config/gateway_internal.h"
 #include "config/reader.h"
 #include "net/limits.h"
 
@@ -319,6 +320,7 @@ bool cross_check(const Gateway& g, const PmdConfig& p, std::vector<Error>* error
       ps.add(s.line, "tx-queues",
              "[[port]] \"" + s.name + "\" has tx_queues = " + std::to_string(s.tx_queues) + " but there are " +
                  std::to_string(workers) + " workers; each worker needs its own TX queue (0 = one per worker)");
+  detail::cross_check_mtu(g, p, gs);
   return gs.count() == 0 && ps.count() == 0;
 }
 

@@ -34,6 +34,7 @@ void Dataplane::Impl::publish() {
     std::memcpy(r.probe_dst, ls.probe_address.bytes, 16);
     r.local_set = ls.probe_source.version != 0;
     std::memcpy(r.local, ls.probe_source.bytes, 16);
+    fill_mtu(r, uint32_t(t));
   }
   st->reflect = gw.liveness.reflect;
   st->intercept = gw.liveness.reflect || probing;

@@ -44,6 +44,7 @@ int Dataplane::create(config::Gateway g, config::PmdConfig p, Options o, std::un
     }
   }
   if (const int rc = d.setup(err); rc != kExitOk) return rc;
+  if (const int rc = d.setup_mtu(err); rc != kExitOk) return rc;
   d.publish();
   d.register_telemetry();
   *out = std::move(dp);

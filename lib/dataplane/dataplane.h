@@ -51,11 +51,14 @@ enum class Drop : uint8_t {
   kInnerSelector,    // decrypted inner source outside the [inside] prefixes (also an echo request to the
                      // reflector, unless it comes from the tunnel's probe address)
   kTxFull,           // the TX queue did not take the packet
+  kTooBig,           // inner packet over its tunnel's path MTU that may not be fragmented (IPv4 DF, IPv6)
+  kFragFailed,       // inner IPv4 packet to fragment, but no mbuf for a fragment (or a header that cannot be split)
   kCount
 };
 inline constexpr size_t kDropCount = size_t(Drop::kCount);
 inline constexpr const char* kDropNames[] = {"inside_not_ip", "inside_malformed", "not_routed", "no_tunnel",
-                                             "outside_not_ip", "inner_selector", "tx_full"};
+                                             "outside_not_ip", "inner_selector", "tx_full", "too_big",
+                                             "frag_failed"};
 static_assert(std::size(kDropNames) == kDropCount, "one name per Drop reason");
 const char* to_string(Drop d) noexcept;
 
@@ -127,7 +130,15 @@ struct CounterDef {
   X(probes_deferred, kCounter, "probes or replies that found the TX queue full and waited")                    \
   X(probe_rtt_sum_us, kCounter, "round trips of answered probes, summed (average = sum / probe_replies_in)")   \
   X(probe_rtt_max_us, kMax, "longest round trip of an answered probe")                                         \
-  X(fault_drops, kCounter, "dropped by an injected black hole (both directions)")
+  X(fault_drops, kCounter, "dropped by an injected black hole (both directions)")                            \
+  X(mss_clamped, kCounter, "TCP SYNs whose MSS option was lowered to the tunnel's clamp (both directions)")    \
+  X(too_big, kCounter, "inner packets over the path MTU that may not be fragmented (also drop too_big)")       \
+  X(icmp_too_big, kCounter, "ICMP frag-needed / ICMPv6 packet-too-big sent to the inside sender")              \
+  X(icmp_rate_limited, kCounter, "too_big packets left without ICMP by the per-worker rate limit")             \
+  X(icmp_suppressed, kCounter, "too_big packets never answered: ICMP errors, non-unicast, later fragments")     \
+  X(icmp_failed, kCounter, "too-big ICMP not sent: no mbuf or the inside TX queue was full")                   \
+  X(fragmented, kCounter, "inner IPv4 packets without DF over the path MTU, fragmented before encryption")      \
+  X(fragments, kCounter, "fragments made of them, each its own ESP packet (in packets_out when sent)")
 // Per tunnel, gathered by main from their owners: the SAs, the workers' pin tables, the liveness detector.
 #define MG_DP_TUNNEL_OTHER_COUNTERS(X)                                                                        \
   X(bytes_out, kCounter, "inner bytes encrypted by the outbound SA (tx_full ones included)")                   \
@@ -194,6 +205,8 @@ struct TunnelStats : TunnelWorkerCounters, TunnelOtherCounters {
   int64_t last_proof_ms_ago = -1;           // -1: no authenticated inbound packet yet
   uint32_t live_interval_ms = 0, live_multiplier = 0;
   uint32_t penalty = 0;
+  // MTU (DESIGN.md "MTU and fragments"): the tunnel's link MTU, the inner path MTU, the MSS clamps (0: off).
+  uint32_t mtu = 0, path_mtu = 0, mss_clamp_v4 = 0, mss_clamp_v6 = 0;
 };
 
 struct Stats : WorkerCounters, GatewayOtherCounters {

@@ -1,5 +1,6 @@
 // Private to lib/dataplane: the types its files share. One file per concern, as in DPDK's lib/ipsec:
 //   worker.cpp   the per-packet path: outbound, inbound, the worker loop
+//   mtu.cpp      what does not fit a tunnel: MSS clamping, too-big ICMP, IPv4 fragmentation before encryption
 //   probe.cpp    liveness probes, the reflector, the deferred probe queue
 //   control.cpp  main's changes: publish (RCU), apply, operator commands, drains, events and faults
 //   liveness_poll.cpp  the watchdog ticks -> detector -> verdicts published like a command
@@ -73,10 +74,14 @@ struct alignas(64) RtTunnel {
   uint8_t probe;        // send probes now (liveness with probes, not down by the operator)
   uint8_t probe_v6;     // the probes (and the address answered) are IPv6: ICMPv6 echo
   uint8_t local_set;    // reflector: echo requests to `local` are answered
+  uint16_t path_mtu;    // largest inner datagram that fits once encrypted (mtu.cpp)
+  uint16_t mss4, mss6;  // MSS clamp of SYNs per inner IP version; 0 = off
   uint8_t probe_src[16], probe_dst[16];  // inner addresses of our probes (IPv4: the first 4 bytes)
   uint8_t local[16];    // reflector: our inner address on this tunnel (its probe_source)
+  uint8_t icmp_src_ok;  // bit 0: icmp_src4 set, bit 1: icmp_src6 set
+  uint8_t icmp_src4[4], icmp_src6[16];  // source of the too-big ICMP errors about this tunnel's packets
 };
-static_assert(offsetof(RtTunnel, local_set) < 64, "the per-burst fields share one cache line");
+static_assert(offsetof(RtTunnel, mss6) < 64, "the per-burst fields share one cache line");
 static_assert(sizeof(RtTunnel) == 128);
 static_assert(std::is_trivially_copyable_v<RtTunnel>);
 
@@ -123,6 +128,8 @@ struct Worker {
   std::unique_ptr<ProofLine[]> proof_lines;
   std::atomic<uint32_t>& proof(uint32_t t) noexcept { return proof_lines[t / 16].v[t % 16]; }
   Pace pace;                 // inside RX
+  // Too-big ICMP token bucket (mtu.cpp): credit in 1/tsc_hz tokens, gaining icmp_rate per TSC cycle.
+  uint64_t icmp_credit = 0, icmp_last = 0;
   std::vector<Pace> opace;   // per outside-port index
   uint32_t idle_loops = 0;   // loops in a row without a packet: the pin sweep runs in those
   // Probes: tunnels t with t % workers == id are this worker's to probe; due times in TSC cycles.
@@ -228,6 +235,7 @@ struct Dataplane::Impl {
   std::vector<uint8_t> blackhole;              // by tunnel: fault injection (Options::faults)
   std::vector<uint32_t> probe_iv_ms;           // by tunnel: its liveness interval (immutable once workers run)
   bool probing = false;                        // liveness with probes: workers run send_probes
+  std::vector<config::TunnelMtu> tunnel_mtu;   // by tunnel: link and path MTU, MSS clamps (setup_mtu)
 
   uint32_t now_ms() const noexcept { return uint32_t((rte_get_tsc_cycles() - start_tsc) * 1000 / tsc_hz); }
 
@@ -246,6 +254,21 @@ struct Dataplane::Impl {
   uint16_t outbound(Worker& w, const State& st, uint16_t q) noexcept;  // returns packets received
   void send_tunnel(Worker& w, const State& st, flow::TunnelId t, rte_mbuf** grp, uint16_t g) noexcept;
   uint16_t inbound(Worker& w, const State& st, uint16_t oidx, uint16_t q) noexcept;
+
+  // mtu.cpp: the step between flow placement and encryption (and the MSS clamp of decrypted SYNs)
+  int setup_mtu(std::string* err);                     // after setup(): each tunnel's figures from its port
+  void fill_mtu(RtTunnel& r, uint32_t t) const noexcept;  // publish()
+  // Whether any of pkts[0..n) is over the path MTU (the common case: none, and nothing else happens).
+  static bool any_too_big(const RtTunnel& rt, rte_mbuf* const pkts[], uint16_t n) noexcept;
+  // pkts[0..n) -> out[0..k): packets that fit, in order, with fragments in place of the IPv4 packets that were cut;
+  // the others are answered (ICMP), freed and counted. out has room for cap (fragments beyond it: frag_failed).
+  uint16_t fit_mtu(Worker& w, const RtTunnel& rt, TunnelCtr& tc, rte_mbuf* const pkts[], uint16_t n,
+                   rte_mbuf* out[], uint16_t cap) noexcept;
+  static void clamp_mss(const RtTunnel& rt, TunnelCtr& tc, rte_mbuf* const pkts[], uint16_t n) noexcept;
+  void send_too_big(Worker& w, const RtTunnel& rt, TunnelCtr& tc, const rte_mbuf* m) noexcept;
+  uint16_t fragment(Worker& w, const RtTunnel& rt, TunnelCtr& tc, rte_mbuf* m, rte_mbuf* out[], uint16_t k,
+                    uint16_t cap) noexcept;
+  bool icmp_token(Worker& w) noexcept;
 
   // probe.cpp
   void probe_start(Worker& w) noexcept;

@@ -29,6 +29,12 @@ Stats Dataplane::Impl::collect() const {
       ts.effective = model.effective(t);
       ts.weight = model.weight(t);
       ts.effective_weight = model.effective_weight(t);
+      if (t < tunnel_mtu.size()) {
+        ts.mtu = tunnel_mtu[t].link;
+        ts.path_mtu = tunnel_mtu[t].path;
+        ts.mss_clamp_v4 = tunnel_mtu[t].mss4;
+        ts.mss_clamp_v6 = tunnel_mtu[t].mss6;
+      }
       if (t < live.tunnels() && live.enabled(t)) {
         ts.live_enabled = true;
         ts.live_interval_ms = ct.liveness.interval_ms;
@@ -153,6 +159,8 @@ nlohmann::json to_json(const Stats& s) {
     for (size_t r = 0; r < esp::kDropCount; ++r)
       if (t.esp_drop_reasons[r]) ed[esp::to_string(esp::Drop(r))] = t.esp_drop_reasons[r];
     e["esp_drops"] = ed;  // the table's esp_drops, by reason (scripts read it so): its values sum to it
+    e["mtu"] = {{"link", t.mtu}, {"path", t.path_mtu}, {"mss_clamp_v4", t.mss_clamp_v4},
+                {"mss_clamp_v6", t.mss_clamp_v6}};
     if (t.live_enabled) {
       e["liveness"] = {{"state", to_string(t.live)}, {"last_proof_ms_ago", t.last_proof_ms_ago},
                        {"flaps", t.flaps}, {"suppressions", t.suppressions}, {"penalty", t.penalty},

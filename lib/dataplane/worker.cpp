@@ -113,6 +113,14 @@ void Dataplane::Impl::send_tunnel(Worker& w, const State& st, flow::TunnelId t, 
     tc.fault_drops += g;
     return;
   }
+  // ---- MTU step (mtu.cpp): SYNs clamped; packets over the path MTU fragmented, or dropped with an ICMP error.
+  if (rt.mss4 | rt.mss6) clamp_mss(rt, tc, grp, g);
+  rte_mbuf* fit[2 * kBurst];  // a packet of one mbuf (2 KB of data) makes at most two fragments of >= 1280 bytes
+  if (any_too_big(rt, grp, g)) [[unlikely]] {
+    g = fit_mtu(w, rt, tc, grp, g, fit, uint16_t(std::size(fit)));
+    grp = fit;
+  }
+  // ---- end of the MTU step
   const uint16_t e = esp::encap_burst(*rt.out, w.id, grp, g);
   for (uint16_t j = e; j < g; ++j) rte_pktmbuf_free(grp[j]);  // reason counted in the SA
   for (uint16_t j = 0; j < e; ++j) {
@@ -177,6 +185,7 @@ uint16_t Dataplane::Impl::inbound(Worker& w, const State& st, uint16_t oidx, uin
       continue;
     }
     TunnelCtr& tc = w.tctr[t];
+    if (st.tunnels[t].mss4 | st.tunnels[t].mss6) clamp_mss(st.tunnels[t], tc, &m, 1);  // mtu.cpp
     ++tc.packets_in;
     tc.bytes_in += rte_pktmbuf_pkt_len(m);
     uint8_t* l2 = reinterpret_cast<uint8_t*>(rte_pktmbuf_prepend(m, kEthLen));

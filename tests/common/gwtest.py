@@ -436,12 +436,18 @@ def accounting_problems(run, inside_fed, outside_fed):
     out_fwd = sum(t["packets_out"] for t in T)
     in_fwd = sum(t["packets_in"] for t in T)
     tun_txfull = sum(t["tx_full"] for t in T)
+    # MTU: a fragmented packet leaves as several ESP packets (each counted where it ends: sent, tx_full, ESP drop);
+    # a too-big one is dropped (its ICMP error is a new packet on the inside port, not one of these).
+    extra = sum(t.get("fragments", 0) - t.get("fragmented", 0) for t in T)
+    icmp_out = sum(t.get("icmp_too_big", 0) for t in T)
+    mtu_drops = d.get("too_big", 0) + d.get("frag_failed", 0)
     out_drops = (d["inside_not_ip"] + d["inside_malformed"] + d["not_routed"] + d["no_tunnel"] + tun_txfull
-                 + st["esp_out_drops"])
-    if st["inside_rx"] != out_fwd + out_drops:
-        p.append(f"inside_rx {st['inside_rx']} != packets_out {out_fwd} + drops {out_drops} "
+                 + st["esp_out_drops"] + mtu_drops)
+    if st["inside_rx"] + extra != out_fwd + out_drops:
+        p.append(f"inside_rx {st['inside_rx']} + extra fragments {extra} != packets_out {out_fwd} + drops {out_drops} "
                  f"(not_ip {d['inside_not_ip']}, malformed {d['inside_malformed']}, not_routed {d['not_routed']}, "
-                 f"no_tunnel {d['no_tunnel']}, tx_full {tun_txfull}, esp_out {st['esp_out_drops']})")
+                 f"no_tunnel {d['no_tunnel']}, tx_full {tun_txfull}, esp_out {st['esp_out_drops']}, "
+                 f"too_big/frag_failed {mtu_drops})")
     in_drops = d["outside_not_ip"] + d["inner_selector"] + st["esp_in_drops"] + (d["tx_full"] - tun_txfull)
     if st["outside_rx"] != in_fwd + in_drops:
         p.append(f"outside_rx {st['outside_rx']} != packets_in {in_fwd} + drops {in_drops} "
@@ -466,8 +472,9 @@ def accounting_problems(run, inside_fed, outside_fed):
     if ports:
         if ports["inside"]["ipackets"] != st["inside_rx"]:
             p.append(f"port inside ipackets {ports['inside']['ipackets']} != inside_rx {st['inside_rx']}")
-        if ports["inside"]["opackets"] != st["inside_tx"]:
-            p.append(f"port inside opackets {ports['inside']['opackets']} != inside_tx {st['inside_tx']}")
+        if ports["inside"]["opackets"] != st["inside_tx"] + icmp_out:
+            p.append(f"port inside opackets {ports['inside']['opackets']} != inside_tx {st['inside_tx']} + too-big "
+                     f"ICMP errors {icmp_out}")
         o_rx = ports["out-a"]["ipackets"] + ports["out-b"]["ipackets"]
         if o_rx != st["outside_rx"]:
             p.append(f"ports out-a+out-b ipackets {o_rx} != outside_rx {st['outside_rx']}")

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <cstring>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "flow/flow.h"
@@ -127,6 +128,13 @@ inline std::vector<TunnelId> assign_all(PinTable& pins, const SelectionTable& se
     pins.assign_burst(sel, &h[i], n, now, &out[i]);
   }
   return out;
+}
+
+// "4500..." (scapy's raw(...).hex()) -> bytes.
+inline std::vector<uint8_t> unhex(const char* h) {
+  std::vector<uint8_t> b;
+  for (; h[0] && h[1]; h += 2) b.push_back(uint8_t(std::stoi(std::string(h, 2), nullptr, 16)));
+  return b;
 }
 
 }  // namespace mg::flow::test

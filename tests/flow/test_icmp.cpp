@@ -10,15 +10,12 @@
 
 #include "net/icmp.h"
 #include "net/net.h"
+#include "packets.h"
 
 namespace mg::net::test {
 namespace {
 
-std::vector<uint8_t> unhex(const char* h) {
-  std::vector<uint8_t> b;
-  for (; h[0] && h[1]; h += 2) b.push_back(uint8_t(std::stoi(std::string(h, 2), nullptr, 16)));
-  return b;
-}
+using flow::test::unhex;
 
 std::array<uint8_t, 16> addr(const char* text) {
   IpAddr a;
