@@ -330,7 +330,7 @@ uint16_t decap_impl(Lookup&& lookup, uint64_t* pre_drops, uint16_t worker, rte_m
         continue;
       }
       const ReplayWindow::Result r = DecapAccess::replay(*pd.sa).check_and_update(pd.seq);
-      if (r != ReplayWindow::Result::kOk) {  // a copy earlier in this burst got there first
+      if (r != ReplayWindow::Result::kOk) {  // a copy earlier in this burst, or on another worker, got there first
         count_drop(ctr.drops, r == ReplayWindow::Result::kReplay ? Drop::kInReplay : Drop::kInTooOld);
         continue;
       }

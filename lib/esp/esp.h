@@ -10,9 +10,11 @@
 // is counted under one Drop reason in the SA's (or the table's) per-worker counters.
 //
 // Threads: an outbound SA may be used by any number of workers at once (sequence numbers are reserved per
-// burst with one atomic fetch-add). An inbound SA's replay window has one writer: a given inbound SA must be
-// processed by one worker at a time (RSS on the outer addresses gives this: all of an SA's packets share
-// them). Counters are per worker (index `worker` < max_workers given at creation), read by anyone.
+// burst with one atomic fetch-add). So may an inbound SA: its replay window is lock-free and exact with several
+// writers (a pre-check before the crypto, an atomic test-and-set commit after the ICV verified), so a number is
+// accepted once whichever worker gets its copies, in any port and queue configuration. RSS on the outer header
+// still keeps an SA on one worker and its window in one core's cache. Counters are per worker (index `worker` <
+// max_workers given at creation), read by anyone.
 // An Sa owns its key; destroying it wipes the key and every expanded key schedule.
 #pragma once
 
@@ -112,25 +114,36 @@ struct SaStats {
   uint64_t total_drops() const noexcept;
 };
 
-// The anti-replay window of RFC 4303 3.4.3 with the ESN inference of Appendix A2. A ring of 64-bit
-// words (RFC 6479) so that sliding costs one cleared word per 64 sequence numbers. Single writer.
+// The anti-replay window of RFC 4303 3.4.3 with the ESN inference of Appendix A2, exact and lock-free with any
+// number of concurrent writers. A ring of atomic 64-bit words, each {generation tag, 32-bit bitmap} of one block of
+// 32 numbers; `top` (the highest authenticated number) is an atomic max. check() is the pre-check before the
+// crypto; check_and_update() is the authoritative test-and-set, one CAS on the number's word (plus one on `top`
+// when it moves): of several copies of a number, however they race, exactly one gets kOk. One or two atomics per
+// packet. Limit (ESN only): a slot left without any packet for 2^40 or more numbers reads as too old.
 class ReplayWindow {
  public:
   enum class Result : uint8_t { kOk, kZero, kReplay, kTooOld };
   explicit ReplayWindow(uint32_t size);  // power of two in [64, 65536]; checked by the caller
-  // Full 64-bit number for a received low half. False when it lies before sequence number 1.
+  ReplayWindow(const ReplayWindow&) = delete;
+  ReplayWindow& operator=(const ReplayWindow&) = delete;
+  // Full 64-bit number for a received low half, from one reading of `top`. False when it lies before sequence
+  // number 1. A guess made stale by a concurrent move is caught by the ICV (the high half is in the AAD) or by
+  // check_and_update().
   bool infer_esn(uint32_t seq_lo, uint64_t* seq) const noexcept;
   Result check(uint64_t seq) const noexcept;
   // Check again and record; the caller does this only after the ICV verified.
   Result check_and_update(uint64_t seq) noexcept;
-  uint64_t top() const noexcept { return top_; }
+  uint64_t top() const noexcept { return top_.load(std::memory_order_relaxed); }
   uint32_t size() const noexcept { return size_; }
+  // Becomes a copy of `o` (same size, else false). Neither window may be in use by a worker meanwhile.
+  bool assign(const ReplayWindow& o) noexcept;
 
  private:
-  uint64_t top_ = 0;
+  std::atomic<uint64_t> top_{0};
   uint32_t size_;
-  uint32_t word_mask_;
-  std::vector<uint64_t> words_;
+  uint32_t mask_;   // ring words - 1
+  uint32_t shift_;  // log2(ring words): block >> shift_ is the generation
+  std::unique_ptr<std::atomic<uint64_t>[]> words_;
 };
 
 // The hot, read-only part of an SA: what a burst needs, in one cache line.
@@ -169,7 +182,7 @@ class Sa {
   bool resume_after(uint64_t seq) noexcept;
   // Outbound, non-ESN: a packet was refused because the 32-bit sequence number would cycle.
   bool needs_rekey() const noexcept { return needs_rekey_.load(std::memory_order_relaxed); }
-  // Inbound: the replay window (single writer: the worker processing this SA).
+  // Inbound: the replay window (any number of workers may decap this SA at once).
   const ReplayWindow& replay() const noexcept { return replay_; }
   // Inbound, control side, while no worker can reach either SA: carry the window of the SA this one replaces
   // (same key), so packets accepted before a reset cannot be replayed after it. False if the sizes differ.

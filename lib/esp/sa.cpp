@@ -163,11 +163,7 @@ bool Sa::resume_after(uint64_t seq) noexcept {
   return cur == seq;
 }
 
-bool Sa::adopt_replay(const Sa& old) {
-  if (old.replay_.size() != replay_.size()) return false;
-  replay_ = old.replay_;
-  return true;
-}
+bool Sa::adopt_replay(const Sa& old) { return replay_.assign(old.replay_); }
 
 SaStats Sa::stats() const noexcept { return sum_counters(counters_, max_workers_); }
 

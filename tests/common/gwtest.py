@@ -279,7 +279,8 @@ def sized(rng):
 class Run:
     """One meshgate process: inputs written, outputs and stats read back."""
 
-    def __init__(self, name, config, inside_frames, a_rx=(), b_rx=(), extra=(), timeout=120):
+    def __init__(self, name, config, inside_frames, a_rx=(), b_rx=(), extra=(), timeout=120, pmd=None, more_env=None):
+        """pmd: a pmd_config other than the demo's; more_env: values for its other ${VAR}s."""
         self.name = name
         self.dir = os.path.join(TMP, name)
         os.makedirs(os.path.join(self.dir, "out"), exist_ok=True)
@@ -294,8 +295,9 @@ class Run:
         env.update(MESHGATE_INSIDE_PCAP=self.inside_in, MESHGATE_OUT=os.path.join(self.dir, "out"),
                    MESHGATE_OUT_A_RX=os.path.join(ind, "a-rx.pcap"),
                    MESHGATE_OUT_B_RX=os.path.join(ind, "b-rx.pcap"))
+        env.update(more_env or {})
         self.prefix = f"mg-gwtest-{name}-{os.getpid()}"
-        self.cmd = [ARGS.meshgate, "-c", config, "--pmd", pmd_cfg(), "--stats-json", self.stats_path,
+        self.cmd = [ARGS.meshgate, "-c", config, "--pmd", pmd or pmd_cfg(), "--stats-json", self.stats_path,
                     f"--eal=--file-prefix={self.prefix}"] + list(extra)
         if not any(a.startswith("--exit-when-idle-ms") or a.startswith("--duration") for a in extra):
             self.cmd += ["--exit-when-idle-ms", "400"]

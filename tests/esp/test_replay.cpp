@@ -1,6 +1,10 @@
 // Anti-replay window and sequence numbers: the window on its own, then through real ESP packets.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <random>
+#include <set>
+
 #include "esp_fixture.h"
 
 using mg::esp::Drop;
@@ -167,6 +171,86 @@ TEST(Replay, EsnInferenceTable) {
   EXPECT_EQ(s, 0x200000005ull) << "a small low half ahead of a high top wraps into the next span";
   ASSERT_TRUE(a.infer_esn(0xffffff10u, &s));
   EXPECT_EQ(s, 0x1ffffff10ull);
+}
+
+// The window against the plain RFC 4303 3.4.3 model (the highest accepted number and the set of accepted numbers):
+// a random walk of in-order runs, reordering, duplicates and jumps beyond the ring, for every result of check()
+// and check_and_update(). High numbers (ESN) included.
+class WindowModel : public ::testing::TestWithParam<uint32_t> {};
+
+TEST_P(WindowModel, SameVerdictsAsTheRfcModel) {
+  const uint64_t w = GetParam();
+  for (const uint64_t start : {uint64_t(0), uint64_t((1ull << 32) - 5000), uint64_t(1) << 45}) {
+    ReplayWindow rw{uint32_t(w)};
+    std::set<uint64_t> accepted;
+    uint64_t top = 0;
+    auto model = [&](uint64_t s) {
+      if (s == 0) return R::kZero;
+      if (s <= top && top - s >= w) return R::kTooOld;
+      return accepted.count(s) ? R::kReplay : R::kOk;
+    };
+    std::mt19937_64 rng(w + start);
+    uint64_t cur = start;
+    for (int i = 0; i < 200000; ++i) {
+      const uint64_t r = rng() % 100;
+      uint64_t s;
+      if (r < 60) s = ++cur;                                  // in order
+      else if (r < 85) s = cur - std::min(cur, rng() % (2 * w));  // late, duplicate or too old
+      else if (r < 95) s = cur + rng() % (w / 2);             // a little ahead
+      else s = cur += w + rng() % (40 * w);                   // a jump, often beyond the whole ring
+      const R want = model(s);
+      ASSERT_EQ(rw.check(s), want) << "check " << s << " top " << top << " (" << i << ") start " << start;
+      ASSERT_EQ(rw.check_and_update(s), want) << "commit " << s << " top " << top << " (" << i << ")";
+      if (want == R::kOk) {
+        accepted.insert(s);
+        top = std::max(top, s);
+      }
+      ASSERT_EQ(rw.top(), top);
+      if (accepted.size() > 4 * w) accepted.erase(accepted.begin(), accepted.lower_bound(top - std::min(top, w)));
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Replay, WindowModel, ::testing::Values(64u, 1024u, 65536u));
+
+TEST(Replay, NearTheEndOfTheSequenceSpace) {
+  // top - W must not wrap: a number just below a top near 2^64 is inside the window, not too old.
+  ReplayWindow rw(64);
+  const uint64_t m = ~uint64_t(0);
+  ASSERT_EQ(rw.check_and_update(m - 10), R::kOk);
+  EXPECT_EQ(rw.check(m - 20), R::kOk);
+  EXPECT_EQ(rw.check_and_update(m - 20), R::kOk);
+  EXPECT_EQ(rw.check_and_update(m - 20), R::kReplay);
+  EXPECT_EQ(rw.check(m - 74), R::kTooOld);
+  EXPECT_EQ(rw.check_and_update(m), R::kOk);
+  EXPECT_EQ(rw.check(m), R::kReplay);
+}
+
+TEST(Replay, AdoptedWindowRefusesWhatTheOldSaAccepted) {
+  MbufGuard guard;
+  SaParams p;
+  p.window = 64;
+  auto old_sa = make_sa(p, mg::esp::Direction::kInbound);
+  for (uint64_t s : {5, 7, 100}) {
+    rte_mbuf* m = make_mbuf(esp_packet(p, s, udp_packet(4, 10, uint32_t(s))));
+    ASSERT_EQ(mg::esp::decap_burst(*old_sa, 0, &m, 1), 1);
+    rte_pktmbuf_free(m);
+  }
+  auto fresh = make_sa(p, mg::esp::Direction::kInbound);
+  ASSERT_TRUE(fresh->adopt_replay(*old_sa));
+  EXPECT_EQ(fresh->replay().top(), 100u);
+  const uint64_t seqs[] = {100, 5, 99, 101};
+  const bool want[] = {false, false, true, true};  // 100: replay; 5: too old; 99 and 101 are new
+  for (size_t i = 0; i < std::size(seqs); ++i) {
+    rte_mbuf* m = make_mbuf(esp_packet(p, seqs[i], udp_packet(4, 10, uint32_t(seqs[i]))));
+    EXPECT_EQ(mg::esp::decap_burst(*fresh, 0, &m, 1), want[i] ? 1 : 0) << "seq " << seqs[i];
+    rte_pktmbuf_free(m);
+  }
+  EXPECT_EQ(drops(*fresh, Drop::kInReplay), 1u);
+  EXPECT_EQ(drops(*fresh, Drop::kInTooOld), 1u);
+  p.window = 128;
+  auto other = make_sa(p, mg::esp::Direction::kInbound);
+  EXPECT_FALSE(other->adopt_replay(*old_sa)) << "windows of different sizes";
 }
 
 TEST(Sequence, StartsAtOneAndIvIsTheSequenceNumber) {
