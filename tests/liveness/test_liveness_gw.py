@@ -153,10 +153,11 @@ class LiveCase(gwtest.GatewayCase):
         st["outside_tx"] -= sum(t["probes_out"] + t["reflected"] for t in T)
         st["outside_rx"] -= sum(t["probe_replies_in"] + t["reflect_in"] for t in T)
         for port in ("out-a", "out-b"):
-            st["ports"][port]["opackets"] -= sum(t["probes_out"] + t["reflected"] for t in T
-                                                 if self.gw.by_name[t["name"]].port == port)
-            st["ports"][port]["ipackets"] -= sum(t["probe_replies_in"] + t["reflect_in"] for t in T
-                                                 if self.gw.by_name[t["name"]].port == port)
+            mine = [t for t in T if self.gw.by_name[t["name"]].port == port]
+            for key in ("opackets", "tx_packets"):
+                st["ports"][port][key] -= sum(t["probes_out"] + t["reflected"] for t in mine)
+            for key in ("ipackets", "rx_packets"):
+                st["ports"][port][key] -= sum(t["probe_replies_in"] + t["reflect_in"] for t in mine)
         run.out = dict(run.out)
         for port in ("out-a", "out-b"):
             keep = {d.pos for d in self.decoded if d.port == port}
