@@ -66,7 +66,9 @@ for t in "${TARGETS[@]}"; do
     exit 1
   fi
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
-  cov=$(grep -E '^#[0-9]+ +DONE' "$log" | tail -n 1 | sed -E 's/.*cov: ([0-9]+).*ft: ([0-9]+).*corp: ([0-9]+).*/cov \1 ft \2 corpus \3/')
+  # The last status line: edges covered (cov), features (ft) and corpus size.
+  cov=$(grep -E '^#[0-9]+.* cov: ' "$log" | tail -n 1 |
+        sed -E 's/.*cov: ([0-9]+).*ft: ([0-9]+).*corp: ([0-9]+).*/cov \1 ft \2 corpus \3/' || true)
   rm -f "$log"
   line="$t: $execs runs in ${secs}s, $cov, 0 crashes"
   echo "fuzz: $line"

@@ -10,15 +10,18 @@ if [ ! -f "$BUILD/build.ninja" ]; then
   meson setup "$BUILD" -Db_sanitize=address,undefined -Db_lundef=false -Dbench=disabled \
     -Dbuildtype=debugoptimized >/dev/null
 fi
+# By suite, plus liveness-unit (its suite's other tests start gateways).
 SUITES=(--suite esp --suite flow --suite config --suite ctrl --suite dataplane --suite interop)
+EXTRA=(liveness-unit)
 TARGETS=(tests/esp/esp_tests tests/flow/test_flow tests/flow/test_spread_tool apps/meshgate-spread/meshgate-spread
          tests/config/test_config tests/ctrl/test_ctrl tests/ctrl/test_validate tests/ctrl/test_doorbell
          tests/ctrl/test_meshgatectl apps/meshgatectl/meshgatectl tests/dataplane/dataplane_tests
          tests/dataplane/test_sa_config apps/meshgate-esp/meshgate-esp tests/liveness/liveness_tests)
-if [ $# -gt 0 ]; then SUITES=("$@"); fi
+if [ $# -gt 0 ]; then SUITES=("$@"); EXTRA=(); fi
 ninja -C "$BUILD" "${TARGETS[@]}"
 # halt_on_error: a UBSan report is a failure, not a line in a log nobody reads. detect_leaks=0: the EAL keeps
 # its memory until exit by design.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:abort_on_error=1:halt_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
 meson test -C "$BUILD" --no-rebuild --print-errorlogs --num-processes 2 "${SUITES[@]}"
+if [ ${#EXTRA[@]} -gt 0 ]; then meson test -C "$BUILD" --no-rebuild --print-errorlogs "${EXTRA[@]}"; fi
