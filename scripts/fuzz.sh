@@ -48,6 +48,12 @@ for t in "${TARGETS[@]}"; do
   mkdir -p "$corpus"
   args=(-print_final_stats=1 -timeout=25 -rss_limit_mb=2048)
   if [ -f "tests/fuzz/$name.dict" ]; then args+=(-dict="tests/fuzz/$name.dict"); fi
+  # Room beyond the seeds (libFuzzer would cap inputs at the largest seed): several packets, a pcap of several
+  # frames, a long config.
+  case $name in
+    pcap|config) args+=(-max_len=16384) ;;
+    *) args+=(-max_len=4096) ;;
+  esac
   case "$MODE" in
     smoke) args+=(-max_total_time="$SECS") ;;
     long) args+=(-runs="$RUNS") ;;
