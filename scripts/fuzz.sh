@@ -4,6 +4,7 @@
 #   fuzz_flow_key  the L3 parser, flow keys and the burst hash on exact-size buffers
 #   fuzz_config    the gateway and pmd_config TOML loaders
 #   fuzz_pcap      meshgate-esp's pcap frames, each through encrypt and decrypt
+#   fuzz_sa_spec   meshgate-esp's --sa spec: parse_sa_spec, then Sa::create; no key in an error message
 #   fuzz_ctrl      control-ring commands: validate() against the rules restated, and the ring's transport
 #
 #   scripts/fuzz.sh --smoke [TARGET...]        the seed corpus and a few seconds per target (scripts/test.sh)
@@ -14,7 +15,7 @@
 # A crash leaves crash-* in the current directory: add it to tests/fuzz/corpus/<target>/ once fixed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ALL=(fuzz_inbound fuzz_flow_key fuzz_config fuzz_pcap fuzz_ctrl)
+ALL=(fuzz_inbound fuzz_flow_key fuzz_config fuzz_pcap fuzz_sa_spec fuzz_ctrl)
 MODE=time
 SECS=600
 RUNS=0
