@@ -21,16 +21,9 @@
 #include <vector>
 
 #include "config/config.h"
+#include "fuzz_check.h"
 
 namespace cfg = mg::config;
-
-#define CHECK(c)                                                          \
-  do {                                                                    \
-    if (!(c)) {                                                           \
-      std::fprintf(stderr, "fuzz_config: %s:%d: %s\n", __FILE__, __LINE__, #c); \
-      __builtin_trap();                                                   \
-    }                                                                     \
-  } while (0)
 
 namespace {
 

@@ -17,18 +17,11 @@
 #include <vector>
 
 #include "flow/flow.h"
+#include "fuzz_check.h"
 #include "net/flow_key.h"
 #include "net/net.h"
 
 namespace net = mg::net;
-
-#define CHECK(c)                                                           \
-  do {                                                                     \
-    if (!(c)) {                                                            \
-      std::fprintf(stderr, "fuzz_flow_key: %s:%d: %s\n", __FILE__, __LINE__, #c); \
-      __builtin_trap();                                                    \
-    }                                                                      \
-  } while (0)
 
 namespace {
 

@@ -33,6 +33,7 @@
 
 #include "esp/esp.h"
 #include "exact_mbuf.h"
+#include "fuzz_check.h"
 #include "fuzz_eal.h"
 #include "net/net.h"
 
@@ -41,14 +42,6 @@ namespace {
 namespace crypto = mg::crypto;
 namespace esp = mg::esp;
 namespace net = mg::net;
-
-#define CHECK(c)                                                          \
-  do {                                                                    \
-    if (!(c)) {                                                           \
-      std::fprintf(stderr, "fuzz_inbound: %s:%d: %s\n", __FILE__, __LINE__, #c); \
-      __builtin_trap();                                                   \
-    }                                                                     \
-  } while (0)
 
 struct SaDef {
   uint32_t spi;

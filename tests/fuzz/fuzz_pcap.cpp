@@ -23,6 +23,7 @@
 #include "esp/esp.h"
 #include "exact_mbuf.h"
 #include "frames.h"
+#include "fuzz_check.h"
 #include "fuzz_eal.h"
 #include "net/net.h"
 
@@ -30,14 +31,6 @@ namespace crypto = mg::crypto;
 namespace esp = mg::esp;
 namespace net = mg::net;
 namespace tool = mg::esptool;
-
-#define CHECK(c)                                                        \
-  do {                                                                  \
-    if (!(c)) {                                                         \
-      std::fprintf(stderr, "fuzz_pcap: %s:%d: %s\n", __FILE__, __LINE__, #c); \
-      __builtin_trap();                                                 \
-    }                                                                   \
-  } while (0)
 
 namespace {
 

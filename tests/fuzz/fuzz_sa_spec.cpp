@@ -13,18 +13,11 @@
 #include <vector>
 
 #include "esp/esp.h"
+#include "fuzz_check.h"
 #include "fuzz_eal.h"
 
 namespace esp = mg::esp;
 namespace crypto = mg::crypto;
-
-#define CHECK(c)                                                            \
-  do {                                                                      \
-    if (!(c)) {                                                             \
-      std::fprintf(stderr, "fuzz_sa_spec: %s:%d: %s\n", __FILE__, __LINE__, #c); \
-      __builtin_trap();                                                     \
-    }                                                                       \
-  } while (0)
 
 namespace {
 
