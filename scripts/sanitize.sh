@@ -7,8 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${ASAN_BUILD:-build-asan}
 if [ ! -f "$BUILD/build.ninja" ]; then
+  # -O1 -g1: what ASan recommends, with line tables for the reports; compiles 2.5x faster than -O2 -g.
   meson setup "$BUILD" -Db_sanitize=address,undefined -Db_lundef=false -Dbench=disabled \
-    -Dbuildtype=debugoptimized >/dev/null
+    -Dbuildtype=plain -Dc_args='-O1 -g1' -Dcpp_args='-O1 -g1' >/dev/null
 fi
 # By suite, plus liveness-unit (its suite's other tests start gateways).
 SUITES=(--suite esp --suite flow --suite config --suite ctrl --suite dataplane --suite interop)
