@@ -140,8 +140,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   FILE* f = fmemopen(const_cast<uint8_t*>(data), size, "rb");
   if (f == nullptr) std::abort();
   char errbuf[PCAP_ERRBUF_SIZE];
-  pcap_t* in = pcap_fopen_offline(f, errbuf);  // owns f from here on, or closed it on failure
-  if (in == nullptr) return 0;
+  pcap_t* in = pcap_fopen_offline(f, errbuf);  // owns f from here on; on failure f is still ours
+  if (in == nullptr) {
+    std::fclose(f);
+    return 0;
+  }
   const int l2len = tool::link_l2_len(pcap_datalink(in));
   pcap_pkthdr* h;
   const u_char* frame;
