@@ -47,7 +47,11 @@ for t in "${TARGETS[@]}"; do
   corpus=fuzz-corpus/$name
   if [ -n "$tmp" ]; then corpus=$tmp/$name; fi
   mkdir -p "$corpus"
-  args=(-print_final_stats=1 -timeout=25 -rss_limit_mb=2048)
+  # Long runs at nice 19 on a shared box can be starved of CPU for a minute (one such "timeout" replayed in 0.2 s):
+  # a hang there has to be a real one.
+  timeout=25
+  if [ "$MODE" = long ]; then timeout=600; fi
+  args=(-print_final_stats=1 -timeout="$timeout" -rss_limit_mb=2048)
   if [ -f "tests/fuzz/$name.dict" ]; then args+=(-dict="tests/fuzz/$name.dict"); fi
   # Room beyond the seeds (libFuzzer would cap inputs at the largest seed): several packets, a pcap of several
   # frames, a long config.
