@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "esp/esp.h"
+#include "frames.h"
 
 namespace {
 
@@ -37,19 +38,6 @@ struct Frame {
   std::vector<uint8_t> l2;  // Ethernet header, empty for raw IP
   pcap_pkthdr hdr;
 };
-
-int link_l2_len(int dlt) {
-  switch (dlt) {
-    case DLT_EN10MB: return 14;
-    case DLT_RAW:
-#ifdef DLT_IPV4
-    case DLT_IPV4:
-    case DLT_IPV6:
-#endif
-      return 0;
-    default: return -1;
-  }
-}
 
 bool init_eal(const char* prog) {
   const char* argv[] = {prog, "--no-huge", "-m", "256", "--no-pci", "--no-shconf", "--no-telemetry",
@@ -165,7 +153,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   const int dlt = pcap_datalink(in);
-  const int l2len = link_l2_len(dlt);
+  const int l2len = mg::esptool::link_l2_len(dlt);
   if (l2len < 0) {
     fmt::print(stderr, "meshgate-esp: {}: link type {} not supported (Ethernet or raw IP)\n", in_path, dlt);
     pcap_close(in);
@@ -223,27 +211,18 @@ int main(int argc, char** argv) {
   int rc;
   while ((rc = pcap_next_ex(in, &h, &data)) == 1) {
     ++frames_in;
-    uint32_t off = uint32_t(l2len);
-    if (h->caplen < off || h->caplen != h->len) {
-      ++skipped;  // truncated capture: cannot be encrypted or verified
+    mg::esptool::Frame fr;
+    const auto kind =
+        mg::esptool::classify_frame(l2len, data, h->caplen, h->len, kDataRoom - mg::esp::kMaxOverhead, &fr);
+    if (kind == mg::esptool::FrameKind::kNotIp) {
+      ++skipped;
       continue;
     }
-    if (l2len == 14) {
-      uint16_t et = uint16_t(data[12] << 8 | data[13]);
-      if (et == 0x8100 && h->caplen >= 18) {  // one VLAN tag
-        et = uint16_t(data[16] << 8 | data[17]);
-        off = 18;
-      }
-      if (et != 0x0800 && et != 0x86dd) {
-        ++skipped;
-        continue;
-      }
-    }
-    const uint32_t l3len = h->caplen - off;
-    if (l3len > kDataRoom - mg::esp::kMaxOverhead) {
+    if (kind == mg::esptool::FrameKind::kTooBig) {
       ++too_big;
       continue;
     }
+    const uint32_t off = fr.l3_off, l3len = fr.l3_len;
     rte_mbuf* m = rte_pktmbuf_alloc(mp);
     if (m == nullptr) {
       fmt::print(stderr, "meshgate-esp: out of mbufs\n");

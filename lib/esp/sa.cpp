@@ -1,5 +1,7 @@
+#include <cctype>
 #include <charconv>
 #include <cstring>
+#include <string>
 #include <string_view>
 
 #include "crypto/key_file.h"
@@ -202,6 +204,17 @@ SaTable::~SaTable() { delete[] counters_; }
 
 SaStats SaTable::stats() const noexcept { return sum_counters(counters_, max_workers_); }
 
+// Text of the spec for an error message, unless it may hold key material: a typo such as `key:HEX` or
+// `cipher=aes-gcm-128key=HEX` (a missing comma) puts the key into an item or a value that is echoed.
+static std::string shown(std::string_view s) {
+  size_t run = 0;
+  for (char ch : s) {
+    run = std::isxdigit(static_cast<unsigned char>(ch)) ? run + 1 : ch == ':' ? run : 0;
+    if (run >= 8) return "<hidden: may hold a key>";
+  }
+  return std::string(s);
+}
+
 bool parse_sa_spec(const std::string& spec, SaConfig* out, std::string* err, SpecInputs* in) {
   SaConfig c;
   bool have_spi = false, have_cipher = false, have_key = false;
@@ -230,7 +243,7 @@ bool parse_sa_spec(const std::string& spec, SaConfig* out, std::string* err, Spe
     rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
     if (item.empty()) continue;
     const size_t eq = item.find('=');
-    if (eq == std::string_view::npos) return fail("sa spec: '" + std::string(item) + "' is not key=value");
+    if (eq == std::string_view::npos) return fail("sa spec: '" + shown(item) + "' is not key=value");
     const std::string_view k = item.substr(0, eq), v = item.substr(eq + 1);
     uint64_t n = 0;
     if (k == "spi") {
@@ -239,10 +252,10 @@ bool parse_sa_spec(const std::string& spec, SaConfig* out, std::string* err, Spe
       have_spi = true;
     } else if (k == "cipher") {
       if (!crypto::parse_cipher(v, &c.cipher))
-        return fail("cipher: '" + std::string(v) + "' (aes-gcm-128, aes-gcm-256, chacha20-poly1305)");
+        return fail("cipher: '" + shown(v) + "' (aes-gcm-128, aes-gcm-256, chacha20-poly1305)");
       have_cipher = true;
     } else if (k == "engine") {
-      if (!crypto::parse_engine(v, &c.engine)) return fail("engine: '" + std::string(v) + "' (ipsecmb, sodium)");
+      if (!crypto::parse_engine(v, &c.engine)) return fail("engine: '" + shown(v) + "' (ipsecmb, sodium)");
     } else if (k == "key" || k == "key_file") {
       if (have_key) return fail("sa spec: give the key once (key=HEX, key=- or key_file=PATH)");
       have_key = true;
@@ -294,7 +307,7 @@ bool parse_sa_spec(const std::string& spec, SaConfig* out, std::string* err, Spe
         return fail("dscp: copy or 0..63");
       }
     } else {
-      return fail("sa spec: unknown field '" + std::string(k) + "'");
+      return fail("sa spec: unknown field '" + shown(k) + "'");
     }
   }
   if (!have_spi) return fail("sa spec: spi is missing");
