@@ -198,19 +198,21 @@ struct Pending {
   uint8_t op;  // index into ops
 };
 
-// RFC 6040 normal mode: congestion marked on the outer header survives decapsulation.
-inline void propagate_ce(uint8_t* inner, uint8_t ver, uint8_t outer_tos) noexcept {
-  if ((outer_tos & 3) != 3) return;
+// RFC 6040 normal mode: congestion marked on the outer header survives decapsulation. False when the packet must
+// be dropped instead: outer CE over an inner Not-ECT one (section 4.2), whose sender could not see the mark.
+inline bool propagate_ce(uint8_t* inner, uint8_t ver, uint8_t outer_tos) noexcept {
+  if ((outer_tos & 3) != 3) return true;
+  const uint8_t ecn = ver == 4 ? inner[1] & 3 : (inner[1] >> 4) & 3;
+  if (ecn == 0) return false;
+  if (ecn == 3) return true;
   if (ver == 4) {
-    if ((inner[1] & 3) == 0 || (inner[1] & 3) == 3) return;
     inner[1] |= 3;
     inner[10] = inner[11] = 0;
     net::store_be16(inner + 10, net::ipv4_header_checksum(inner, uint32_t(inner[0] & 0x0f) * 4));
   } else {
-    const uint8_t ecn = (inner[1] >> 4) & 3;
-    if (ecn == 0 || ecn == 3) return;
     inner[1] |= 0x30;
   }
+  return true;
 }
 
 template <class Lookup>
@@ -363,8 +365,11 @@ uint16_t decap_impl(Lookup&& lookup, uint64_t* pre_drops, uint16_t worker, rte_m
         count_drop(ctr.drops, Drop::kInBadInner);
         continue;
       }
+      if (!propagate_ce(const_cast<uint8_t*>(pt), in.version, pd.outer_tos)) {
+        count_drop(ctr.drops, Drop::kInCeNotEct);
+        continue;
+      }
       rte_mbuf* m = chunk[i];
-      propagate_ce(const_cast<uint8_t*>(pt), in.version, pd.outer_tos);
       rte_pktmbuf_adj(m, uint16_t(pd.esp_off + kEspHdr + kIv));
       // Drops ESP trailer, ICV, TFC padding (RFC 4303 2.4) and any L2 padding behind the outer datagram.
       rte_pktmbuf_trim(m, uint16_t(rte_pktmbuf_pkt_len(m) - in.ip_len));

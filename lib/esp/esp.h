@@ -61,6 +61,7 @@ enum class Drop : uint8_t {
   kInDummy,          // next header 59: dummy packet (RFC 4303 2.6), dropped silently
   kInBadNextHeader,  // next header other than 4 (IPv4) or 41 (IPv6)
   kInBadInner,       // inner header invalid, of the other IP version, or longer than the payload
+  kInCeNotEct,       // outer marked CE over an inner Not-ECT packet: RFC 6040 4.2 says drop (the mark cannot pass)
   kCount
 };
 inline constexpr size_t kDropCount = size_t(Drop::kCount);

@@ -34,6 +34,7 @@ const char* to_string(Drop d) noexcept {
     case Drop::kInDummy: return "in_dummy";
     case Drop::kInBadNextHeader: return "in_bad_next_header";
     case Drop::kInBadInner: return "in_bad_inner";
+    case Drop::kInCeNotEct: return "in_ce_not_ect";
     case Drop::kCount: break;
   }
   return "unknown";

@@ -187,6 +187,41 @@ TEST(OuterHeader, CongestionMarkSurvivesDecap) {
   rte_pktmbuf_free(m);
 }
 
+// RFC 6040 4.2: an outer CE mark over an inner Not-ECT packet cannot be passed on, so the packet is dropped
+// (counted); over ECT(1) (IPv6) the mark is copied; over CE nothing changes.
+TEST(OuterHeader, CongestionMarkOverNotEctDropped) {
+  MbufGuard guard;
+  SaParams p;
+  auto in = make_sa(p, Direction::kInbound);
+  uint64_t seq = 1;
+  for (const auto& [ver, ecn, pass] : std::vector<std::tuple<int, uint8_t, bool>>{
+           {4, 0, false}, {6, 0, false}, {6, 1, true}, {4, 3, true}}) {
+    SCOPED_TRACE(testing::Message() << "IPv" << ver << " inner ECN " << int(ecn));
+    auto inner = udp_packet(ver, 10);
+    if (ver == 4) {
+      inner[1] = ecn;
+      inner[10] = inner[11] = 0;
+      net::store_be16(&inner[10], net::ipv4_header_checksum(inner.data(), 20));
+    } else {
+      inner[1] = uint8_t((inner[1] & 0xcf) | (ecn << 4));
+    }
+    auto pkt = esp_packet(p, seq++, inner);
+    pkt[1] = 0x03;
+    pkt[10] = pkt[11] = 0;
+    net::store_be16(&pkt[10], net::ipv4_header_checksum(pkt.data(), 20));
+    rte_mbuf* m = make_mbuf(pkt);
+    const uint64_t before = drops(*in, Drop::kInCeNotEct);
+    const uint16_t got = mg::esp::decap_burst(*in, 0, &m, 1);
+    EXPECT_EQ(got, pass ? 1 : 0);
+    EXPECT_EQ(drops(*in, Drop::kInCeNotEct), before + (pass ? 0 : 1));
+    if (got == 1) {
+      const auto b = mbuf_bytes(m);
+      EXPECT_EQ(ver == 4 ? b[1] & 3 : (b[1] >> 4) & 3, 3);
+    }
+    rte_pktmbuf_free(m);
+  }
+}
+
 // ------------------------------------------------------------------------------------ bad input
 
 namespace {
