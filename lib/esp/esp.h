@@ -10,7 +10,7 @@
 // is counted under one Drop reason in the SA's (or the table's) per-worker counters.
 //
 // Threads: an outbound SA may be used by any number of workers at once (sequence numbers are reserved per
-// burst with one atomic fetch-add). An inbound SA's replay window has one writer: a given inbound SA must be
+// burst with one atomic compare-and-swap that saturates at the SA's limit and at the end of its space). An inbound SA's replay window has one writer: a given inbound SA must be
 // processed by one worker at a time (RSS on the outer addresses gives this: all of an SA's packets share
 // them). Counters are per worker (index `worker` < max_workers given at creation), read by anyone.
 // An Sa owns its key; destroying it wipes the key and every expanded key schedule.
@@ -39,7 +39,8 @@ enum class Drop : uint8_t {
   kOutNoHeadroom,    // no room to prepend outer header + ESP header + IV
   kOutNoTailroom,    // no room for padding, trailer and ICV
   kOutTooBig,        // outer datagram would exceed 65535 bytes
-  kOutSeqOverflow,   // non-ESN sequence number would cycle: the SA needs a rekey
+  kOutSeqOverflow,   // the sequence number would cycle (32-bit, or 64-bit with ESN): the SA needs a rekey
+  kOutSeqUnreserved, // past the numbers control has durably reserved (set_seq_limit): it has not caught up yet
   // inbound, before an SA is known
   kInChained,
   kInTruncated,      // shorter than an IP header
@@ -158,8 +159,14 @@ class Sa {
   uint64_t last_seq() const noexcept { return seq_.load(std::memory_order_relaxed); }
   // Outbound: continue after `seq` (for a reset that keeps the key; never lower it).
   bool resume_after(uint64_t seq) noexcept;
-  // Outbound, non-ESN: a packet was refused because the 32-bit sequence number would cycle.
+  // Outbound: a packet was refused because the sequence number would cycle (2^32 - 1 without ESN, 2^64 - 1
+  // with it, are the last numbers sent).
   bool needs_rekey() const noexcept { return needs_rekey_.load(std::memory_order_relaxed); }
+  // Outbound: no number above `limit` is handed out (such packets drop as kOutSeqUnreserved) until it is raised.
+  // Control raises it only once the new limit is durable, so a restart never reuses a number (lib/seqstate).
+  // Without a call there is no limit.
+  void set_seq_limit(uint64_t limit) noexcept { limit_.store(limit, std::memory_order_release); }
+  uint64_t seq_limit() const noexcept { return limit_.load(std::memory_order_relaxed); }
   // Inbound: the replay window (single writer: the worker processing this SA).
   const ReplayWindow& replay() const noexcept { return replay_; }
   // Inbound, control side, while no worker can reach either SA: carry the window of the SA this one replaces
@@ -177,6 +184,7 @@ class Sa {
 
   SaRuntime rt_;
   alignas(64) std::atomic<uint64_t> seq_{0};
+  std::atomic<uint64_t> limit_{UINT64_MAX};
   std::atomic<bool> needs_rekey_{false};
   alignas(64) ReplayWindow replay_;
   SaCounters* counters_ = nullptr;
