@@ -80,7 +80,11 @@ class FullRateNoFalseAlarm(unittest.TestCase):
                    os.path.join(d, "far.json"), f"--eal=--file-prefix={tag}-far", "--control-name", f"{tag}-far"]
         near_cmd = [mg, "-c", near_cfg, "--pmd", os.path.join(d, "near-pmd.toml"), "--liveness", "20x3",
                     "--duration", str(SECONDS), "--stats-json", os.path.join(d, "near.json"),
-                    f"--eal=--file-prefix={tag}-near", "--control-name", f"{tag}-near"]
+                    f"--eal=--file-prefix={tag}-near", "--control-name", f"{tag}-near",
+                    "--state-dir", os.path.join(d, "near-state")]
+        far_cmd += ["--state-dir", os.path.join(d, "far-state")]
+        for s in ("near-state", "far-state"):
+            os.makedirs(os.path.join(d, s), exist_ok=True)
         cls.cmds = (far_cmd, near_cmd)
         # DPDK 22.11's net_memif sometimes faults inside its own Tx path (librte_net_memif.so, reading a ring
         # descriptor of a region no longer mapped; reproduced without meshgate by bench/e2e/e2e_fwd as the memif

@@ -94,6 +94,8 @@ class TwoGateways(unittest.TestCase):
         d = cls.dir = os.path.join(gwtest.TMP, cls.__name__)
         os.makedirs(os.path.join(d, "near-out"), exist_ok=True)
         os.makedirs(os.path.join(d, "far-out"), exist_ok=True)
+        for s in ("near-state", "far-state"):   # sequence numbers continue over a far restart, as in production
+            os.makedirs(os.path.join(d, s), exist_ok=True)
         subprocess.run(["ip", "netns", "add", NS], check=True)
         try:
             sh("sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", check=False)
@@ -123,10 +125,11 @@ class TwoGateways(unittest.TestCase):
             for k, (start, args) in enumerate(cls.FAR):
                 fars.append((start, [mg, "-c", os.path.join(d, "far.toml"), "--reflect"] + list(args)
                              + ["--stats-json", os.path.join(d, f"far{k}.json"), f"--eal=--file-prefix={NS}-far{k}",
+                                "--state-dir", os.path.join(d, "far-state"),
                                 "--control-name", f"{NS}-far{k}"]))
             near_cmd = [mg, "-c", gwtest.dual_cfg(), "--pmd", os.path.join(d, "near-pmd.toml"), "--liveness", "20x3",
                         "--pace-pps", str(PPS), "--duration", str(cls.NEAR_S)] + list(cls.NEAR_EXTRA) + [
-                        "--stats-json", os.path.join(d, "near.json"),
+                        "--stats-json", os.path.join(d, "near.json"), "--state-dir", os.path.join(d, "near-state"),
                         f"--eal=--file-prefix={NS}-near", "--control-name", f"{NS}-near"]
             cls.cmds = ([c for _, c in fars], near_cmd)
             t0 = time.monotonic()
