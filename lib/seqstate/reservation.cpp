@@ -30,16 +30,18 @@ bool Reservation::begin(uint64_t* start, uint64_t* limit, std::string* err) {
   if (next > high && !store_.save(fp_, next, err)) return false;
   *start = high;
   limit_ = *limit = std::max(next, high);
+  last_block_ = next - std::min(next, high);
   sample_used_ = high;
   return true;
 }
 
 Reservation::Poll Reservation::poll(uint64_t used, double now_s, uint64_t* limit, std::string* err) {
-  // Rate over >= 100 ms windows: rises at once with the traffic, halves per window when it falls.
+  // Rate over >= 10 ms windows: rises at once with the traffic (a durable write takes ~10-40 ms, so a fast SA
+  // must get a big block within its first few of them), halves per window when it falls.
   if (sample_t_ < 0) {
     sample_t_ = now_s;
     sample_used_ = used;
-  } else if (now_s - sample_t_ >= 0.1) {
+  } else if (now_s - sample_t_ >= 0.01) {
     const double r = used > sample_used_ ? double(used - sample_used_) / (now_s - sample_t_) : 0;
     rate_ = std::max(r, rate_ / 2);
     sample_t_ = now_s;
@@ -47,12 +49,16 @@ Reservation::Poll Reservation::poll(uint64_t used, double now_s, uint64_t* limit
   }
   const uint64_t end = space_end(esn_);
   if (limit_ >= end) return Poll::kNothing;
-  const uint64_t block = block_size(policy_, rate_, esn_);
+  uint64_t block = block_size(policy_, rate_, esn_);
+  // Workers waiting at the limit: the rate seen is the limit's, not the traffic's. Twice the last block each
+  // time gets them going within a few writes whatever the rate.
+  if (used >= limit_) block = std::max(block, std::min(last_block_ * 2, esn_ ? policy_.max_block_64 : policy_.max_block_32));
   const uint64_t left = used < limit_ ? limit_ - used : 0;
   if (left >= block / 2) return Poll::kNothing;
   const uint64_t next = add_sat(std::max(used, limit_), block - left, end);
   if (!store_.save(fp_, next, err)) return Poll::kError;
   limit_ = *limit = next;
+  last_block_ = block;
   return Poll::kExtended;
 }
 

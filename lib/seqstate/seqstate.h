@@ -75,7 +75,7 @@ class Reservation {
   enum class Poll : uint8_t { kNothing, kExtended, kError };
   // `used`: the SA's last number handed out, at time `now_s` (monotonic seconds). When fewer than half a block
   // remain below the limit, writes a new limit durably and returns kExtended with *limit set; the caller
-  // publishes it to the workers only then.
+  // publishes it to the workers only then. Found at the limit, the block is at least twice the last one.
   Poll poll(uint64_t used, double now_s, uint64_t* limit, std::string* err);
   uint64_t limit() const noexcept { return limit_; }
   double rate() const noexcept { return rate_; }
@@ -87,6 +87,7 @@ class Reservation {
   bool esn_;
   Policy policy_;
   uint64_t limit_ = 0;
+  uint64_t last_block_ = 0;
   uint64_t sample_used_ = 0;
   double sample_t_ = -1;
   double rate_ = 0;  // numbers per second, decaying slowly, rising at once

@@ -225,14 +225,14 @@ TEST(Reservation, BeginsAfterTheMarkAndExtendsAheadDurably) {
     EXPECT_NE(slurp(s->path(fp)).find("high 65536\n"), std::string::npos) << "durable before use";
     uint64_t nl = 0;
     EXPECT_EQ(r.poll(1000, 0.0, &nl, &err), Reservation::Poll::kNothing);
-    EXPECT_EQ(r.poll(30000, 0.05, &nl, &err), Reservation::Poll::kNothing) << "more than half a block left";
-    ASSERT_EQ(r.poll(40000, 0.2, &nl, &err), Reservation::Poll::kExtended) << err;
+    EXPECT_EQ(r.poll(30000, 5.0, &nl, &err), Reservation::Poll::kNothing) << "more than half a block left";
+    ASSERT_EQ(r.poll(40000, 5.2, &nl, &err), Reservation::Poll::kExtended) << err;
     EXPECT_GT(nl, 65536u);
     EXPECT_GE(nl, 40000u + 65536u);
     EXPECT_NE(slurp(s->path(fp)).find("high " + std::to_string(nl) + "\n"), std::string::npos);
     // Workers stuck at the limit (control was late): the next block starts from there.
     uint64_t nl2 = 0;
-    ASSERT_EQ(r.poll(nl, 0.4, &nl2, &err), Reservation::Poll::kExtended) << err;
+    ASSERT_EQ(r.poll(nl, 5.4, &nl2, &err), Reservation::Poll::kExtended) << err;
     EXPECT_GT(nl2, nl);
     limit1 = nl2;
   }
@@ -244,6 +244,33 @@ TEST(Reservation, BeginsAfterTheMarkAndExtendsAheadDurably) {
   ASSERT_TRUE(r.begin(&start, &limit, &err)) << err;
   EXPECT_EQ(start, limit1);
   EXPECT_EQ(limit, limit1 + 65536);
+}
+
+// Workers that reached the limit (control was late, the rate not known yet) get twice the last block per
+// extension, so a fast SA at startup waits for a few writes at most.
+TEST(Reservation, AtTheLimitTheBlockDoubles) {
+  TempDir d;
+  auto s = open_ok(d.path);
+  Reservation r(*s, mg::seqstate::fingerprint(key(13)), true);
+  uint64_t start = 0, limit = 0, nl = 0;
+  std::string err;
+  ASSERT_TRUE(r.begin(&start, &limit, &err)) << err;
+  ASSERT_EQ(r.poll(limit, 0.0, &nl, &err), Reservation::Poll::kExtended) << err;
+  EXPECT_EQ(nl, limit + 2 * 65536);
+  uint64_t nl2 = 0;
+  ASSERT_EQ(r.poll(nl, 0.001, &nl2, &err), Reservation::Poll::kExtended) << err;
+  EXPECT_EQ(nl2, nl + 4 * 65536);
+  // Without ESN the doubling stops at the 32-bit cap.
+  Reservation n(*s, mg::seqstate::fingerprint(key(14)), false);
+  ASSERT_TRUE(n.begin(&start, &limit, &err)) << err;
+  uint64_t at = limit;
+  for (int i = 0; i < 12; ++i) {
+    ASSERT_EQ(n.poll(at, 0.0005 * i, &nl, &err), Reservation::Poll::kExtended) << err;
+    EXPECT_LE(nl - at, 4u << 20);
+    at = nl;
+  }
+  EXPECT_EQ(n.poll(at, 0.007, &nl, &err), Reservation::Poll::kExtended);
+  EXPECT_EQ(nl - at, 4u << 20) << "capped";
 }
 
 TEST(Reservation, StopsAtTheEndOfTheSpace) {
