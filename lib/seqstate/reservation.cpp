@@ -52,7 +52,8 @@ Reservation::Poll Reservation::poll(uint64_t used, double now_s, uint64_t* limit
   uint64_t block = block_size(policy_, rate_, esn_);
   // Workers waiting at the limit: the rate seen is the limit's, not the traffic's. Twice the last block each
   // time gets them going within a few writes whatever the rate.
-  if (used >= limit_) block = std::max(block, std::min(last_block_ * 2, esn_ ? policy_.max_block_64 : policy_.max_block_32));
+  const uint64_t cap = esn_ ? policy_.max_block_64 : policy_.max_block_32;
+  if (used >= limit_) block = std::max(block, std::min(last_block_ * 2, cap));
   const uint64_t left = used < limit_ ? limit_ - used : 0;
   if (left >= block / 2) return Poll::kNothing;
   const uint64_t next = add_sat(std::max(used, limit_), block - left, end);

@@ -281,8 +281,9 @@ class Run:
     def __init__(self, name, config, inside_frames, a_rx=(), b_rx=(), extra=(), timeout=120, state_dir=None,
                  kill_after=None):
         """state_dir: where meshgate records its sequence numbers (passed as $STATE_DIRECTORY, as systemd does;
-        meshgate makes it when missing); default: a fresh one for this run, so its SAs start at 1. kill_after: (seconds, min bytes of out-a.pcap)
-        -- SIGKILL the process once both are reached, as a crash would."""
+        meshgate makes it when missing); default: a fresh one for this run, so its SAs start at 1.
+        kill_after: (seconds, min bytes of out-a.pcap) -- SIGKILL the process once both are reached, as a crash
+        would."""
         self.name = name
         self.dir = os.path.join(TMP, name)
         os.makedirs(os.path.join(self.dir, "out"), exist_ok=True)
