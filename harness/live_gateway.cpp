@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <thread>
 #include <vector>
 
@@ -58,6 +59,7 @@ LiveGateway::LiveGateway(const std::string& tag, unsigned flows, unsigned size, 
   }
   name = tag + std::to_string(getpid());
   pcap = "/tmp/" + name + ".pcap";
+  state = "/tmp/" + name + ".state";  // its own sequence-number state (made by meshgate), removed with it
   if (!write_flows_pcap(pcap, flows, size)) {
     error = "cannot write " + pcap;
     return;
@@ -68,6 +70,7 @@ LiveGateway::LiveGateway(const std::string& tag, unsigned flows, unsigned size, 
   pid = fork();
   if (pid == 0) {
     setenv("MESHGATE_INSIDE_PCAP", pcap.c_str(), 1);
+    setenv("STATE_DIRECTORY", state.c_str(), 1);
     const std::string cn = "--control-name=" + name, fp = "--eal=--file-prefix=" + name;
     execl(bin, bin, "-c", cfg.c_str(), "--pmd", pmd.c_str(), cn.c_str(), fp.c_str(),
           "--eal=--log-level=lib.eal:error", "--duration", dur.c_str(), "-q", (char*)nullptr);
@@ -97,6 +100,8 @@ LiveGateway::~LiveGateway() {
   block.reset();
   stop();
   std::remove(pcap.c_str());
+  std::error_code ec;
+  std::filesystem::remove_all(state, ec);
 }
 
 int LiveGateway::stop() {

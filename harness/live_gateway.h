@@ -36,7 +36,7 @@ class LiveGateway {
   // Packets sent out of the instance ports so far (0 without a block).
   uint64_t forwarded() const;
 
-  std::string name, pcap, error;
+  std::string name, pcap, state, error;
   pid_t pid = -1;  // tests may kill it themselves; they then set it to -1
   std::unique_ptr<ctrl::Block> block;
 };

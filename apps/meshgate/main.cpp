@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <optional>
@@ -147,6 +148,14 @@ int main(int argc, char** argv) {
             return mg::ctrl::valid_name(n) ? std::string() : "'" + n + "': use 1-32 of A-Z a-z 0-9 _ -";
           },
           "NAME"));
+  std::string state_dir;
+  bool unsafe_seq = false;
+  app.add_option("--state-dir", state_dir,
+                 "directory recording the outbound sequence numbers of every key across restarts (default: [gateway] "
+                 "state_dir, else $STATE_DIRECTORY, else /var/lib/meshgate, created if /var/lib exists)");
+  app.add_flag("--unsafe-no-seq-state", unsafe_seq,
+               "UNSAFE, labs only: no state directory; sequence numbers restart at 1 in every run, so static keys "
+               "repeat (key, IV) pairs");
   app.add_option("--eal", eal_extra, "extra EAL argument (repeatable), e.g. --eal=--log-level=7")
       ->allow_extra_args(false);
   try {
@@ -235,6 +244,20 @@ int main(int argc, char** argv) {
   }
   opt.eal_extra = eal_extra;
   opt.control = !no_control;
+  // The state directory: an explicit one must exist (a missing mount must not look like a fresh start); the
+  // systemd-given or default one is made when missing.
+  opt.unsafe_volatile_seq = unsafe_seq || gw->unsafe_volatile_sequence;
+  if (!state_dir.empty()) {
+    opt.state_dir = state_dir;
+  } else if (!gw->state_dir.empty()) {
+    opt.state_dir = gw->state_dir;
+  } else if (const char* sd = std::getenv("STATE_DIRECTORY"); sd != nullptr && *sd != '\0') {
+    opt.state_dir = std::string(sd).substr(0, std::string(sd).find(':'));  // systemd: the first of a list
+    opt.state_dir_create = true;
+  } else {
+    opt.state_dir = "/var/lib/meshgate";
+    opt.state_dir_create = true;
+  }
 
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);

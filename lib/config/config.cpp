@@ -146,6 +146,8 @@ std::string describe(const Gateway& g, const PmdConfig* pmd) {
   std::string o;
   o += "gateway " + g.name + "  mode " + to_string(g.mode) + "  (" + g.source + ")\n";
   o += "pmd_config " + (g.pmd_config.empty() ? std::string("(none: give one on the command line)") : g.pmd_config) + "\n";
+  if (g.unsafe_volatile_sequence) o += "state_dir (none: unsafe_volatile_sequence, sequence numbers restart at 1)\n";
+  else if (!g.state_dir.empty()) o += "state_dir " + g.state_dir + "\n";
   o += "inside port " + g.inside_port + "  next hop " + detail::format_mac(g.inside_mac) + "\n";
   o += "  prefixes routed into the tunnels:";
   for (const Prefix& p : g.inside_prefixes) o.append(" ").append(ip_text(p.addr)).append("/").append(std::to_string(p.len));

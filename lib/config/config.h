@@ -157,6 +157,10 @@ struct Gateway {
   LivenessGlobal liveness;
   MtuSettings mtu;
   std::string pmd_config;       // resolved path
+  // [gateway] state_dir: where outbound sequence numbers are recorded across restarts (resolved like pmd_config;
+  // empty: meshgate's default). unsafe_volatile_sequence = true: no record, every run starts at 1 (labs only).
+  std::string state_dir;
+  bool unsafe_volatile_sequence = false;
   std::string source;           // the gateway file's path
   int inside_line = 0;          // line of the [inside] table, for cross_check messages
 };
@@ -189,7 +193,7 @@ struct PmdConfig {
 
 // Rule ids (stable; tests and scripts match on them):
 //   any file     limits toml-syntax file-unreadable unknown-key missing-key type name-syntax name-unique
-//   gateway      route-based-only gateway-name mode pmd-config inside-prefixes prefix mac flow-table-size
+//   gateway      route-based-only gateway-name mode pmd-config state-dir inside-prefixes prefix mac flow-table-size
 //                flow-range instance-ip device-ip ip-address instance-role port-shared tunnels-required
 //                active-active-two-instances active-active-distinct-ips active-standby-roles
 //                tunnel-reference tunnel-pair-unique tunnel-ip-version weight ttl df dscp

@@ -169,6 +169,11 @@ std::optional<Gateway> load_gateway(const std::string& path, std::vector<Error>*
       if (pmd->empty()) sink.add(r.line("pmd_config"), "pmd-config", "[gateway] `pmd_config` is empty");
       else g.pmd_config = detail::resolve(base_dir, *pmd);
     }
+    if (const auto sd = r.str("state_dir")) {
+      if (sd->empty()) sink.add(r.line("state_dir"), "state-dir", "[gateway] `state_dir` is empty");
+      else g.state_dir = detail::resolve(base_dir, *sd);
+    }
+    if (const auto v = r.boolean("unsafe_volatile_sequence")) g.unsafe_volatile_sequence = *v;
     r.finish();
   }
 

@@ -27,6 +27,7 @@ void Dataplane::Impl::publish() {
     const bool admin_down = model.tunnel_admin(uint32_t(t)) == AdminState::kDown ||
                             model.instance_admin(ct.instance) == AdminState::kDown;
     r.blackhole = t < blackhole.size() ? blackhole[t] : 0;
+    r.held = suspended[t] ? 1 : 0;
     const bool addrs = ls.probe_source.version != 0 && ls.probe_source.version == ls.probe_address.version;
     r.probe = probing && ls.enabled && ls.probes && addrs && !admin_down && !r.blackhole;
     r.probe_v6 = ls.probe_source.version == 6;

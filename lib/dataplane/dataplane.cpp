@@ -133,6 +133,7 @@ int Dataplane::run() {
       inside_rx += w->ctr.inside_rx;
       outside_rx += w->ctr.outside_rx;
     }
+    d.seq_poll(el);  // first: workers may be waiting at a limit
     d.run_events(el, inside_rx, fired, faulted, events);
     packet_events = false;
     for (size_t e = 0; e < fired.size(); ++e) packet_events |= !fired[e] && d.opt.events[e].at_s < 0;

@@ -96,6 +96,12 @@ struct Options {
   bool quiet = false;
   bool control = true;                 // create the control block /dev/shm/meshgate.<name>
   std::string control_name;            // default: the gateway name
+  // Outbound sequence numbers survive restarts through this directory (lib/seqstate): every static-key SA
+  // continues after the numbers any earlier run may have used. Without a usable directory create() refuses,
+  // unless unsafe_volatile_seq (numbers start at 1 each run: (key, IV) pairs repeat; labs only).
+  std::string state_dir;
+  bool state_dir_create = false;       // make state_dir (mode 0700) when missing and its parent exists
+  bool unsafe_volatile_seq = false;
 };
 
 // ---- Counters, each declared once ----

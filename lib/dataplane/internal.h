@@ -32,6 +32,7 @@
 #include "dataplane/dataplane.h"
 #include "dataplane/sa_config.h"
 #include "flow/flow.h"
+#include "seqstate/seqstate.h"
 
 namespace mg::dp {
 
@@ -76,6 +77,7 @@ struct alignas(64) RtTunnel {
   uint8_t local_set;    // reflector: echo requests to `local` are answered
   uint16_t path_mtu;    // largest inner datagram that fits once encrypted (mtu.cpp)
   uint16_t mss4, mss6;  // MSS clamp of SYNs per inner IP version; 0 = off
+  uint8_t held;         // an instance reset is replacing `out`: nothing more may be encrypted with it
   uint8_t probe_src[16], probe_dst[16];  // inner addresses of our probes (IPv4: the first 4 bytes)
   uint8_t local[16];    // reflector: our inner address on this tunnel (its probe_source)
   uint8_t icmp_src_ok;  // bit 0: icmp_src4 set, bit 1: icmp_src6 set
@@ -236,6 +238,9 @@ struct Dataplane::Impl {
   std::vector<uint32_t> probe_iv_ms;           // by tunnel: its liveness interval (immutable once workers run)
   bool probing = false;                        // liveness with probes: workers run send_probes
   std::vector<config::TunnelMtu> tunnel_mtu;   // by tunnel: link and path MTU, MSS clamps (setup_mtu)
+  std::unique_ptr<seqstate::Store> seq_store;  // null with Options::unsafe_volatile_seq
+  std::vector<std::unique_ptr<seqstate::Reservation>> seq_res;  // by tunnel: its outbound SA's reservation
+  std::vector<uint8_t> seq_failing;            // by tunnel: the last extension failed (reported once)
 
   uint32_t now_ms() const noexcept { return uint32_t((rte_get_tsc_cycles() - start_tsc) * 1000 / tsc_hz); }
 
@@ -297,6 +302,14 @@ struct Dataplane::Impl {
 
   // reset.cpp
   bool reset_instance(uint32_t i, std::string* err);
+
+  // seq.cpp: outbound sequence numbers across restarts and resets (lib/seqstate)
+  bool seq_open(std::string* err);   // the state directory, before anything else is set up
+  bool seq_setup(std::string* err);  // every outbound SA, before any worker runs
+  // Reads the key's mark, reserves its first block durably, starts `sa` after the mark under that limit.
+  bool seq_begin(const config::SaSpec& spec, esp::Sa& sa, std::unique_ptr<seqstate::Reservation>* res,
+                 std::string* err);
+  void seq_poll(double now_s);
 
   // stats.cpp
   Stats collect() const;

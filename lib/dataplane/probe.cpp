@@ -107,6 +107,13 @@ void Dataplane::Impl::flush_ctl(Worker& w, const State& st) noexcept {
       ++tc.fault_drops;
       continue;
     }
+    // A reset is replacing the tunnel's SA and has read where its sequence numbers ended: one more packet on it
+    // would take a number the new SA takes too (same key, same IV).
+    if (st.tunnels[c.tunnel].held) [[unlikely]] {
+      rte_pktmbuf_free(c.m);
+      ++tc.probe_drops;
+      continue;
+    }
     rte_mbuf* e = k == 0 ? rte_pktmbuf_copy(c.m, pool, 0, UINT32_MAX) : nullptr;  // in order: none after a refusal
     if (e != nullptr && try_send(w, st.tunnels[c.tunnel], e)) {
       rte_pktmbuf_free(c.m);

@@ -68,6 +68,7 @@ bool Dataplane::Impl::reset_instance(uint32_t inst, std::string* err) {
   // New SAs first, so nothing changes when one cannot be made.
   const uint16_t nw = uint16_t(workers.size());
   std::vector<std::unique_ptr<esp::Sa>> nout(mine.size()), nin(mine.size());
+  std::vector<std::unique_ptr<seqstate::Reservation>> nres(mine.size());
   for (size_t k = 0; k < mine.size(); ++k) {
     const uint32_t t = mine[k];
     auto& ft = fresh->tunnels[t];
@@ -88,9 +89,26 @@ bool Dataplane::Impl::reset_instance(uint32_t inst, std::string* err) {
       *err = fmt::format("tunnel {}: {}", ct.name, e);
       return false;
     }
+    // A key that changed starts where the state directory says, as at startup: a key that comes back (A, B,
+    // then A again) continues after everything it was ever used for. An unchanged key continues below.
+    if (seq_store && ft.out.keymat.bytes() != ct.out.keymat.bytes()) {
+      const seqstate::Fingerprint fp = seqstate::fingerprint(ft.out.keymat.bytes());
+      for (size_t u = 0; u < seq_res.size(); ++u) {
+        if (u != t && seq_res[u] && seq_res[u]->key() == fp && gw.tunnels[u].instance != inst) {
+          *err = fmt::format("tunnel {}: its new outbound key is the running key of tunnel {}: two SAs with one key "
+                             "would repeat its IVs", ct.name, gw.tunnels[u].name);
+          return false;
+        }
+      }
+      if (!seq_begin(ft.out, *nout[k], &nres[k], &e)) {
+        *err = fmt::format("tunnel {}: {}", ct.name, e);
+        return false;
+      }
+    }
   }
-  // Phase 1: the instance goes down (its flows move to the other instance) and its inbound SAs leave the
-  // tables; after the synchronise in publish() no worker can reach the old SAs.
+  // Phase 1: the instance goes down (its flows move to the other instance), its inbound SAs leave the tables and
+  // its tunnels are held (deferred probes and replies are dropped, not sent); after the synchronise in publish()
+  // no worker can reach the old SAs, so their last sequence numbers are final.
   const AdminState was = model.instance_admin(inst);
   {
     std::lock_guard lk(snap_mu);
@@ -109,7 +127,12 @@ bool Dataplane::Impl::reset_instance(uint32_t inst, std::string* err) {
       const uint32_t t = mine[k];
       auto& ft = fresh->tunnels[t];
       auto& ct = gw.tunnels[t];
-      if (ft.out.keymat.bytes() == ct.out.keymat.bytes()) nout[k]->resume_after(sa_out[t]->last_seq());
+      if (ft.out.keymat.bytes() == ct.out.keymat.bytes()) {
+        nout[k]->resume_after(sa_out[t]->last_seq());
+        nout[k]->set_seq_limit(sa_out[t]->seq_limit());  // the same reservation goes on
+      } else if (nres[k]) {
+        seq_res[t] = std::move(nres[k]);
+      }
       if (ft.in.keymat.bytes() == ct.in.keymat.bytes()) nin[k]->adopt_replay(*sa_in[t]);
       const esp::SaStats so = sa_out[t]->stats(), si = sa_in[t]->stats();
       retired_out[t].packets += so.packets;

@@ -21,6 +21,7 @@ std::string eal_port_name(const std::string& devargs) { return devargs.substr(0,
 }  // namespace
 
 int Dataplane::Impl::setup(std::string* err) {
+  if (!seq_open(err)) return kExitConfig;
   // Prefixes, in the forms the hot path compares.
   for (const auto& px : gw.inside_prefixes) {
     if (px.addr.version == 4) {
@@ -132,6 +133,8 @@ int Dataplane::Impl::setup(std::string* err) {
     sa_out.push_back(std::move(so));
     sa_in.push_back(std::move(si));
   }
+  // Before any worker runs: every outbound SA starts after what earlier runs may have used.
+  if (!seq_setup(err)) return kExitConfig;
   retired_out.resize(gw.tunnels.size());
   retired_in.resize(gw.tunnels.size());
   suspended.assign(gw.tunnels.size(), false);

@@ -96,23 +96,36 @@ uint16_t encap_burst(Sa& sa, uint16_t worker, rte_mbuf* pkts[], uint16_t n) noex
       else ++valid;
     }
 
-    // One reservation per chunk: any number of workers can share this SA without repeating a number.
-    uint64_t seq = valid ? sa.seq_.fetch_add(valid, std::memory_order_relaxed) + 1 : 0;
+    // One reservation per chunk: any number of workers can share this SA without repeating a number. It stops
+    // at the limit control has made durable and at the last number of the space; a fetch-add could pass both
+    // (and wrap a 64-bit counter to 0).
+    const uint64_t end = rt.esn ? UINT64_MAX : 0xffffffffull;
+    uint64_t cur = sa.seq_.load(std::memory_order_relaxed), got = 0, space_left = 0;
+    while (valid) {
+      const uint64_t lim = std::min(sa.limit_.load(std::memory_order_acquire), end);
+      space_left = end - std::min(cur, end);
+      got = lim > cur ? std::min<uint64_t>(valid, lim - cur) : 0;
+      if (got == 0 || sa.seq_.compare_exchange_weak(cur, cur + got, std::memory_order_relaxed)) break;
+    }
+    uint64_t seq = cur + 1;
 
     // Stage 2: headers, trailer and the AEAD op of each packet.
     crypto::AeadOp ops[kChunk];
     uint8_t aad[kChunk][crypto::kMaxAadLen];
     uint16_t nops = 0;
+    uint64_t j = 0;  // index among the valid packets
     for (uint16_t i = 0; i < c; ++i) {
       if (bad[i]) continue;
-      const uint64_t s = seq++;
-      if (!rt.esn && s > 0xffffffffull) {
-        // RFC 4303 3.3.3: a non-ESN counter must not cycle; the key has to be replaced.
-        sa.needs_rekey_.store(true, std::memory_order_relaxed);
-        count_drop(ctr.drops, Drop::kOutSeqOverflow);
+      if (j++ >= got) {
+        // RFC 4303 3.3.3: a counter must not cycle; the key has to be replaced. Below the end of the space, the
+        // numbers are only not reserved yet.
+        const bool cycle = j > space_left;
+        if (cycle) sa.needs_rekey_.store(true, std::memory_order_relaxed);
+        count_drop(ctr.drops, cycle ? Drop::kOutSeqOverflow : Drop::kOutSeqUnreserved);
         bad[i] = 1;
         continue;
       }
+      const uint64_t s = seq++;
       rte_mbuf* m = chunk[i];
       const uint32_t ilen = rte_pktmbuf_pkt_len(m);
       const uint8_t* ip = mtod(m);

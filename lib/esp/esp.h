@@ -10,8 +10,8 @@
 // is counted under one Drop reason in the SA's (or the table's) per-worker counters.
 //
 // Threads: an outbound SA may be used by any number of workers at once (sequence numbers are reserved per
-// burst with one atomic fetch-add). So may an inbound SA: its replay window is lock-free and exact with several
-// writers (a pre-check before the crypto, an atomic test-and-set commit after the ICV verified), so a number is
+// burst with one atomic compare-and-swap that saturates at the SA's limit and at the end of its space). So may
+// an inbound SA: its replay window is lock-free and exact with several writers (a pre-check before the crypto, an atomic test-and-set commit after the ICV verified), so a number is
 // accepted once whichever worker gets its copies, in any port and queue configuration. RSS on the outer header
 // still keeps an SA on one worker and its window in one core's cache. Counters are per worker (index `worker` <
 // max_workers given at creation), read by anyone.
@@ -41,7 +41,8 @@ enum class Drop : uint8_t {
   kOutNoHeadroom,    // no room to prepend outer header + ESP header + IV
   kOutNoTailroom,    // no room for padding, trailer and ICV
   kOutTooBig,        // outer datagram would exceed 65535 bytes
-  kOutSeqOverflow,   // non-ESN sequence number would cycle: the SA needs a rekey
+  kOutSeqOverflow,   // the sequence number would cycle (32-bit, or 64-bit with ESN): the SA needs a rekey
+  kOutSeqUnreserved, // past the numbers control has durably reserved (set_seq_limit): it has not caught up yet
   // inbound, before an SA is known
   kInChained,
   kInTruncated,      // shorter than an IP header
@@ -181,8 +182,14 @@ class Sa {
   uint64_t last_seq() const noexcept { return seq_.load(std::memory_order_relaxed); }
   // Outbound: continue after `seq` (for a reset that keeps the key; never lower it).
   bool resume_after(uint64_t seq) noexcept;
-  // Outbound, non-ESN: a packet was refused because the 32-bit sequence number would cycle.
+  // Outbound: a packet was refused because the sequence number would cycle (2^32 - 1 without ESN, 2^64 - 1
+  // with it, are the last numbers sent).
   bool needs_rekey() const noexcept { return needs_rekey_.load(std::memory_order_relaxed); }
+  // Outbound: no number above `limit` is handed out (such packets drop as kOutSeqUnreserved) until it is raised.
+  // Control raises it only once the new limit is durable, so a restart never reuses a number (lib/seqstate).
+  // Without a call there is no limit.
+  void set_seq_limit(uint64_t limit) noexcept { limit_.store(limit, std::memory_order_release); }
+  uint64_t seq_limit() const noexcept { return limit_.load(std::memory_order_relaxed); }
   // Inbound: the replay window (any number of workers may decap this SA at once).
   const ReplayWindow& replay() const noexcept { return replay_; }
   // Inbound, control side, while no worker can reach either SA: carry the window of the SA this one replaces
@@ -200,6 +207,7 @@ class Sa {
 
   SaRuntime rt_;
   alignas(64) std::atomic<uint64_t> seq_{0};
+  std::atomic<uint64_t> limit_{UINT64_MAX};
   std::atomic<bool> needs_rekey_{false};
   alignas(64) ReplayWindow replay_;
   SaCounters* counters_ = nullptr;

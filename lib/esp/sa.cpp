@@ -17,6 +17,7 @@ const char* to_string(Drop d) noexcept {
     case Drop::kOutNoTailroom: return "out_no_tailroom";
     case Drop::kOutTooBig: return "out_too_big";
     case Drop::kOutSeqOverflow: return "out_seq_overflow";
+    case Drop::kOutSeqUnreserved: return "out_seq_unreserved";
     case Drop::kInChained: return "in_chained";
     case Drop::kInTruncated: return "in_truncated";
     case Drop::kInBadOuter: return "in_bad_outer";

@@ -54,10 +54,13 @@ def write_pcap(path, frames, gap_us=250):
             f.write(b)
 
 
-def read_pcap(path):
-    """Returns the list of frames (bytes) of a pcap (micro- or nanosecond, either byte order)."""
+def read_pcap(path, torn_tail_ok=False):
+    """Returns the list of frames (bytes) of a pcap (micro- or nanosecond, either byte order). torn_tail_ok: the
+    writer was killed, so a last record cut short is left out (else it comes back short, and fails checks)."""
     with open(path, "rb") as f:
         data = f.read()
+    if len(data) < 24 and torn_tail_ok:
+        return []
     if len(data) < 24:
         raise AssertionError(f"{path}: not a pcap ({len(data)} bytes)")
     magic = struct.unpack("<I", data[:4])[0]
@@ -71,6 +74,8 @@ def read_pcap(path):
     while off + 16 <= len(data):
         _, _, incl, _ = struct.unpack(end + "IIII", data[off:off + 16])
         off += 16
+        if torn_tail_ok and off + incl > len(data):
+            break
         out.append(data[off:off + incl])
         off += incl
     return out
@@ -279,8 +284,13 @@ def sized(rng):
 class Run:
     """One meshgate process: inputs written, outputs and stats read back."""
 
-    def __init__(self, name, config, inside_frames, a_rx=(), b_rx=(), extra=(), timeout=120, pmd=None, more_env=None):
-        """pmd: a pmd_config other than the demo's; more_env: values for its other ${VAR}s."""
+    def __init__(self, name, config, inside_frames, a_rx=(), b_rx=(), extra=(), timeout=120, pmd=None, more_env=None,
+                 state_dir=None, kill_after=None):
+        """pmd: a pmd_config other than the demo's; more_env: values for its other ${VAR}s.
+        state_dir: where meshgate records its sequence numbers (passed as $STATE_DIRECTORY, as systemd does;
+        meshgate makes it when missing); default: a fresh one for this run, so its SAs start at 1.
+        kill_after: (seconds, min bytes of out-a.pcap) -- SIGKILL the process once both are reached, as a crash
+        would."""
         self.name = name
         self.dir = os.path.join(TMP, name)
         os.makedirs(os.path.join(self.dir, "out"), exist_ok=True)
@@ -291,22 +301,29 @@ class Run:
         write_pcap(os.path.join(ind, "a-rx.pcap"), list(a_rx))
         write_pcap(os.path.join(ind, "b-rx.pcap"), list(b_rx))
         self.stats_path = os.path.join(self.dir, "stats.json")
+        self.state_dir = state_dir or os.path.join(self.dir, "state")
+        if state_dir is None:
+            os.makedirs(self.state_dir, exist_ok=True)
         env = dict(os.environ)
         env.update(MESHGATE_INSIDE_PCAP=self.inside_in, MESHGATE_OUT=os.path.join(self.dir, "out"),
                    MESHGATE_OUT_A_RX=os.path.join(ind, "a-rx.pcap"),
-                   MESHGATE_OUT_B_RX=os.path.join(ind, "b-rx.pcap"))
+                   MESHGATE_OUT_B_RX=os.path.join(ind, "b-rx.pcap"), STATE_DIRECTORY=self.state_dir)
         env.update(more_env or {})
         self.prefix = f"mg-gwtest-{name}-{os.getpid()}"
         self.cmd = [ARGS.meshgate, "-c", config, "--pmd", pmd or pmd_cfg(), "--stats-json", self.stats_path,
                     f"--eal=--file-prefix={self.prefix}"] + list(extra)
         if not any(a.startswith("--exit-when-idle-ms") or a.startswith("--duration") for a in extra):
             self.cmd += ["--exit-when-idle-ms", "400"]
-        t0 = time.monotonic()
-        try:
-            p = subprocess.run(self.cmd, env=env, capture_output=True, text=True, timeout=timeout)
-            self.rc, self.stdout, self.stderr = p.returncode, p.stdout, p.stderr
-        except subprocess.TimeoutExpired as e:
-            self.rc, self.stdout, self.stderr = -1, str(e.stdout), str(e.stderr)
+        t0 = self.t_start = time.monotonic()
+        self.killed = False
+        if kill_after is not None:
+            self._run_and_kill(env, timeout, *kill_after)
+        else:
+            try:
+                p = subprocess.run(self.cmd, env=env, capture_output=True, text=True, timeout=timeout)
+                self.rc, self.stdout, self.stderr = p.returncode, p.stdout, p.stderr
+            except subprocess.TimeoutExpired as e:
+                self.rc, self.stdout, self.stderr = -1, str(e.stdout), str(e.stderr)
         self.seconds = time.monotonic() - t0
         shutil.rmtree(f"/var/run/dpdk/{self.prefix}", ignore_errors=True)  # our own EAL runtime dir
         self.stats = None
@@ -316,10 +333,28 @@ class Run:
         self.out = {}
         for port in ("inside", "out-a", "out-b"):
             pth = os.path.join(self.dir, "out", f"{port}.pcap")
-            self.out[port] = read_pcap(pth) if os.path.exists(pth) else None
+            self.out[port] = read_pcap(pth, torn_tail_ok=self.killed) if os.path.exists(pth) else None
+
+    def _run_and_kill(self, env, timeout, seconds, min_bytes):
+        out_a = os.path.join(self.dir, "out", "out-a.pcap")
+        with open(os.path.join(self.dir, "meshgate.out"), "w+") as log:
+            p = subprocess.Popen(self.cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+            t_end = time.monotonic() + timeout
+            while p.poll() is None and time.monotonic() < t_end:
+                size = os.path.getsize(out_a) if os.path.exists(out_a) else 0
+                if time.monotonic() - self.t_start >= seconds and size >= min_bytes:
+                    break
+                time.sleep(0.01)
+            self.killed = p.poll() is None
+            if self.killed:
+                p.kill()
+            p.wait()
+            log.seek(0)
+            self.rc, self.stdout, self.stderr = p.returncode, "", log.read()
 
     def describe(self):
-        return (f"command: MESHGATE_INSIDE_PCAP={self.inside_in} MESHGATE_OUT={self.dir}/out "
+        return (f"command: STATE_DIRECTORY={self.state_dir} MESHGATE_INSIDE_PCAP={self.inside_in} "
+                f"MESHGATE_OUT={self.dir}/out "
                 f"MESHGATE_OUT_A_RX={self.dir}/in/a-rx.pcap MESHGATE_OUT_B_RX={self.dir}/in/b-rx.pcap "
                 + " ".join(self.cmd) + f"\nexit {self.rc}\nstderr tail: {self.stderr[-800:]}")
 

@@ -160,6 +160,22 @@ TEST_F(Config, PmdConfigPathEmpty) {
   bad_gw(edit(gateway(), "pmd_config = \"pmd.toml\"", "pmd_config = \"\" #@"), "pmd-config", "empty");
 }
 
+// Issue 15: where outbound sequence numbers are recorded, and the switch that turns it off (named unsafe).
+TEST_F(Config, StateDir) {
+  const Gateway d = good_gw(gateway());
+  EXPECT_TRUE(d.state_dir.empty()) << "default: meshgate's (environment or /var/lib/meshgate)";
+  EXPECT_FALSE(d.unsafe_volatile_sequence);
+  const Gateway g = good_gw(edit(gateway(), "pmd_config = \"pmd.toml\"",
+                                 "pmd_config = \"pmd.toml\"\nstate_dir = \"state\"\nunsafe_volatile_sequence = true"));
+  EXPECT_EQ(g.state_dir, (dir / "state").lexically_normal().string()) << "relative to the gateway file";
+  EXPECT_TRUE(g.unsafe_volatile_sequence);
+  EXPECT_NE(describe(g).find("unsafe_volatile_sequence"), std::string::npos);
+  bad_gw(edit(gateway(), "pmd_config = \"pmd.toml\"", "pmd_config = \"pmd.toml\"\nstate_dir = \"\" #@"),
+         "state-dir", "empty");
+  bad_gw(edit(gateway(), "pmd_config = \"pmd.toml\"", "pmd_config = \"pmd.toml\"\nunsafe_volatile_sequence = 1 #@"),
+         "type", "unsafe_volatile_sequence");
+}
+
 TEST_F(Config, NameSyntax) {
   bad_gw(edit(gateway(), "name = \"gw-a\"", "name = \"gw a\" #@"), "name-syntax", "gw a");
   bad_gw(edit(gateway(), "port = \"inside\"", "port = \"\" #@"), "name-syntax", "[inside] `port`");

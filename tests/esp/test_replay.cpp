@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <random>
 #include <set>
+#include <thread>
+#include <vector>
 
 #include "esp_fixture.h"
 
@@ -298,4 +300,100 @@ TEST(Sequence, EsnCarriesPast2To32) {
   EXPECT_EQ(mg::net::load_be32(&b[28]), 1u) << "IV = full 64-bit number";
   EXPECT_FALSE(out->needs_rekey());
   rte_pktmbuf_free(m);
+}
+
+// Issue 15, defect 3: the 64-bit counter used to wrap to 0 (`meshgate-esp --start-seq 18446744073709551615`
+// sent that number, then 0, 1, ...): IV reuse. 2^64 - 1 is the last number sent; then the SA asks for a rekey.
+TEST(Sequence, EsnStopsAtTheLastNumberAndAsksForRekey) {
+  MbufGuard guard;
+  SaParams p;
+  p.esn = true;
+  auto out = make_sa(p, mg::esp::Direction::kOutbound);
+  out->resume_after(UINT64_MAX - 2);
+  rte_mbuf* m[4];
+  for (auto& x : m) x = make_mbuf(udp_packet(4, 30));
+  ASSERT_EQ(mg::esp::encap_burst(*out, 0, m, 4), 2);
+  EXPECT_EQ(mg::net::load_be64(&mbuf_bytes(m[0])[28]), UINT64_MAX - 1) << "IV = full 64-bit number";
+  EXPECT_EQ(mg::net::load_be64(&mbuf_bytes(m[1])[28]), UINT64_MAX);
+  EXPECT_EQ(drops(*out, Drop::kOutSeqOverflow), 2u);
+  EXPECT_TRUE(out->needs_rekey());
+  EXPECT_EQ(out->last_seq(), UINT64_MAX) << "the counter must not wrap";
+  free_all(m, 4);
+  // Still nothing after it, however many bursts come.
+  for (auto& x : m) x = make_mbuf(udp_packet(4, 30));
+  EXPECT_EQ(mg::esp::encap_burst(*out, 1, m, 4), 0);
+  EXPECT_EQ(drops(*out, Drop::kOutSeqOverflow), 6u);
+  EXPECT_EQ(out->last_seq(), UINT64_MAX);
+  free_all(m, 4);
+}
+
+TEST(Sequence, EsnLastNumberFromTheStart) {
+  MbufGuard guard;
+  SaParams p;
+  p.esn = true;
+  auto out = make_sa(p, mg::esp::Direction::kOutbound);
+  out->resume_after(UINT64_MAX);  // everything used: nothing may be sent
+  rte_mbuf* m = make_mbuf(udp_packet(4, 30));
+  EXPECT_EQ(mg::esp::encap_burst(*out, 0, &m, 1), 0);
+  EXPECT_EQ(drops(*out, Drop::kOutSeqOverflow), 1u);
+  EXPECT_TRUE(out->needs_rekey());
+  rte_pktmbuf_free(m);
+}
+
+// Numbers past the durably reserved limit are held back (counted, no rekey) until control raises it.
+TEST(Sequence, LimitHoldsBackUnreservedNumbers) {
+  MbufGuard guard;
+  SaParams p;
+  auto out = make_sa(p, mg::esp::Direction::kOutbound);
+  out->set_seq_limit(5);
+  rte_mbuf* m[8];
+  for (auto& x : m) x = make_mbuf(udp_packet(4, 30));
+  ASSERT_EQ(mg::esp::encap_burst(*out, 0, m, 8), 5);
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(mg::net::load_be32(&mbuf_bytes(m[i])[24]), uint32_t(i + 1));
+  EXPECT_EQ(drops(*out, Drop::kOutSeqUnreserved), 3u);
+  EXPECT_EQ(drops(*out, Drop::kOutSeqOverflow), 0u);
+  EXPECT_FALSE(out->needs_rekey());
+  EXPECT_EQ(out->last_seq(), 5u);
+  free_all(m, 8);
+  out->set_seq_limit(7);
+  for (auto& x : m) x = make_mbuf(udp_packet(4, 30));
+  ASSERT_EQ(mg::esp::encap_burst(*out, 0, m, 8), 2);
+  EXPECT_EQ(mg::net::load_be32(&mbuf_bytes(m[0])[24]), 6u) << "continues right after the old limit";
+  EXPECT_EQ(mg::net::load_be32(&mbuf_bytes(m[1])[24]), 7u);
+  EXPECT_EQ(drops(*out, Drop::kOutSeqUnreserved), 9u);
+  free_all(m, 8);
+}
+
+// Workers share an SA: under contention the reservation neither repeats a number nor passes the limit.
+TEST(Sequence, ConcurrentWorkersStopAtTheLimit) {
+  SaParams p;
+  auto out = make_sa(p, mg::esp::Direction::kOutbound, 4);
+  constexpr uint64_t kLimit = 3000;
+  out->set_seq_limit(kLimit);
+  std::vector<std::vector<uint32_t>> seen(4);
+  std::vector<std::thread> th;
+  for (uint16_t w = 0; w < 4; ++w) {
+    th.emplace_back([&, w] {
+      for (int round = 0; round < 40; ++round) {
+        rte_mbuf* m[32];
+        uint16_t n = 0;
+        for (auto& x : m) {
+          x = make_mbuf(udp_packet(4, 30));
+          if (x == nullptr) break;
+          ++n;
+        }
+        const uint16_t k = mg::esp::encap_burst(*out, w, m, n);
+        for (uint16_t i = 0; i < k; ++i) seen[w].push_back(mg::net::load_be32(&mbuf_bytes(m[i])[24]));
+        free_all(m, n);
+      }
+    });
+  }
+  for (auto& t : th) t.join();
+  std::vector<uint32_t> all;
+  for (auto& v : seen) all.insert(all.end(), v.begin(), v.end());
+  std::sort(all.begin(), all.end());
+  ASSERT_EQ(all.size(), kLimit) << "4 x 40 x 32 offered, exactly the reserved numbers sent";
+  for (uint64_t i = 0; i < kLimit; ++i) ASSERT_EQ(all[i], i + 1);
+  const auto st = out->stats();
+  EXPECT_EQ(st.drops[size_t(Drop::kOutSeqUnreserved)], 4u * 40 * 32 - kLimit);
 }

@@ -62,7 +62,12 @@ class MemifOrder(unittest.TestCase):
     def near_cmd(self, pmd, name, json_path, seconds):
         return [gwtest.ARGS.meshgate, "-c", self.near_cfg, "--pmd", pmd, "--duration", str(seconds), "--pace-pps",
                 "5000", "--stats-json", json_path, f"--eal=--file-prefix={self.tag}-{name}", "--control-name",
-                f"{self.tag}-{name}"]
+                f"{self.tag}-{name}", "--state-dir", self.state(name)]
+
+    def state(self, name):   # each run's own sequence-number records: the keys start at 1
+        d = os.path.join(self.dir, f"{name}-state")
+        os.makedirs(d, exist_ok=True)
+        return d
 
     def test_client_first(self):
         d = self.dir
@@ -75,7 +80,8 @@ class MemifOrder(unittest.TestCase):
             self.fail("the client gave up before its server started:\n" + near.communicate()[0][-3000:])
         far = subprocess.run([gwtest.ARGS.meshgate, "-c", self.far_cfg, "--reflect", "--duration", "10",
                               "--exit-when-idle-ms", "3000", "--stats-json", os.path.join(d, "far.json"),
-                              f"--eal=--file-prefix={self.tag}-far", "--control-name", f"{self.tag}-far"],
+                              f"--eal=--file-prefix={self.tag}-far", "--control-name", f"{self.tag}-far",
+                              "--state-dir", self.state("far")],
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120)
         near_log = near.communicate(timeout=120)[0]
         # DPDK's memif logs one line per failed connect: keep the log readable.

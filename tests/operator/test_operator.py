@@ -23,6 +23,9 @@ encrypted after it) and by the packet index (inside_rx read right after the repl
                       exactly once (the replaced inbound tables' drops were lost or added per port).
   ResetKeyFileTest    keys in 0600 files; `instance gw-b reset` while one of them is a FIFO: refused at once, the
                       file named, forwarding and control go on; with the file back the reset goes through.
+  ResetKeysTest       gw-b's outbound keys A -> B -> A by two resets under traffic (the config file rewritten in
+                      between): every frame decrypts under the key its SPI names, no (key, IV) pair twice -- key A
+                      continues after everything it sent before B (issue 15, defect 2).
   ModeSwitchTest      gateway-standby.toml, `mode active-active` mid-stream: before, everything on the active
                       instance; after, new flows over all four tunnels, pinned flows stay; no loss.
   BadInputTest        unknown tunnel/instance, weights -1 / 99999999 / abc, bad deadline, bad mode: exit 2 (or 1
@@ -44,6 +47,7 @@ import os
 import random
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
@@ -157,6 +161,8 @@ class Live:
         self.stats_path = os.path.join(self.dir, "stats.json")
         self.control = control or f"op-{name}-{os.getpid()}"
         self.prefix = f"mg-op-{name}{suffix}-{os.getpid()}"
+        self.state_dir = os.path.join(self.dir, "state")   # sequence numbers of this run's keys (from 1)
+        os.makedirs(self.state_dir, exist_ok=True)
         rx = {}
         for port, frames in (("a", a_rx), ("b", b_rx)):
             rx[port] = empty
@@ -164,7 +170,7 @@ class Live:
                 rx[port] = os.path.join(self.dir, f"{port}-rx.pcap")
                 gwtest.write_pcap(rx[port], list(frames))
         self.env = dict(os.environ, MESHGATE_INSIDE_PCAP=self.inside_in, MESHGATE_OUT=os.path.join(self.dir, "out"),
-                        MESHGATE_OUT_A_RX=rx["a"], MESHGATE_OUT_B_RX=rx["b"])
+                        MESHGATE_OUT_A_RX=rx["a"], MESHGATE_OUT_B_RX=rx["b"], STATE_DIRECTORY=self.state_dir)
         self.cmd = [ARGS.meshgate, "-c", config, "--pmd", gwtest.pmd_cfg(), "--stats-json", self.stats_path,
                     f"--eal=--file-prefix={self.prefix}", "--control-name", self.control,
                     "--pace-pps", str(pps), "--exit-when-idle-ms", str(idle_ms), "-q"]
@@ -793,6 +799,96 @@ class ResetKeyFileTest(Checks, OperatorCase):
         s = self.step("reset")
         self.assertEqual(s.rc, 0, s.text)
         self.assertEqual({i["name"]: i["resets"] for i in s.shown["instances"]}["gw-b"], 1)
+
+
+# ------------------------------------------------------------------------------------------------ 4b keys A -> B -> A
+
+
+class ResetKeysTest(OperatorCase):
+    FIRST, SECOND, TOTAL = 2400, 4800, 8400
+    B_KEYS = {"b-1": (0x1013, "3b1f0e6a5d2c4b7a8e9f0a1b2c3d4e5f60718293"),
+              "b-2": (0x1014, "a4c3b2e1f0d9c8b7a6958473625140392817f6e5")}
+
+    @classmethod
+    def setUpClass(cls):
+        _, _, tr = two_groups(5115, 80, 40, 71, 3600, cls.TOTAL)
+        d = os.path.join(TMP, "keys")
+        os.makedirs(d, exist_ok=True)
+        with open(gwtest.dual_cfg()) as f:
+            text_a = f.read().replace('pmd_config = "../pmd_config/vdev-demo.toml"',
+                                      f'pmd_config = "{gwtest.pmd_cfg()}"')
+        gw_a = gwtest.Gw(gwtest.dual_cfg())
+        text_b = text_a
+        for name, (spi, key) in cls.B_KEYS.items():
+            t = gw_a.by_name[name]
+            text_b = text_b.replace(f"spi = {t.out.spi:#x}", f"spi = {spi:#x}").replace(t.out.keymat.hex(), key)
+        cfg, cfg_b = os.path.join(d, "gateway.toml"), os.path.join(d, "gateway-b.toml")
+
+        def write(text):   # whole or not at all: a reset must never read half a file
+            with open(cfg + ".tmp", "w") as f:
+                f.write(text)
+            os.replace(cfg + ".tmp", cfg)
+        write(text_a)
+        with open(cfg_b, "w") as f:
+            f.write(text_b)
+        cls.gw_b = gwtest.Gw(cfg_b)
+
+        def scenario(mg):
+            mg.wait_rx(cls.FIRST)
+            write(text_b)
+            mg.step("to-b", "instance", "gw-b", "reset")
+            mg.wait_rx(cls.SECOND)
+            write(text_a)
+            mg.step("back-to-a", "instance", "gw-b", "reset")
+        cls.drive("reset-keys", cfg, tr, scenario)
+
+    def frames(self):
+        """(spi, seq, iv, decrypted) of every frame of out-b, each decrypted by scapy with the key its SPI names."""
+        sas = {t.out.spi: t.out.scapy_sa() for g in (self.gw, self.gw_b) for t in g.tunnels if t.instance == "gw-b"}
+        res = []
+        for fr in self.mg.out["out-b"] or []:
+            ip = fr[14:]
+            ihl = (ip[0] & 0x0f) * 4
+            spi, seq = struct.unpack("!II", ip[ihl:ihl + 8])
+            sa = sas.get(spi)
+            ok = False
+            if sa is not None:
+                sa.esn = 0   # far below 2^32 packets here
+                try:
+                    ok = gwtest.raw(sa.decrypt(gwtest.IP(ip))) is not None
+                except Exception:  # noqa: BLE001 - any decode failure is a finding
+                    ok = False
+            res.append((spi, seq, ip[ihl + 8:ihl + 16], ok))
+        return res
+
+    def test_both_resets_accepted_and_clean_exit(self):
+        self.assertFalse(self.mg.problems, f"scenario: {self.mg.problems}\n{self.mg.describe()}")
+        self.assert_accounting(len(self.trace.frames), 0)
+
+    def test_every_frame_decrypts_under_the_key_of_its_spi(self):
+        fr = self.frames()
+        bad = [(hex(s), q) for s, q, _, ok in fr if not ok]
+        if bad:
+            self.fail(f"{len(bad)} of {len(fr)} out-b frames do not decrypt (SPI, seq): {bad[:8]}")
+        spis = collections.Counter(s for s, *_ in fr)
+        for name, (spi, _) in self.B_KEYS.items():
+            self.assertGreater(spis[spi], 0, f"{name}: nothing sent under key B (SPI {spi:#x}): {spis}")
+
+    def test_no_key_iv_pair_twice(self):
+        fr = self.frames()
+        pairs = collections.Counter((s, iv) for s, _, iv, _ in fr)
+        dup = [(hex(s), int.from_bytes(iv, "big"), c) for (s, iv), c in pairs.items() if c > 1]
+        if dup:
+            self.fail(f"{len(dup)} (SPI = key, IV) pairs sent more than once, e.g. (SPI, IV, times) {dup[:6]}: key A "
+                      f"came back and started its IVs again")
+        # The check above checked something only if key A was used before B and again after it.
+        for name, (spi_b, _) in self.B_KEYS.items():
+            spi_a = self.gw.by_name[name].out.spi
+            pos_b = [k for k, f in enumerate(fr) if f[0] == spi_b]
+            before = [k for k, f in enumerate(fr) if f[0] == spi_a and pos_b and k < pos_b[0]]
+            after = [k for k, f in enumerate(fr) if f[0] == spi_a and pos_b and k > pos_b[-1]]
+            self.assertTrue(before and after, f"{name}: key A sent {len(before)} frames before key B and "
+                                              f"{len(after)} after it: the scenario did not bring A back")
 
 
 # ------------------------------------------------------------------------------------------------ 5 mode switch
