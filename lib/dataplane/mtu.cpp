@@ -190,9 +190,11 @@ void Dataplane::Impl::send_too_big(Worker& w, const RtTunnel& rt, TunnelCtr& tc,
   if (rte_eth_tx_burst(ports[inside].id, w.id, &r, 1) != 1) {
     rte_pktmbuf_free(r);
     ++tc.icmp_failed;
+    ++w.pctr[inside].tx_refused;
     return;
   }
   ++tc.icmp_too_big;
+  ++w.pctr[inside].tx_packets;
 }
 
 }  // namespace mg::dp

@@ -47,6 +47,7 @@ struct HoldFixture : ::testing::Test {
     d.probe_iv_ms = {20};
     w.id = 0;
     w.tctr = std::make_unique<TunnelCtr[]>(1);
+    w.pctr = std::make_unique<PortCtr[]>(1);
     esp::SaConfig c;
     c.spi = 0x1003;
     c.keymat.assign(20, 0x5a);

@@ -68,7 +68,7 @@ class OneSaTwoWorkersTest(unittest.TestCase):
         plain = os.path.join(tmp, "plain.pcap")
         esp_path = os.path.join(tmp, "esp.pcap")
         write_pcap(plain, [l2 + p for p in cls.inner])
-        cmd = [gwtest.ARGS.esp_tool, "encrypt", "--sa", t.inn.tool_spec(), plain, esp_path]
+        cmd = [gwtest.ARGS.esp_tool, "encrypt", "--sa", t.inn.tool_spec(tmp), plain, esp_path]
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         assert p.returncode == 0, f"meshgate-esp exited {p.returncode}: {p.stderr}"
         esp = read_pcap(esp_path)

@@ -17,6 +17,7 @@ Run: /usr/bin/python3 tests/liveness/test_full_rate.py --meshgate build/apps/mes
 import collections
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -51,6 +52,29 @@ def memif_pmd(path, inside, ports, role, sock, lcores):
         lines += ['[[port]]', f'name = "{name}"', f'devargs = "net_memif{k},role={role},id={ident},socket={sock}"', '']
     with open(path, "w") as f:
         f.write("\n".join(lines))
+
+
+def cpu_seconds():
+    """(busy CPU seconds of the whole host, CPU seconds of this process and its waited-for children, wall time)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    busy = (sum(v[:8]) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")   # all but idle and iowait
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return busy, me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime, time.monotonic()
+
+
+def foreign_share(a, b):
+    """Share of the host's CPU time that went to processes other than this test and its two gateways."""
+    wall = max(b[2] - a[2], 1e-3)
+    return max(0.0, (b[0] - a[0]) - (b[1] - a[1])) / (wall * os.cpu_count())
+
+
+# The two gateways need the host's two CPUs: near's worker and far's worker poll without pause, near's main
+# keeps the probe clock. When other processes took more than this share of the CPU time, a 60 ms silence
+# (20 ms x 3) may be the far side not being scheduled, a true loss of liveness from near's point of view: the
+# false-alarm checks then cannot tell the product from the host and are skipped (loudly, with the figure);
+# every accounting check still runs.
+FOREIGN_MAX = 0.10
 
 
 class FullRateNoFalseAlarm(unittest.TestCase):
@@ -96,6 +120,7 @@ class FullRateNoFalseAlarm(unittest.TestCase):
             for stale in ("near.json", "far.json", "memif.sock"):
                 if os.path.exists(os.path.join(d, stale)):
                     os.unlink(os.path.join(d, stale))
+            cpu0 = cpu_seconds()
             far = subprocess.Popen(far_cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             # No wait for the server's socket (an abstract one by default, invisible to os.path): the client waits
             # for its server itself (pmd start_wait_s).
@@ -104,6 +129,7 @@ class FullRateNoFalseAlarm(unittest.TestCase):
             cls.near_log, cls.near_rc = near.stdout, near.returncode
             cls.far_log = far.communicate(timeout=60)[0]
             cls.far_rc = far.returncode
+            cls.foreign = foreign_share(cpu0, cpu_seconds())
             for name, text in (("near.log", cls.near_log), ("far.log", cls.far_log)):
                 with open(os.path.join(d, f"{name}.{attempt}"), "w") as f:
                     f.write(text)
@@ -124,7 +150,7 @@ class FullRateNoFalseAlarm(unittest.TestCase):
                     setattr(cls, name, json.load(f))
         if cls.near and cls.far:
             sent = cls.near["outside_tx"]
-            print(f"\nfull rate: near forwarded {sent / cls.near['elapsed_s'] / 1e6:.2f} Mpps for "
+            print(f"\nfull rate: other processes took {cls.foreign:.0%} of the CPU time; near forwarded {sent / cls.near['elapsed_s'] / 1e6:.2f} Mpps for "
                   f"{cls.near['elapsed_s']:.1f} s; TX queue full {cls.near['drops']['tx_full']} times; probes "
                   + ", ".join(f"{t['name']} {t['probes_out']} sent / {t['probe_replies_in']} answered / "
                               f"{t.get('probes_deferred', '?')} deferred / {t['probe_drops']} dropped"
@@ -145,14 +171,22 @@ class FullRateNoFalseAlarm(unittest.TestCase):
         self.assertEqual(self.near["mbufs_in_use_at_exit"], 0, self.describe())
         self.assertEqual(self.far["mbufs_in_use_at_exit"], 0, self.describe())
 
+    def need_quiet_host(self):
+        if self.foreign > FOREIGN_MAX:
+            print(f"\nWARNING: other processes took {self.foreign:.0%} of the CPU time during the run (limit "
+                  f"{FOREIGN_MAX:.0%}): the false-alarm check is skipped", file=sys.stderr)
+            self.skipTest(f"host busy: {self.foreign:.0%} of the CPU time went to other processes")
+
     def test_no_false_alarm(self):
         self.assertIsNotNone(self.near, self.describe())
+        self.need_quiet_host()
         self.assertEqual(self.near["liveness_events"], [], self.describe())
         for t in self.near["tunnels"]:
             self.assertEqual(t["liveness"]["state"], "up", t)
             self.assertEqual(t["liveness"]["flaps"], 0, t)
 
     def test_probes_kept_going_and_were_answered(self):
+        self.need_quiet_host()
         el = self.near["elapsed_s"]
         for t in self.near["tunnels"]:
             # One probe every 15..20 ms (jitter); the data going out proves nothing to the near side, so every
@@ -194,13 +228,15 @@ class FullRateNoFalseAlarm(unittest.TestCase):
         # while near's main shares its CPU with far's busy worker, packets that reached the durably reserved
         # sequence numbers before main could extend them (out_seq_unreserved: counted, never sent twice).
         dr = self.near["drops"]
-        self.assertEqual(sum(dr.values()) - dr["tx_full"], 0, dr)
+        # A tunnel down on a busy host (see FOREIGN_MAX) leaves new flows without a tunnel for a while.
+        self.assertEqual(sum(dr.values()) - dr["tx_full"] - (dr["no_tunnel"] if self.foreign > FOREIGN_MAX else 0),
+                         0, dr)
         esp_out = collections.Counter()
         for t in near.values():
             esp_out.update({k: v for k, v in t["esp_drops"].items() if k.startswith("out_")})
         self.assertEqual(set(esp_out) - {"out_seq_unreserved"}, set(), esp_out)
-        self.assertEqual(self.near["inside_rx"],
-                         sum(t["packets_out"] for t in near.values()) + dr["tx_full"] + sum(esp_out.values()))
+        self.assertEqual(self.near["inside_rx"], sum(t["packets_out"] for t in near.values()) + dr["tx_full"]
+                         + sum(esp_out.values()) + dr["no_tunnel"])
 
 
 def main():
