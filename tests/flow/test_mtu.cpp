@@ -97,7 +97,9 @@ TEST(Mss, LeavesEverythingElseAlone) {
   auto run = [](std::vector<uint8_t> p, uint16_t mss = 1000) {
     const std::vector<uint8_t> before = p;
     const MssResult r = clamp_mss(p.data(), uint32_t(p.size()), mss);
-    if (r != MssResult::kClamped) EXPECT_EQ(p, before) << "changed although not clamped";
+    if (r != MssResult::kClamped) {
+      EXPECT_EQ(p, before) << "changed although not clamped";
+    }
     return r;
   };
   std::vector<uint8_t> p = syn;
