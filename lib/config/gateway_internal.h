@@ -26,6 +26,11 @@ void misplaced(Reader& r, Sink& sink, std::string_view key, const std::string& w
 // `ipv4` / `ipv6` of a table (an instance, a device, [inside]): each parsed, of its version and usable as `use`
 // (not unspecified, loopback, multicast or broadcast); errors under `rule`.
 void read_ips(Reader& r, Sink& sink, net::IpAddr* v4, net::IpAddr* v6, const char* rule, const char* use);
+// `key` = "aa:bb:cc:dd:ee:ff" into mac (and its canonical text into *text when given); a clear error otherwise.
+void read_mac(Reader& r, Sink& sink, const char* key, uint8_t mac[6], std::string* text);
+// "10.0.0.0/8" into *out; false with *why (no length, not an address, bad length, host bits set).
+bool parse_prefix(const std::string& s, Prefix* out, std::string* why);
+bool is_prime(uint64_t n) noexcept;
 
 // ---- SAs and keys (gateway_sa.cpp) ----
 // Reads [tunnel.out] / [tunnel.in] (key files relative to base_dir).
