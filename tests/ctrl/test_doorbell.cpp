@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <memory>
 #include <thread>
 
 #include "ctrl/ctrl.h"
@@ -22,6 +23,17 @@ Command nop(Block& b) {
   Command c = make_command(Op::kNop, 0, 0, 0);
   c.request_id = b.next_request_id();
   return c;
+}
+
+// A block created by the gateway side and opened by a client, as meshgate and meshgatectl do.
+void open_pair(std::unique_ptr<Block>* owner, std::unique_ptr<Block>* client) {
+  const std::string name = unique_name();
+  std::string err;
+  *owner = Block::create(name, &err);
+  ASSERT_TRUE(*owner) << err;
+  SubmitError code;
+  *client = Block::open(name, &err, &code);
+  ASSERT_TRUE(*client) << err;
 }
 
 }  // namespace
@@ -53,13 +65,8 @@ TEST(CtrlDoorbell, PublishedBeforeTheWaitReturnsAtOnce) {
 }
 
 TEST(CtrlDoorbell, SubmitFromAnotherThreadWakesTheConsumer) {
-  const std::string name = unique_name();
-  std::string err;
-  auto owner = Block::create(name, &err);
-  ASSERT_TRUE(owner) << err;
-  SubmitError code;
-  auto client = Block::open(name, &err, &code);
-  ASSERT_TRUE(client) << err;
+  std::unique_ptr<Block> owner, client;
+  ASSERT_NO_FATAL_FAILURE(open_pair(&owner, &client));
   for (int round = 0; round < 3; ++round) {
     SCOPED_TRACE(round);
     std::atomic<bool> woke{false};
@@ -127,13 +134,8 @@ TEST(CtrlDoorbell, SubmitFromAnotherProcessWakesTheConsumer) {
 
 // Many wake-ups in a row, producer and consumer racing: no command is left waiting for a timeout.
 TEST(CtrlDoorbell, NoLostWakeups) {
-  const std::string name = unique_name();
-  std::string err;
-  auto owner = Block::create(name, &err);
-  ASSERT_TRUE(owner) << err;
-  SubmitError code;
-  auto client = Block::open(name, &err, &code);
-  ASSERT_TRUE(client) << err;
+  std::unique_ptr<Block> owner, client;
+  ASSERT_NO_FATAL_FAILURE(open_pair(&owner, &client));
   constexpr int kCommands = 2000;
   std::atomic<int> got{0}, slow{0};
   std::thread consumer([&] {
