@@ -132,20 +132,20 @@ void read_sa(Reader& r, Sink& sink, const std::string& base_dir, bool inbound, S
     const std::string path = detail::resolve(base_dir, file_node->as_string()->get());
     std::string raw, why;
     if (!crypto::read_key_file(path, &raw, &why)) {
-      sink.add(line_of(*file_node), "key-file", r.where() + " `key_file` " + path + " " + why);
+      sink.add(line_of(*file_node), "key-file", r.where() + " `key_file` " + crypto::quotable(path) + " " + why);
       return;
     }
     const crypto::KeyText kt = crypto::decode_key_text(raw, want, &bytes);
     crypto::secure_wipe(raw.data(), raw.size());
     if (kt == crypto::KeyText::kNotHex) {
       sink.add(line_of(*file_node), "key-hex",
-               r.where() + " `key_file` " + path + " holds neither " +
+               r.where() + " `key_file` " + crypto::quotable(path) + " holds neither " +
                    (cipher_ok ? std::to_string(want) + " raw bytes" : std::string("raw key bytes")) + " nor hex text");
       return;
     }
     if (kt == crypto::KeyText::kWrongLength) {
       sink.add(line_of(*file_node), "key-length",
-               r.where() + " `key_file` " + path + " holds " + std::to_string(bytes.size()) +
+               r.where() + " `key_file` " + crypto::quotable(path) + " holds " + std::to_string(bytes.size()) +
                    " bytes of hex; it must be " + want_text);
       crypto::secure_wipe(bytes.data(), bytes.size());
       return;

@@ -120,4 +120,13 @@ KeyText decode_key_text(std::string_view raw, size_t want, std::string* bytes) {
   return want != 0 && bytes->size() != want ? KeyText::kWrongLength : KeyText::kOk;
 }
 
+std::string quotable(std::string_view text) {
+  size_t run = 0;
+  for (char ch : text) {
+    run = std::isxdigit(static_cast<unsigned char>(ch)) ? run + 1 : ch == ':' ? run : 0;
+    if (run >= 8) return "<hidden: may hold a key>";
+  }
+  return std::string(text);
+}
+
 }  // namespace mg::crypto

@@ -32,4 +32,9 @@ enum class KeyText { kOk, kNotHex, kWrongLength };
 // (kOk, and kWrongLength so a message can say how many there were).
 KeyText decode_key_text(std::string_view raw, size_t want, std::string* bytes);
 
+// `text` as an error message may quote it (an item, a value, a key_file path), or "<hidden: may hold a key>" when
+// it holds a run of 8 or more hex digits (':' separators ignored): a typo such as `key:HEX`, a missing comma, or a
+// key written where its file's path belongs must not print the key.
+std::string quotable(std::string_view text);
+
 }  // namespace mg::crypto

@@ -206,16 +206,8 @@ SaTable::~SaTable() { delete[] counters_; }
 
 SaStats SaTable::stats() const noexcept { return sum_counters(counters_, max_workers_); }
 
-// Text of the spec for an error message, unless it may hold key material: a typo such as `key:HEX` or
-// `cipher=aes-gcm-128key=HEX` (a missing comma) puts the key into an item or a value that is echoed.
-static std::string shown(std::string_view s) {
-  size_t run = 0;
-  for (char ch : s) {
-    run = std::isxdigit(static_cast<unsigned char>(ch)) ? run + 1 : ch == ':' ? run : 0;
-    if (run >= 8) return "<hidden: may hold a key>";
-  }
-  return std::string(s);
-}
+// Text of the spec for an error message, unless it may hold key material.
+static std::string shown(std::string_view s) { return crypto::quotable(s); }
 
 bool parse_sa_spec(const std::string& spec, SaConfig* out, std::string* err, SpecInputs* in) {
   SaConfig c;
@@ -263,7 +255,7 @@ bool parse_sa_spec(const std::string& spec, SaConfig* out, std::string* err, Spe
       have_key = true;
       std::string why;
       if (k == "key_file") {
-        from_what = "key_file " + std::string(v);
+        from_what = "key_file " + shown(v);
         if (v.empty()) return fail("key_file: a path is missing");
         if (!crypto::read_key_file(std::string(v), &from, &why)) return fail(from_what + " " + why);
       } else if (v == "-") {

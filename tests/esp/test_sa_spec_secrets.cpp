@@ -18,6 +18,8 @@ TEST(SaSpecSecrets, TyposNeverEchoTheKey) {
       "spi=1,cipher=aes-gcm-128,key=" + kKey.substr(0, 8) + "," + kKey.substr(8),  // a comma inside the key
       "spi=1,cipher=aes-gcm-128,k" + kKey + "=1",             // a mangled field name
       "spi=1,cipher=aes-gcm-128,key=" + kKey.substr(0, 16) + ":" + kKey.substr(16, 8) + " x",
+      "spi=1,cipher=aes-gcm-128,key_file=" + kKey,            // the key where its file's path belongs
+      "spi=1,cipher=aes-gcm-128,key_file=/etc/" + kKey + ".key",
   };
   for (const std::string& spec : bad) {
     mg::esp::SaConfig c;

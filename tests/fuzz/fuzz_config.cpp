@@ -6,7 +6,7 @@
 //   loaded gateway against pmd.toml (and against the input's own pmd model when both load), describe().
 // Checked (each failure traps): success comes with no error and failure with at least one, each with a rule id,
 // a message and a sane line; no message and no description holds key material: not the key files' bytes, not a
-// run of 8+ hex digits (or 16+ with ':' separators) written after `key =` in the input.
+// run of 8+ hex digits (or 16+ with ':' separators) written after `key =` or `key_file =` in the input.
 #include <fcntl.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -94,7 +94,7 @@ std::string strip(std::string_view s, char c) {
   return o;
 }
 
-// Hex runs written after `key =` in the input (8+ digits, or 16+ with ':' separators): key material.
+// Hex runs written after `key =` or `key_file =` in the input (8+ digits, or 16+ with ':' separators): key material.
 std::vector<std::string> input_keys(std::string_view input) {
   std::vector<std::string> out;
   size_t pos = 0;
@@ -104,6 +104,7 @@ std::vector<std::string> input_keys(std::string_view input) {
     if (at > 0 && (std::isalnum(static_cast<unsigned char>(input[at - 1])) || input[at - 1] == '_' ||
                    input[at - 1] == '-'))
       continue;
+    if (input.substr(pos).starts_with("_file")) pos += 5;  // a key written where its file's path belongs
     size_t i = pos;
     while (i < input.size() && (input[i] == ' ' || input[i] == '\t')) ++i;
     if (i >= input.size() || input[i] != '=') continue;
