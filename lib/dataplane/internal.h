@@ -262,6 +262,7 @@ struct Dataplane::Impl {
 
   // mtu.cpp: the step between flow placement and encryption (and the MSS clamp of decrypted SYNs)
   int setup_mtu(std::string* err);                     // after setup(): each tunnel's figures from its port
+  int mtu_of(const config::Gateway& g, size_t t, config::TunnelMtu* out, std::string* err) const;
   void fill_mtu(RtTunnel& r, uint32_t t) const noexcept;  // publish()
   // Whether any of pkts[0..n) is over the path MTU (the common case: none, and nothing else happens).
   static bool any_too_big(const RtTunnel& rt, rte_mbuf* const pkts[], uint16_t n) noexcept;

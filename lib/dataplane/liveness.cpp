@@ -55,6 +55,15 @@ void Liveness::proof(uint32_t t, uint32_t at) noexcept {
   x.seen = true;
 }
 
+void Liveness::set_paused(uint32_t t, bool paused, uint32_t now) noexcept {
+  T& x = t_[t];
+  if (x.paused == paused) return;
+  x.paused = paused;
+  if (paused) return;
+  x.last = now;  // the grace of configure(): probes start again only now
+  x.streak_on = false;
+}
+
 double Liveness::decayed(const T& x, uint32_t now) noexcept {
   if (x.pen <= 0 || x.cfg.half_life_ms == 0) return x.pen;
   const double dt = double(std::max<int32_t>(0, int32_t(now - x.pen_at)));
@@ -66,7 +75,7 @@ uint32_t Liveness::penalty(uint32_t t, uint32_t now) const noexcept { return uin
 void Liveness::tick(uint32_t now, std::vector<Change>* out) {
   for (uint32_t t = 0; t < t_.size(); ++t) {
     T& x = t_[t];
-    if (!x.cfg.enabled) continue;
+    if (!x.cfg.enabled || x.paused) continue;
     // Fresh: the last proof is no older than the detection time. A proof "from the future" (a worker's tick
     // read after main's) is fresh too.
     const bool fresh = int32_t(now - x.last) <= int32_t(x.cfg.detect_ms());

@@ -13,7 +13,8 @@
 //             most half_life * log2(max_penalty / reuse).
 //
 // Disabled tunnels (the default) are always up: liveness never touches them. Operator state is not here: the
-// Model combines both (an operator `down` always wins over a liveness `up`).
+// Model combines both (an operator `down` always wins over a liveness `up`); the caller pauses a tunnel the
+// operator holds down, whose silence is then its own doing (set_paused).
 //
 // Pure C++, no DPDK, no clock of its own: every call takes `now` (ms ticks, wrapping uint32; differences are
 // taken as int32, so ticks must be less than 24 days apart). Not thread-safe: main owns it.
@@ -72,6 +73,13 @@ class Liveness {
   // Proof of life of tunnel t at tick `at` (older proofs than the last one are ignored).
   void proof(uint32_t t, uint32_t at) noexcept;
 
+  // The operator holds tunnel t down (the tunnel or its instance): it sends no probes, so its silence proves
+  // nothing. While paused the tunnel gets no verdict, no flap and no penalty (BFD's AdminDown). On resume it keeps
+  // the verdict it had and gets the grace of configure() (interval * multiplier from `now` to show life); a
+  // tunnel that was not up still needs its hold-down of continuous proof. Idempotent.
+  void set_paused(uint32_t t, bool paused, uint32_t now) noexcept;
+  bool paused(uint32_t t) const noexcept { return t_[t].paused; }
+
   // Runs every tunnel's state machine at `now`; appends verdict changes to *out. Call often (every ms or so):
   // detection is late by at most the time between calls.
   void tick(uint32_t now, std::vector<Change>* out);
@@ -91,6 +99,7 @@ class Liveness {
     LiveState state = LiveState::kUp;
     bool verdict_up = true;
     bool seen = false;        // a proof arrived since configure()
+    bool paused = false;      // held down by the operator: no verdict
     uint32_t last = 0;        // last proof
     bool streak_on = false;   // not up: proof is arriving continuously
     uint32_t streak = 0;      // start of that run of proof

@@ -1,5 +1,6 @@
 // The operators' views: the control block's mirror (read by meshgatectl) and DPDK telemetry (/meshgate/...),
 // both written from the counter tables of dataplane.h.
+#include <rte_mempool.h>
 #include <rte_telemetry.h>
 
 #include <chrono>
@@ -99,6 +100,8 @@ int tel_stats(const char*, const char*, rte_tel_data* d) {
   rte_tel_data_add_dict_u64(d, "generation", s.generation);
   for (const auto& c : kGatewayCounters) rte_tel_data_add_dict_u64(d, c.name, s.*c.member);
   for (size_t r = 0; r < kDropCount; ++r) rte_tel_data_add_dict_u64(d, kDropNames[r], s.drops[r]);
+  // DPDK 22.11's /mempool/info has no counts: mbufs in use (held by rings, queues and workers) for leak watching.
+  if (g_impl->pool != nullptr) rte_tel_data_add_dict_u64(d, "mbufs_in_use", rte_mempool_in_use_count(g_impl->pool));
   return 0;
 }
 

@@ -14,26 +14,32 @@
 
 namespace mg::dp {
 
+// Tunnel t's figures as `g` describes it, on its port's MTU: at start, and at `instance reset` with the file
+// as it is then (an operator changes `mtu` or `mss_clamp`, or a new cipher changes the overhead).
+int Dataplane::Impl::mtu_of(const config::Gateway& g, size_t t, config::TunnelMtu* out, std::string* err) const {
+  const config::Tunnel& ct = g.tunnels[t];
+  const PortRt& port = ports[instance_port[ct.instance]];
+  uint16_t pm = 0;
+  if (rte_eth_dev_get_mtu(port.id, &pm) != 0 || pm == 0) pm = uint16_t(config::kDefaultPortMtu);
+  const bool v6 = config::tunnel_ip_version(g, ct) == 6;
+  if (ct.mtu > pm) {
+    *err = fmt::format("tunnel '{}': mtu {} exceeds the MTU {} of its port '{}'", ct.name, ct.mtu, pm, port.name);
+    return kExitConfig;
+  }
+  if (ct.mtu == 0 && pm < config::min_tunnel_mtu(v6)) {
+    *err = fmt::format("tunnel '{}': its port '{}' has MTU {}, below {}, the least that carries a 1280-byte IPv6 "
+                       "packet once encrypted over IPv{}; give the port a larger `mtu` in the pmd_config",
+                       ct.name, port.name, pm, config::min_tunnel_mtu(v6), v6 ? 6 : 4);
+    return kExitConfig;
+  }
+  *out = config::tunnel_mtu(g, ct, pm);
+  return kExitOk;
+}
+
 int Dataplane::Impl::setup_mtu(std::string* err) {
   tunnel_mtu.resize(gw.tunnels.size());
-  for (size_t t = 0; t < gw.tunnels.size(); ++t) {
-    const config::Tunnel& ct = gw.tunnels[t];
-    const PortRt& port = ports[instance_port[ct.instance]];
-    uint16_t pm = 0;
-    if (rte_eth_dev_get_mtu(port.id, &pm) != 0 || pm == 0) pm = uint16_t(config::kDefaultPortMtu);
-    const bool v6 = config::tunnel_ip_version(gw, ct) == 6;
-    if (ct.mtu > pm) {
-      *err = fmt::format("tunnel '{}': mtu {} exceeds the MTU {} of its port '{}'", ct.name, ct.mtu, pm, port.name);
-      return kExitConfig;
-    }
-    if (ct.mtu == 0 && pm < config::min_tunnel_mtu(v6)) {
-      *err = fmt::format("tunnel '{}': its port '{}' has MTU {}, below {}, the least that carries a 1280-byte IPv6 "
-                         "packet once encrypted over IPv{}; give the port a larger `mtu` in the pmd_config",
-                         ct.name, port.name, pm, config::min_tunnel_mtu(v6), v6 ? 6 : 4);
-      return kExitConfig;
-    }
-    tunnel_mtu[t] = config::tunnel_mtu(gw, ct, pm);
-  }
+  for (size_t t = 0; t < gw.tunnels.size(); ++t)
+    if (const int rc = mtu_of(gw, t, &tunnel_mtu[t], err); rc != kExitOk) return rc;
   // Buckets start full: the first errors after start are not held back.
   const uint64_t now = rte_get_tsc_cycles();
   for (auto& w : workers) {

@@ -1,5 +1,6 @@
 // Instance reset and the inbound SA tables: new SAs for one instance's tunnels while the other instance carries
-// their flows; a key that did not change continues its sequence numbers and replay window.
+// their flows; a key that did not change continues its sequence numbers and replay window. The tunnels' `mtu` and
+// `mss_clamp` are read again too; other tunnel settings need a restart.
 #include <fmt/core.h>
 
 #include "dataplane/internal.h"
@@ -69,6 +70,7 @@ bool Dataplane::Impl::reset_instance(uint32_t inst, std::string* err) {
   const uint16_t nw = uint16_t(workers.size());
   std::vector<std::unique_ptr<esp::Sa>> nout(mine.size()), nin(mine.size());
   std::vector<std::unique_ptr<seqstate::Reservation>> nres(mine.size());
+  std::vector<config::TunnelMtu> nmtu(mine.size());
   for (size_t k = 0; k < mine.size(); ++k) {
     const uint32_t t = mine[k];
     auto& ft = fresh->tunnels[t];
@@ -79,6 +81,7 @@ bool Dataplane::Impl::reset_instance(uint32_t inst, std::string* err) {
                          ct.name);
       return false;
     }
+    if (mtu_of(*fresh, t, &nmtu[k], err) != kExitOk) return false;
     esp::SaConfig oc = outbound_sa(*fresh, ft);
     esp::SaConfig ic = inbound_sa(*fresh, ft);
     oc.user_id = ic.user_id = t;
@@ -149,6 +152,9 @@ bool Dataplane::Impl::reset_instance(uint32_t inst, std::string* err) {
       sa_in[t] = std::move(nin[k]);
       ct.out = std::move(ft.out);
       ct.in = std::move(ft.in);
+      ct.mtu = ft.mtu;
+      ct.mss_clamp = ft.mss_clamp;
+      tunnel_mtu[t] = nmtu[k];  // publish() below puts the new figures into the tunnel's runtime part
       suspended[t] = false;
     }
     model.set_instance(inst, was, std::nullopt, err);

@@ -235,6 +235,46 @@ TEST(Liveness, OlderProofIsIgnored) {
   EXPECT_EQ(l.last_proof(0), 200u);
 }
 
+// An operator who takes a tunnel down stops its probes: that silence must not count as a flap. Found by the soak
+// (scripts/soak.py): a tunnel the operator flapped every second was declared down by liveness 250 ms into every
+// `down`, then suppressed by damping and kept out after every `up`.
+TEST(Liveness, OperatorHoldPausesTheVerdict) {
+  Sim s(1);
+  s.l.configure(0, cfg(20, 3, 1000), 0);
+  auto every10 = [](uint32_t, uint32_t now) { return now % 10 == 0; };
+  for (int round = 0; round < 10; ++round) {  // 10 operator down/up cycles of 1 s each
+    s.run_until(s.now + 500, every10);
+    s.l.set_paused(0, true, s.now);
+    s.run_until(s.now + 500, [](uint32_t, uint32_t) { return false; });  // down: no probes, no proof
+    EXPECT_TRUE(s.l.up(0));
+    s.l.set_paused(0, false, s.now);
+  }
+  EXPECT_TRUE(s.changes.empty());
+  EXPECT_EQ(s.l.flaps(0), 0u);
+  EXPECT_EQ(s.l.penalty(0, s.now), 0u);
+  // Back from the hold with nothing answering: down after the grace of interval * multiplier, not at once.
+  const uint32_t resumed = s.now;
+  s.l.set_paused(0, true, s.now);
+  s.run_until(s.now + 5000, [](uint32_t, uint32_t) { return false; });
+  s.l.set_paused(0, false, s.now);
+  const uint32_t back = s.now;
+  s.run_until(back + 60, [](uint32_t, uint32_t) { return false; });
+  EXPECT_TRUE(s.l.up(0)) << "paused at " << resumed;
+  s.run_until(back + 62, [](uint32_t, uint32_t) { return false; });
+  ASSERT_EQ(s.changes.size(), 1u);
+  EXPECT_FALSE(s.changes[0].up);
+  EXPECT_EQ(s.changes[0].at, back + 61);
+  // A tunnel that was down when the operator took it keeps that verdict: up again only after the hold-down.
+  s.l.set_paused(0, true, s.now);
+  s.run_until(s.now + 100, every10);
+  s.l.set_paused(0, false, s.now);
+  const uint32_t again = s.now;
+  s.run_until(again + 990, every10);
+  EXPECT_FALSE(s.l.up(0));
+  s.run_until(again + 1020, every10);
+  EXPECT_TRUE(s.l.up(0));
+}
+
 // ---- the Model's liveness flag
 
 namespace {
