@@ -26,6 +26,8 @@ encrypted after it) and by the packet index (inside_rx read right after the repl
   ResetKeysTest       gw-b's outbound keys A -> B -> A by two resets under traffic (the config file rewritten in
                       between): every frame decrypts under the key its SPI names, no (key, IV) pair twice -- key A
                       continues after everything it sent before B (issue 15, defect 2).
+  ResetMtuTest        `mtu = 1400` written on every tunnel, then `instance gw-b reset`: gw-b's tunnels take path MTU
+                      1346 (MSS 1306), gw-a's keep 1446; new 1400-byte DF flows on gw-b get ICMP frag-needed 1346.
   ModeSwitchTest      gateway-standby.toml, `mode active-active` mid-stream: before, everything on the active
                       instance; after, new flows over all four tunnels, pinned flows stay; no loss.
   BadInputTest        unknown tunnel/instance, weights -1 / 99999999 / abc, bad deadline, bad mode: exit 2 (or 1
@@ -892,6 +894,73 @@ class ResetKeysTest(OperatorCase):
 
 
 # ------------------------------------------------------------------------------------------------ 5 mode switch
+
+
+class ResetMtuTest(OperatorCase):
+    """`instance reset` also rereads the tunnels' `mtu` (and so the path MTU and the MSS clamp): the file gets
+    `mtu = 1400` on every tunnel, gw-b is reset, and only gw-b's tunnels change (1446 -> 1346 over IPv4 with
+    AES-GCM). 1400-byte DF packets of flows new after the reset that land on gw-b are refused with ICMP
+    frag-needed quoting 1346; those on gw-a still leave whole. (It used to keep the figures of the start.)"""
+    FIRST, START2, TOTAL = 2400, 3600, 6000
+
+    @classmethod
+    def setUpClass(cls):
+        def flows(first, net):
+            return [gwtest.Flow(first + k, False, "udp", f"10.{net}.0.{k + 1}", f"10.128.{net}.{k + 1}",
+                                2000 + k, 4000 + k, df=True) for k in range(40)]
+        tr = build_trace([(flows(0, 91), 0, cls.TOTAL), (flows(100, 92), cls.START2, cls.TOTAL)], cls.TOTAL,
+                         random.Random(1300), sizes=(1414,))
+        d = os.path.join(TMP, "mtu-reset")
+        os.makedirs(d, exist_ok=True)
+        with open(gwtest.dual_cfg()) as f:
+            text = f.read().replace('pmd_config = "../pmd_config/vdev-demo.toml"', f'pmd_config = "{gwtest.pmd_cfg()}"')
+        cfg = os.path.join(d, "gateway.toml")
+        with open(cfg, "w") as f:
+            f.write(text)
+        assert text.count("[tunnel.out]") == 4
+        smaller = text.replace("[tunnel.out]", "mtu = 1400\n[tunnel.out]")
+
+        def scenario(mg):
+            mg.wait_rx(cls.FIRST)
+            with open(cfg + ".tmp", "w") as f:   # whole or not at all
+                f.write(smaller)
+            os.replace(cfg + ".tmp", cfg)
+            mg.step("reset", "instance", "gw-b", "reset")
+        cls.drive("reset-mtu", cfg, tr, scenario)
+
+    def tunnels(self):
+        return {t["name"]: t for t in self.mg.stats["tunnels"]}
+
+    def test_reset_accepted_and_accounting(self):
+        self.assertFalse(self.mg.problems, f"scenario: {self.mg.problems}\n{self.mg.describe()}")
+        self.assert_before("reset", self.START2)
+        self.assert_accounting(len(self.trace.frames), 0)
+
+    def test_new_figures_on_the_reset_instance_only(self):
+        t = self.tunnels()
+        for name in ("b-1", "b-2"):
+            self.assertEqual((t[name]["mtu"]["link"], t[name]["mtu"]["path"], t[name]["mtu"]["mss_clamp_v4"]),
+                             (1400, 1346, 1306), t[name])
+        for name in ("a-1", "a-2"):
+            self.assertEqual((t[name]["mtu"]["link"], t[name]["mtu"]["path"]), (1500, 1446), t[name])
+
+    def test_too_big_after_the_reset_on_gw_b_only(self):
+        t = self.tunnels()
+        b_big = t["b-1"]["too_big"] + t["b-2"]["too_big"]
+        self.assertGreater(b_big, 0, "no new flow landed on gw-b after the reset (trace too short?)")
+        self.assertEqual(t["a-1"]["too_big"] + t["a-2"]["too_big"], 0)
+        icmp = [gwtest.IP(fr[14:]) for fr in self.mg.out["inside"] or [] if fr[12:14] == b"\x08\x00"]
+        icmp = [p for p in icmp if p.haslayer(gwtest.ICMP) and p[gwtest.ICMP].type == 3 and p[gwtest.ICMP].code == 4]
+        self.assertEqual(len(icmp), t["b-1"]["icmp_too_big"] + t["b-2"]["icmp_too_big"])
+        self.assertGreater(len(icmp), 0)
+        self.assertEqual({p[gwtest.ICMP].nexthopmtu for p in icmp}, {1346})
+        # Every ESP datagram gw-b sent fits its link: the 1400-byte packets before the reset (1454 bytes once
+        # encrypted, on the old 1500 link) and none of them after it.
+        s = self.step("reset")
+        for d in self.decoded:
+            if d.tunnel in ("b-1", "b-2") and d.seq > s.seq_after[d.tunnel]:
+                self.fail(f"{d.tunnel} sent sequence number {d.seq} after the reset: a 1400-byte packet over a "
+                          "1346-byte path")
 
 
 class ModeSwitchTest(Checks, OperatorCase):
