@@ -6,6 +6,7 @@
 #   fuzz_pcap      meshgate-esp's pcap frames, each through encrypt and decrypt
 #   fuzz_sa_spec   meshgate-esp's --sa spec: parse_sa_spec, then Sa::create; no key in an error message
 #   fuzz_ctrl      control-ring commands: validate() against the rules restated, and the ring's transport
+#   fuzz_keying    keying-socket messages (lib/keying): validate() against the wire rules restated
 #
 #   scripts/fuzz.sh --smoke [TARGET...]        the seed corpus and a few seconds per target (scripts/test.sh)
 #   scripts/fuzz.sh --long RUNS [TARGET...]    RUNS executions per target, one target at a time, nice -n 19;
@@ -15,7 +16,7 @@
 # A crash leaves crash-* in the current directory: add it to tests/fuzz/corpus/<target>/ once fixed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ALL=(fuzz_inbound fuzz_flow_key fuzz_config fuzz_pcap fuzz_sa_spec fuzz_ctrl)
+ALL=(fuzz_inbound fuzz_flow_key fuzz_config fuzz_pcap fuzz_sa_spec fuzz_ctrl fuzz_keying)
 MODE=time
 SECS=600
 RUNS=0

@@ -135,7 +135,9 @@ std::string mtu_text(const Gateway& g, const Tunnel& t, const PmdConfig* p) {
                   "  icmp source";
   for (int ver : {4, 6}) {
     const net::IpAddr a = icmp_source(g, t, ver);
-    o += " " + (a.version ? ip_text(a) : std::string("none (v") + std::to_string(ver) + ")");
+    o += ' ';  // appended piecewise: GCC 12 warns (-Wrestrict, a false positive) on " " + (x ? a : b + c)
+    if (a.version) o += ip_text(a);
+    else o += "none (v" + std::to_string(ver) + ")";
   }
   return o;
 }
@@ -189,8 +191,14 @@ std::string describe(const Gateway& g, const PmdConfig* pmd) {
          "  weight " + std::to_string(t.weight) + "  ttl " + std::to_string(t.ttl) + "  df " + df_text(t.df) +
          "  dscp " + (t.dscp_policy == net::DscpPolicy::kCopy ? std::string("copy") : std::to_string(t.tos >> 2)) +
          "\n";
-    o += "    out " + sa_text(t.out, false) + "\n";
-    o += "    in  " + sa_text(t.in, true) + "\n";
+    if (t.ike) {
+      o += "    keyed by IKE ";
+      o += t.if_id ? "(if_id " + std::to_string(t.if_id) + ")" : std::string("(by its addresses)");
+      o += ": SAs installed through the keying socket\n";
+    } else {
+      o += "    out " + sa_text(t.out, false) + "\n";
+      o += "    in  " + sa_text(t.in, true) + "\n";
+    }
     o += "    " + liveness_text(g.liveness, t.liveness) + "\n";
     o += "    " + mtu_text(g, t, pmd) + "\n";
   }

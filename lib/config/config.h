@@ -126,6 +126,11 @@ struct Tunnel {
   LivenessSettings liveness;    // fully resolved
   uint32_t mtu = 0;             // outer datagram limit; 0 = the MTU of its instance's port
   int32_t mss_clamp = -1;       // resolved: the tunnel's `mss_clamp`, else [mtu]'s (MtuSettings::mss_clamp)
+  // `keying = "ike"`: the SAs come at run time through the keying interface (lib/keying), `out` and `in` are empty
+  // and the tunnel carries nothing until an outbound SA is installed. `if_id`: what the keying daemon names it by
+  // (swanctl's if_id_in/if_id_out); 0 = by its outer addresses (instance, device).
+  bool ike = false;
+  uint32_t if_id = 0;
   int line = 0;
 };
 
@@ -161,6 +166,9 @@ struct Gateway {
   // empty: meshgate's default). unsafe_volatile_sequence = true: no record, every run starts at 1 (labs only).
   std::string state_dir;
   bool unsafe_volatile_sequence = false;
+  // [keying] socket: where meshgate listens for its keying daemon (resolved like pmd_config; empty: meshgate's
+  // default, used only when a tunnel is keyed by IKE).
+  std::string keying_socket;
   std::string source;           // the gateway file's path
   int inside_line = 0;          // line of the [inside] table, for cross_check messages
 };

@@ -75,6 +75,18 @@ std::optional<Gateway> load_gateway(const std::string& path, std::vector<Error>*
     r.finish();
   }
 
+  // [keying]
+  if (const toml::table* kt = top.subtable("keying")) {
+    Reader r(sink, *kt, "[keying]");
+    if (const auto sock = r.str("socket")) {
+      if (sock->empty() || sock->size() > 100)
+        sink.add(r.line("socket"), "keying-socket", "[keying] `socket` must be a path of 1..100 characters");
+      else
+        g.keying_socket = detail::resolve(base_dir, *sock);
+    }
+    r.finish();
+  }
+
   // [inside]
   if (const toml::table* it = top.subtable("inside", true)) {
     Reader r(sink, *it, "[inside]");
@@ -248,8 +260,23 @@ std::optional<Gateway> load_gateway(const std::string& path, std::vector<Error>*
           sink.add(line_of(*dn), "dscp", r.where() + " `dscp` must be \"copy\" or an integer 0..63");
         }
       }
+      if (const auto k = r.str("keying")) {
+        if (*k == "ike") t.ike = true;
+        else if (*k != "static")
+          sink.add(r.line("keying"), "keying", r.where() + " `keying` = \"" + *k + "\" is not \"static\" or \"ike\"");
+      }
+      if (const auto id = r.ranged("if_id", 1, 0xffffffffll, "if-id")) {
+        t.if_id = uint32_t(*id);
+        if (!t.ike) sink.add(r.line("if_id"), "if-id", r.where() + " `if_id` names a tunnel to its keying daemon: "
+                                                                  "only with keying = \"ike\"");
+      }
       if (!opt.sas) {
         r.get("out"), r.get("in");  // present or not, not looked at
+      } else if (t.ike) {
+        for (const char* dir : {"out", "in"})
+          if (r.get(dir))
+            sink.add(r.line(dir), "keying", r.where() + " is keyed by IKE: its SAs come from the keying daemon, so "
+                                                        "it has no [tunnel." + std::string(dir) + "]");
       } else {
         if (const toml::table* o = r.subtable("out", true)) {
           Reader sr(sink, *o, r.where() + " [tunnel.out]");
@@ -277,6 +304,9 @@ std::optional<Gateway> load_gateway(const std::string& path, std::vector<Error>*
         if (!t.name.empty() && o.name == t.name)
           sink.add(t.line, "name-unique",
                    r.where() + ": tunnel name \"" + t.name + "\" is already used on line " + std::to_string(o.line));
+        if (t.if_id != 0 && o.if_id == t.if_id)
+          sink.add(r.line("if_id"), "if-id",
+                   r.where() + " `if_id` " + std::to_string(t.if_id) + " is already tunnel \"" + o.name + "\"'s");
         if (inst_ok && dev_ok && o.instance == t.instance && o.device == t.device)
           sink.add(t.line, "tunnel-pair-unique",
                    r.where() + ": instance \"" + inst_name + "\" and device \"" + dev_name +

@@ -16,6 +16,8 @@ void Dataplane::Impl::publish() {
     const auto& ct = gw.tunnels[t];
     RtTunnel& r = st->tunnels[t];
     r.out = sa_out[t].get();
+    // Without an outbound SA the tunnel is effectively down (Model::keyed): no flow is placed on it, no pin holds.
+    if (r.out == nullptr && model.effective(uint32_t(t)) != AdminState::kDown) std::abort();
     r.port = instance_port[ct.instance];
     std::memcpy(r.l2, gw.devices[ct.device].mac, 6);
     std::memcpy(r.l2 + 6, ports[r.port].mac.addr_bytes, 6);
@@ -29,7 +31,7 @@ void Dataplane::Impl::publish() {
     r.blackhole = t < blackhole.size() ? blackhole[t] : 0;
     r.held = suspended[t] ? 1 : 0;
     const bool addrs = ls.probe_source.version != 0 && ls.probe_source.version == ls.probe_address.version;
-    r.probe = probing && ls.enabled && ls.probes && addrs && !admin_down && !r.blackhole;
+    r.probe = probing && ls.enabled && ls.probes && addrs && !admin_down && !r.blackhole && r.out != nullptr;
     r.probe_v6 = ls.probe_source.version == 6;
     std::memcpy(r.probe_src, ls.probe_source.bytes, 16);
     std::memcpy(r.probe_dst, ls.probe_address.bytes, 16);

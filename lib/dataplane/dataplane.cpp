@@ -45,6 +45,7 @@ int Dataplane::create(config::Gateway g, config::PmdConfig p, Options o, std::un
   }
   if (const int rc = d.setup(err); rc != kExitOk) return rc;
   if (const int rc = d.setup_mtu(err); rc != kExitOk) return rc;
+  if (!d.keying_open(err)) return kExitRuntime;
   d.publish();
   d.register_telemetry();
   *out = std::move(dp);
@@ -59,8 +60,11 @@ Dataplane::~Dataplane() {
   delete d.state.exchange(nullptr);
   d.in_tables.clear();
   d.retiring_tables.clear();
+  d.keying.reset();  // the socket file goes with it
   d.sa_out.clear();  // wipes keys
   d.sa_in.clear();
+  d.ike_out_old.clear();
+  d.ike_in.clear();
   if (d.qsbr) rte_free(d.qsbr);
   if (d.eal_up) rte_eal_cleanup();
 }
@@ -120,7 +124,7 @@ int Dataplane::run() {
   // this replaced cost 56-75 % of a core under load. The nap is as long as the other duties allow: 50 us while an
   // --event waits for a packet count (it fires within a burst or two of it), 1 ms while liveness, faults or timed
   // events need the clock, 5 ms otherwise (mirror every 100 ms, drain deadlines, the idle exit).
-  bool packet_events = false, clock_duties = d.live_any || !d.opt.faults.empty();
+  bool packet_events = false, clock_duties = d.live_any || !d.opt.faults.empty() || d.keying;
   for (const Event& ev : d.opt.events) (ev.at_s >= 0 ? clock_duties : packet_events) = true;
   while (!g_stop.load(std::memory_order_relaxed)) {
     const uint32_t nap_us = packet_events ? 50 : clock_duties ? 1000 : 5000;
@@ -140,6 +144,7 @@ int Dataplane::run() {
     d.expire_drains();
     d.liveness_poll(el);
     if (d.ctrl) d.handle_commands();
+    d.keying_poll();
     if (now >= next_mirror) {
       if (d.ctrl) d.refresh_mirror();
       d.sample_ports();

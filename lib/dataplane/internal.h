@@ -32,6 +32,7 @@
 #include "dataplane/dataplane.h"
 #include "dataplane/sa_config.h"
 #include "flow/flow.h"
+#include "keying/keying.h"
 #include "seqstate/seqstate.h"
 
 namespace mg::dp {
@@ -241,6 +242,21 @@ struct Dataplane::Impl {
   std::unique_ptr<seqstate::Store> seq_store;  // null with Options::unsafe_volatile_seq
   std::vector<std::unique_ptr<seqstate::Reservation>> seq_res;  // by tunnel: its outbound SA's reservation
   std::vector<uint8_t> seq_failing;            // by tunnel: the last extension failed (reported once)
+  // keying.cpp: SAs of tunnels keyed by IKE, installed through the keying socket. sa_out[t] is the one in use (null
+  // until the first is installed); ike_out_old[t] holds those a newer one replaced (make-before-break), kept, unused,
+  // until the daemon deletes them; ike_in[t] every inbound SA installed (old and new during a rekey).
+  std::vector<std::vector<std::unique_ptr<esp::Sa>>> ike_in, ike_out_old;
+  std::unique_ptr<keying::Server> keying;
+  struct IkeSaInfo {
+    uint32_t reqid = 0;
+    uint64_t soft_bytes = 0, hard_bytes = 0, soft_packets = 0, hard_packets = 0;
+    uint64_t last_packets = 0;   // packets when last sampled, and when that count last changed (ms tick)
+    uint32_t last_change_ms = 0;
+    bool used = false, soft_sent = false, hard_sent = false;
+    uint32_t installed_ms = 0;
+  };
+  std::map<const esp::Sa*, IkeSaInfo> ike_info;
+  std::map<uint32_t, std::pair<uint32_t, uint32_t>> spi_offered;  // GET_SPI: spi -> (tunnel, ms tick offered)
 
   uint32_t now_ms() const noexcept { return uint32_t((rte_get_tsc_cycles() - start_tsc) * 1000 / tsc_hz); }
 
@@ -304,12 +320,29 @@ struct Dataplane::Impl {
   // reset.cpp
   bool reset_instance(uint32_t i, std::string* err);
 
+  // keying.cpp: the keying interface (lib/keying) on main
+  bool keying_open(std::string* err);   // setup: the socket, when a tunnel is keyed by IKE or [keying] names one
+  void keying_poll();                   // main loop: requests, last-use sampling, lifetimes -> EXPIRE
+  mg_keying_reply keying_handle(const keying::Request& r);
+  // Every SA of tunnel t (static, current, replaced, inbound ones): fn(sa, outbound).
+  template <class F>
+  void for_each_sa(size_t t, F fn) const {
+    if (sa_out[t]) fn(*sa_out[t], true);
+    if (sa_in[t]) fn(*sa_in[t], false);
+    if (t < ike_out_old.size())
+      for (const auto& s : ike_out_old[t]) fn(*s, true);
+    if (t < ike_in.size())
+      for (const auto& s : ike_in[t]) fn(*s, false);
+  }
+
   // seq.cpp: outbound sequence numbers across restarts and resets (lib/seqstate)
   bool seq_open(std::string* err);   // the state directory, before anything else is set up
   bool seq_setup(std::string* err);  // every outbound SA, before any worker runs
   // Reads the key's mark, reserves its first block durably, starts `sa` after the mark under that limit.
   bool seq_begin(const config::SaSpec& spec, esp::Sa& sa, std::unique_ptr<seqstate::Reservation>* res,
                  std::string* err);
+  bool seq_begin_key(const std::vector<uint8_t>& keymat, bool esn, uint32_t spi, esp::Sa& sa,
+                     std::unique_ptr<seqstate::Reservation>* res, std::string* err);
   void seq_poll(double now_s);
 
   // stats.cpp

@@ -45,10 +45,12 @@ void Dataplane::Impl::liveness_poll(double el) {
       }
     }
     const uint32_t now = now_ms();
-    // A tunnel the operator holds down sends no probes (control.cpp): its silence is no verdict.
+    // A tunnel the operator holds down, or without an outbound SA, sends no probes (control.cpp): its silence is
+    // no verdict.
     for (uint32_t t = 0; t < gw.tunnels.size(); ++t)
       live.set_paused(t, model.tunnel_admin(t) == AdminState::kDown ||
-                             model.instance_admin(gw.tunnels[t].instance) == AdminState::kDown, now);
+                             model.instance_admin(gw.tunnels[t].instance) == AdminState::kDown || !model.keyed(t),
+                      now);
     live.tick(now, &changes);
     // Monitor mode: verdicts are reported, the tunnels keep their traffic (operators trying timers out).
     if (!gw.liveness.monitor)

@@ -66,13 +66,13 @@ void Dataplane::Impl::refresh_mirror() {
     r.state = uint32_t(to_wire(ts.effective));
     r.weight = ts.weight;
     r.effective_weight = ts.effective_weight;
-    r.out_spi = gw.tunnels[t].out.spi;
-    r.in_spi = gw.tunnels[t].in.spi;
-    for (size_t k = 0; k < std::size(kTunnelCounters); ++k) r.counters[k] = ts.*kTunnelCounters[k].member;
     {
-      std::lock_guard lk(snap_mu);
-      r.last_seq_out = sa_out[t]->last_seq();
+      std::lock_guard lk(snap_mu);  // keying replaces SAs under it
+      r.out_spi = sa_out[t] ? sa_out[t]->spi() : 0;
+      r.in_spi = sa_in[t] ? sa_in[t]->spi() : !ike_in[t].empty() ? ike_in[t].back()->spi() : 0;
+      r.last_seq_out = sa_out[t] ? sa_out[t]->last_seq() : 0;
     }
+    for (size_t k = 0; k < std::size(kTunnelCounters); ++k) r.counters[k] = ts.*kTunnelCounters[k].member;
     r.liveness = liveness_wire(ts.live_enabled, ts.live);
     if (ts.live_enabled) {
       r.liveness_penalty = ts.penalty;

@@ -20,7 +20,7 @@ Model::Model(const config::Gateway& g) : mode_(g.mode) {
 }
 
 AdminState Model::effective(uint32_t t) const noexcept {
-  if (!tunnels_[t].live) return AdminState::kDown;
+  if (!tunnels_[t].live || !tunnels_[t].keyed) return AdminState::kDown;
   return std::max(tunnels_[t].admin, instances_[tunnels_[t].instance].admin);  // enum order = severity
 }
 
@@ -124,7 +124,7 @@ const std::vector<flow::TunnelSpec>& Model::specs() noexcept {
     // tunnel with a past deadline: its pins then move as drain-deadline moves (moved_drain), not as downs.
     const T& x = tunnels_[t];
     const I& in = instances_[x.instance];
-    if (e == AdminState::kDown && x.live && (x.admin != AdminState::kDown || x.drained) &&
+    if (e == AdminState::kDown && x.live && x.keyed && (x.admin != AdminState::kDown || x.drained) &&
         (in.admin != AdminState::kDown || in.drained)) {
       e = AdminState::kDraining;
       if (x.drained && x.deadline) d = x.deadline;

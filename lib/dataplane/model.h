@@ -60,6 +60,14 @@ class Model {
     tunnels_[t].live = live;
     return true;
   }
+  // Whether the tunnel has an outbound SA (a tunnel keyed by IKE has none until its keying daemon installs one, and
+  // none again once it deletes it): false makes it effectively down, like a liveness `down`.
+  bool keyed(uint32_t t) const noexcept { return tunnels_[t].keyed; }
+  bool set_keyed(uint32_t t, bool keyed) noexcept {
+    if (t >= tunnels() || tunnels_[t].keyed == keyed) return false;
+    tunnels_[t].keyed = keyed;
+    return true;
+  }
   // Draining tunnels whose deadline passed become down. Returns true when something changed.
   bool expire_drains(uint32_t now) noexcept;
 
@@ -74,6 +82,7 @@ class Model {
     AdminState admin = AdminState::kUp;
     std::optional<uint32_t> deadline;
     bool live = true;
+    bool keyed = true;
     bool drained = false;  // down because a drain deadline passed (deadline kept)
   };
   struct I {

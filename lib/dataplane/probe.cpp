@@ -79,6 +79,10 @@ void Dataplane::Impl::send_one(Worker& w, const RtTunnel& rt, uint32_t t, rte_mb
 
 // Encrypts m (consumed in every case) and hands it to the TX queue of the tunnel's port.
 bool Dataplane::Impl::try_send(Worker& w, const RtTunnel& rt, rte_mbuf* m) noexcept {
+  if (rt.out == nullptr) {  // keyed by IKE, inbound SA installed, outbound not (yet): a reply cannot go back
+    rte_pktmbuf_free(m);
+    return false;
+  }
   if (esp::encap_burst(*rt.out, w.id, &m, 1) != 1) {  // reason counted in the SA
     rte_pktmbuf_free(m);
     return false;

@@ -14,7 +14,11 @@ bool Dataplane::Impl::build_tables(std::string* err) {
   for (uint16_t pi : outside) {
     std::vector<esp::Sa*> list;
     for (size_t t = 0; t < gw.tunnels.size(); ++t)
-      if (instance_port[gw.tunnels[t].instance] == pi && !suspended[t]) list.push_back(sa_in[t].get());
+      if (instance_port[gw.tunnels[t].instance] == pi && !suspended[t]) {
+        if (sa_in[t]) list.push_back(sa_in[t].get());
+        if (t < ike_in.size())
+          for (const auto& sa : ike_in[t]) list.push_back(sa.get());
+      }
     std::string e;
     auto tb = esp::SaTable::build(list, uint16_t(workers.size()), &e);
     if (!tb) {
@@ -64,7 +68,11 @@ bool Dataplane::Impl::reset_instance(uint32_t inst, std::string* err) {
       *err = fmt::format("tunnel {} changed in the config; restart meshgate to change tunnels", a.name);
       return false;
     }
-    if (a.instance == inst) mine.push_back(t);
+    if (a.ike != b.ike) {
+      *err = fmt::format("tunnel {} changed its keying; restart meshgate to change it", a.name);
+      return false;
+    }
+    if (a.instance == inst && !a.ike) mine.push_back(t);  // IKE SAs are the keying daemon's to replace
   }
   // New SAs first, so nothing changes when one cannot be made.
   const uint16_t nw = uint16_t(workers.size());

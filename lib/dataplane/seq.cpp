@@ -11,14 +11,19 @@ namespace mg::dp {
 
 bool Dataplane::Impl::seq_begin(const config::SaSpec& spec, esp::Sa& sa,
                                 std::unique_ptr<seqstate::Reservation>* res, std::string* err) {
-  auto r = std::make_unique<seqstate::Reservation>(*seq_store, seqstate::fingerprint(spec.keymat.bytes()), spec.esn);
+  return seq_begin_key(spec.keymat.bytes(), spec.esn, spec.spi, sa, res, err);
+}
+
+bool Dataplane::Impl::seq_begin_key(const std::vector<uint8_t>& keymat, bool esn, uint32_t spi, esp::Sa& sa,
+                                    std::unique_ptr<seqstate::Reservation>* res, std::string* err) {
+  auto r = std::make_unique<seqstate::Reservation>(*seq_store, seqstate::fingerprint(keymat), esn);
   uint64_t start = 0, limit = 0;
   if (!r->begin(&start, &limit, err)) return false;
   sa.resume_after(start);
   sa.set_seq_limit(limit);
   if (limit == start)
     fmt::print(stderr, "meshgate: SPI {:#x}: every sequence number of its key is used up; its packets drop as "
-               "out_seq_overflow until the key is replaced\n", spec.spi);
+               "out_seq_overflow until the key is replaced\n", spi);
   *res = std::move(r);
   return true;
 }
@@ -45,6 +50,7 @@ bool Dataplane::Impl::seq_setup(std::string* err) {
   if (!seq_store) return true;
   std::string e;
   for (size_t t = 0; t < gw.tunnels.size(); ++t) {
+    if (!sa_out[t]) continue;  // keyed by IKE: each SA begins when it is installed (keying.cpp)
     if (!seq_begin(gw.tunnels[t].out, *sa_out[t], &seq_res[t], &e)) {
       *err = fmt::format("tunnel '{}' outbound SA: {}", gw.tunnels[t].name, e);
       return false;
@@ -57,7 +63,7 @@ void Dataplane::Impl::seq_poll(double now_s) {
   if (!seq_store) return;
   for (size_t t = 0; t < seq_res.size(); ++t) {
     seqstate::Reservation* r = seq_res[t].get();
-    if (r == nullptr) continue;
+    if (r == nullptr || !sa_out[t]) continue;
     uint64_t limit = 0;
     std::string e;
     switch (r->poll(sa_out[t]->last_seq(), now_s, &limit, &e)) {

@@ -116,6 +116,12 @@ int Dataplane::Impl::setup(std::string* err) {
   // tunnels whose instance uses that port (only those may be decrypted there).
   for (size_t t = 0; t < gw.tunnels.size(); ++t) {
     const auto& ct = gw.tunnels[t];
+    if (ct.ike) {  // keyed at run time (keying.cpp): no SA, effectively down until an outbound one is installed
+      sa_out.emplace_back();
+      sa_in.emplace_back();
+      model.set_keyed(uint32_t(t), false);
+      continue;
+    }
     esp::SaConfig oc = outbound_sa(gw, ct);
     esp::SaConfig ic = inbound_sa(gw, ct);
     oc.user_id = ic.user_id = uint32_t(t);

@@ -74,7 +74,14 @@ Stats Dataplane::Impl::collect() const {
   std::lock_guard lk(snap_mu);  // resets swap SAs and tables under it
   for (size_t t = 0; t < s.tunnels.size(); ++t) {
     TunnelStats& ts = s.tunnels[t];
-    const esp::SaStats o = sa_out[t]->stats(), i = sa_in[t]->stats();
+    esp::SaStats o{}, i{};
+    for_each_sa(t, [&](const esp::Sa& sa, bool out) {
+      const esp::SaStats x = sa.stats();
+      esp::SaStats& d = out ? o : i;
+      d.packets += x.packets;
+      d.bytes += x.bytes;
+      for (size_t r = 0; r < esp::kDropCount; ++r) d.drops[r] += x.drops[r];
+    });
     const esp::SaStats& ro = retired_out[t];
     const esp::SaStats& ri = retired_in[t];
     ts.bytes_out = o.bytes + ro.bytes;  // inner bytes encrypted (tx_full ones included)

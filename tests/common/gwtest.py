@@ -152,11 +152,12 @@ class Gw:
             x.df = t.get("df", "copy")
             x.dscp = t.get("dscp", "copy")
             x.weight = int(t.get("weight", 1))
-            x.out = SaSpec(t["out"], cfg_dir, x.inst_ip, x.dev_ip)
-            x.inn = SaSpec(t["in"], cfg_dir, x.dev_ip, x.inst_ip)
+            x.ike = t.get("keying") == "ike"   # SAs from the keying interface: none in the file
+            x.out = None if x.ike else SaSpec(t["out"], cfg_dir, x.inst_ip, x.dev_ip)
+            x.inn = None if x.ike else SaSpec(t["in"], cfg_dir, x.dev_ip, x.inst_ip)
             self.tunnels.append(x)
         self.by_name = {t.name: t for t in self.tunnels}
-        self.by_out_spi = {t.out.spi: t for t in self.tunnels}
+        self.by_out_spi = {t.out.spi: t for t in self.tunnels if t.out}
 
     def routed(self, addr):
         a = ipaddress.ip_address(addr)
@@ -372,7 +373,7 @@ def decrypt_outputs(gw, run, trace=None):
     """Decrypts every frame of out-a/out-b with scapy, SA chosen by SPI among all tunnels of the config;
     inner packets are matched to the packets of trace (default: the run's)."""
     index_of = (trace or run.trace).index_of
-    sas = {t.out.spi: t.out.scapy_sa() for t in gw.tunnels}
+    sas = {t.out.spi: t.out.scapy_sa() for t in gw.tunnels if t.out}
     res = []
     for port in ("out-a", "out-b"):
         frames = run.out[port]

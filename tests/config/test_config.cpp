@@ -1170,5 +1170,32 @@ TEST_F(Shipped, DemoPmdUsesTheEnvironment) {
   EXPECT_NE(errs[0].message.find("MESHGATE_OUT_A_RX"), std::string::npos);
 }
 
+// Tunnels keyed by IKE (issue 11): no SAs in the file, an optional if_id, the keying socket.
+TEST_F(Config, KeyedByIke) {
+  // The second tunnel keyed by IKE: its SA tables go, `keying` and `if_id` come.
+  const std::string base = gateway();
+  const size_t second = base.rfind("[[tunnel]]");
+  const std::string head = base.substr(0, second);
+  const std::string ike = head + "[[tunnel]]\ninstance = \"gw-b\"\ndevice = \"d1\"\nkeying = \"ike\"\nif_id = 7\n";
+  Gateway g = good_gw(ike + "\n[keying]\nsocket = \"run/k.sock\"\n");
+  ASSERT_EQ(g.tunnels.size(), 2u);
+  EXPECT_FALSE(g.tunnels[0].ike);
+  EXPECT_TRUE(g.tunnels[1].ike);
+  EXPECT_EQ(g.tunnels[1].if_id, 7u);
+  EXPECT_TRUE(g.tunnels[1].out.keymat.bytes().empty());
+  EXPECT_EQ(g.keying_socket, (dir / "run/k.sock").string());
+  EXPECT_NE(describe(g).find("keyed by IKE (if_id 7)"), std::string::npos) << describe(g);
+  bad_gw(head + "[[tunnel]]\ninstance = \"gw-b\"\ndevice = \"d1\"\nkeying = \"ikev1\" #@\n", "keying",
+         "is not \"static\" or \"ike\"");
+  // SA tables on an IKE tunnel: refused (the daemon's keys would be shadowed, or the file's silently ignored).
+  bad_gw(head + "[[tunnel]]\ninstance = \"gw-b\"\ndevice = \"d1\"\nkeying = \"ike\"\n[tunnel.out] #@\nspi = 1\n",
+         "keying", "is keyed by IKE");
+  // if_id only with IKE, and unique.
+  bad_gw(edit(base, "instance = \"gw-b\"", "instance = \"gw-b\"\nif_id = 3 #@"), "if-id", "only with keying");
+  bad_gw(head + "[[tunnel]]\ninstance = \"gw-a\"\ndevice = \"d1\"\nname = \"x\"\nkeying = \"ike\"\nif_id = 7\n" +
+             "[[tunnel]]\ninstance = \"gw-b\"\ndevice = \"d1\"\nkeying = \"ike\"\nif_id = 7 #@\n",
+         "if-id", "is already tunnel");
+}
+
 }  // namespace
 }  // namespace mg::config
