@@ -24,9 +24,11 @@ Checked at the end (exit 1 if any fails; figures in OUT/summary.json and on stdo
   nonces      far's replay window (exact with several writers) refused nothing: no (SPI, sequence number) arrived
               twice, and the IV of every SA is its sequence number, so no (key, IV) was used twice, across all
               the instance resets
-  liveness    the far side answers every probe, so no liveness verdict at all (an operator's hold is no flap)
-  healthy     b-2 never left `up`, its liveness saw no flap, it lost no packet to anything but a full TX queue
-              (congestion, counted per tunnel), and no ESP drop
+  liveness    the far side answers every probe, so no `down` verdict (an operator's hold is no flap); the busy-host
+              rule: other processes' CPU share is measured per 10 s window, and a down in or next to a window where
+              they took more than 10 % is reported as the host's, not failed
+  healthy     b-2 was never declared down on a quiet host, it lost no packet to anything but a full TX queue
+              (congestion, counted per tunnel) and liveness downs the host caused, and no ESP drop
   mbufs       both processes return every mbuf at exit; in-use counts sampled by DPDK telemetry show no growth
               (the last 5 minutes' peak is within one ring of the first 5 minutes')
   commands    every command was accepted (exit 0) and counted by the gateway
@@ -121,6 +123,22 @@ class Telemetry:
             return None
 
 
+def proc_cpu(pid):
+    """CPU seconds (user + system, all threads) of a running process; 0 when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            v = f.read().rsplit(")", 1)[1].split()
+        return (int(v[11]) + int(v[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def host_busy():
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return (sum(v[:8]) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
+
+
 def ctl(args, gateway, *cmd):
     t = time.monotonic()
     p = subprocess.run([args.meshgatectl, "--gateway", gateway, "--timeout-ms", "10000", *cmd],
@@ -130,15 +148,17 @@ def ctl(args, gateway, *cmd):
 
 # ------------------------------------------------------------------------------------------------ the run
 
-def operate(args, name, seconds, near, tel_near, tel_far, log):
+def operate(args, name, seconds, near, far, tel_near, tel_far, log):
     """The operator's script until `seconds` after the start or until near exits. Returns what it saw."""
-    seen = {"commands": [], "mbufs": [], "b2_states": set(), "ctl_s": []}
+    seen = {"commands": [], "mbufs": [], "b2_states": set(), "ctl_s": [], "windows": []}
     t0 = time.monotonic()
     while ctl(args, name, "ping")[0] != 0:    # the control block exists once near's ports are up
         if near.poll() is not None or time.monotonic() - t0 > 120:
             return seen
         time.sleep(0.2)
     start = time.monotonic()
+    seen["near_clock_offset"] = 0.0   # near's elapsed time runs from its own start, a little before ours
+    cpu_mark = (0.0, host_busy(), proc_cpu(near.pid) + proc_cpu(far.pid), os.times())
     plan = []
     k = 1
     while k < seconds - 4:
@@ -168,6 +188,13 @@ def operate(args, name, seconds, near, tel_near, tel_far, log):
         now = time.monotonic() - start
         if now - last_sample >= 10:
             last_sample = now
+            # Other processes' share of the host's CPU over the last window: the two gateways, this script and
+            # its meshgatectl children are ours.
+            busy, gws, mine = host_busy(), proc_cpu(near.pid) + proc_cpu(far.pid), os.times()
+            ours = (gws - cpu_mark[2]) + sum(mine[:4]) - sum(cpu_mark[3][:4])
+            wall = max(now - cpu_mark[0], 1e-3)
+            seen["windows"].append((cpu_mark[0], now, max(0.0, (busy - cpu_mark[1]) - ours) / (wall * os.cpu_count())))
+            cpu_mark = (now, busy, gws, mine)
             rc, out, _ = ctl(args, name, "--json", "show", "tunnels")
             if rc == 0:
                 for t in json.loads(out):
@@ -229,7 +256,7 @@ def main():
     far = subprocess.Popen(far_cmd, stdout=open(os.path.join(d, "far.log"), "w"), stderr=subprocess.STDOUT)
     near = subprocess.Popen(near_cmd, stdout=open(os.path.join(d, "near.log"), "w"), stderr=subprocess.STDOUT)
     try:
-        seen = operate(a, f"{tag}-near", seconds, near, Telemetry(f"{tag}-near"), Telemetry(f"{tag}-far"), log)
+        seen = operate(a, f"{tag}-near", seconds, near, far, Telemetry(f"{tag}-near"), Telemetry(f"{tag}-far"), log)
         near_rc = near.wait(timeout=seconds + 300)
         # far stops at its own --duration; nothing more arrives once near is gone, so stop it now.
         far.send_signal(2)
@@ -291,9 +318,7 @@ def check(d, seen, near_rc, far_rc, foreign):
         "mbufs_in_use_at_exit": [near["mbufs_in_use_at_exit"], far["mbufs_in_use_at_exit"]],
         "mbuf_samples": seen["mbufs"],
     }
-    with open(os.path.join(d, "summary.json"), "w") as f:
-        json.dump(summary, f, indent=1)
-    print(json.dumps({k: v for k, v in summary.items() if k != "mbuf_samples"}, indent=1))
+    summary["windows"] = seen["windows"]
 
     # accounting, near: every packet read on the inside went into a tunnel or was dropped for a counted reason.
     claim("near rx = tx + drops", near["inside_rx"] == sent + sum(drops.values()) + sum(esp_out.values()),
@@ -313,16 +338,28 @@ def check(d, seen, near_rc, far_rc, foreign):
     # nonces: a sequence number used twice on an SA would be a replay or too old at far's exact window.
     claim("no (SPI, IV) twice", far["esp_in_drops"] == 0,
           f"far's exact replay window refused {far['esp_in_drops']} packets")
-    a1 = nt["a-1"]
-    # The far side answers every probe: a verdict on a-1 would be a false alarm (an operator's `down` used to
-    # count as one: the detector now pauses while the operator holds a tunnel down).
-    claim("no false liveness verdict", a1["liveness"]["flaps"] == 0 and not near["liveness_events"],
-          f"a-1 flaps {a1['liveness']['flaps']}, suppressions {a1['liveness']['suppressions']}, events "
-          f"{len(near['liveness_events'])}")
+    # The far side answers every probe: a `down` verdict is a false alarm (an operator's `down` used to count as
+    # one: the detector now pauses while the operator holds a tunnel down) -- unless other processes took the CPU
+    # the gateways need (the busy-host rule of tests/liveness/test_full_rate.py): downs in or next to a 10 s window
+    # where they took more than FOREIGN_MAX of it are the host's, reported, not failed.
+    wins = seen["windows"]
+    busy_at = [w for w in wins if w[2] > fr.FOREIGN_MAX]
+
+    def host_busy_near(t):
+        return any(w[0] - 10 <= t <= w[1] + 10 for w in busy_at)
+    downs = [e for e in near["liveness_events"] if not e["up"]]
+    excused = [e for e in downs if host_busy_near(e["at_s"])]
+    false = [e for e in downs if not host_busy_near(e["at_s"])]
+    summary["liveness_downs"] = {"total": len(downs), "host_busy": len(excused), "false_alarms": len(false),
+                                 "busy_windows": f"{len(busy_at)} of {len(wins)}"}
+    claim("no false liveness verdict", not false,
+          f"{len(downs)} downs: {len(excused)} while other processes took > {fr.FOREIGN_MAX:.0%} of the CPU "
+          f"({len(busy_at)} of {len(wins)} windows), {len(false)} on a quiet host {[e['event'] for e in false[:4]]}")
     b2 = nt["b-2"]
-    claim("b-2 healthy throughout", seen["b2_states"] <= {("up", "up")} and b2["liveness"]["flaps"] == 0
-          and not b2["esp_drops"] and b2["state"] == "up",
-          f"states seen {sorted(seen['b2_states'])}, flaps {b2['liveness']['flaps']}, ESP drops {b2['esp_drops']}, "
+    b2_false = [e for e in false if e["tunnel"] == "b-2"]
+    claim("b-2 healthy throughout", not b2_false and not b2["esp_drops"] and b2["state"] == "up",
+          f"admin/state seen {sorted(seen['b2_states'])}, flaps {b2['liveness']['flaps']} (false alarms "
+          f"{len(b2_false)}), ESP drops {b2['esp_drops']}, "
           f"lost to full TX queue {b2['tx_full']} of {b2['packets_out'] + b2['tx_full']}")
     claim("mbufs back", near["mbufs_in_use_at_exit"] == 0 and far["mbufs_in_use_at_exit"] == 0,
           f"in use at exit near {near['mbufs_in_use_at_exit']}, far {far['mbufs_in_use_at_exit']}")
@@ -335,6 +372,9 @@ def check(d, seen, near_rc, far_rc, foreign):
             claim(f"mbufs in use, {who}, no growth", b <= a + RING, f"peak first {span} samples {a}, last {b}")
     else:
         claim("mbuf samples", False, f"only {len(samples)} telemetry samples")
+    with open(os.path.join(d, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=1)
+    print(json.dumps({k: v for k, v in summary.items() if k not in ("mbuf_samples", "windows")}, indent=1))
     failed = [c for c in cmds if c[2] != 0]
     claim("commands", not failed and near["commands_ok"] >= len(cmds),
           f"{len(cmds)} sent, {len(failed)} failed {failed[:3]}, gateway counted ok {near['commands_ok']} "
