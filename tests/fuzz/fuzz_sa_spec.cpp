@@ -62,7 +62,8 @@ std::vector<std::string> keys_in(std::string_view spec) {
   return kept;
 }
 
-// The spec with every hex digit that follows "key" (up to the next ',') replaced by the next one (0->1, f->0, F->0):
+// The spec with every hex digit that follows "key" (up to the next ',') replaced by the next one (0->1, f->0, F->0;
+// the 0 of a "0x" prefix kept, so hex stays hex):
 // an error message that stays the same holds nothing of the key, whatever hex it shows (the product's own text,
 // such as "0xffffffff" in the spi range, may equal a run of the key).
 std::string rotate_key_digits(std::string_view spec) {
@@ -72,6 +73,7 @@ std::string rotate_key_digits(std::string_view spec) {
     pos += 3;
     for (; pos < out.size() && out[pos] != ','; ++pos) {
       char& c = out[pos];
+      if (c == '0' && pos + 1 < out.size() && (out[pos + 1] == 'x' || out[pos + 1] == 'X')) continue;  // "0x" stays
       if (c >= '0' && c <= '8') ++c;
       else if (c == '9') c = 'a';
       else if ((c >= 'a' && c <= 'e') || (c >= 'A' && c <= 'E')) ++c;
