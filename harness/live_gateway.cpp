@@ -102,6 +102,7 @@ LiveGateway::~LiveGateway() {
   std::remove(pcap.c_str());
   std::error_code ec;
   std::filesystem::remove_all(state, ec);
+  std::filesystem::remove_all("/var/run/dpdk/" + name, ec);  // the EAL runtime directory of its --file-prefix
 }
 
 int LiveGateway::stop() {

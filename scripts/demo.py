@@ -93,6 +93,7 @@ def main():
         c = subprocess.run([CTL, "--gateway", name, "instance", "gw-b", "maintenance"], capture_output=True, text=True)
         print(f"demo: meshgatectl --gateway {name} instance gw-b maintenance -> {c.stdout.strip() or c.stderr.strip()}")
     rc = mg.wait()
+    shutil.rmtree(f"/var/run/dpdk/{name}", ignore_errors=True)  # the EAL runtime directory of its --file-prefix
     if not have_ctl:
         before = json.load(open(stats))["events"][0]["before"]
     if rc != 0:
