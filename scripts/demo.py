@@ -10,7 +10,7 @@ on DPDK virtual devices (net_pcap), no NIC needed.
 4. Prints per tunnel flows / packets / share before and after, and the share of flows that moved; checks the
    ESP output with an independent decoder (scapy) and the accounting.
 """
-import json, logging, os, subprocess, sys, tempfile, time, tomllib
+import json, logging, os, shutil, subprocess, sys, tempfile, time, tomllib
 
 logging.getLogger("scapy.runtime").setLevel(logging.ERROR)
 from scapy.all import Ether, IP, IPv6, TCP, UDP, Raw, wrpcap, rdpcap, raw  # noqa: E402
