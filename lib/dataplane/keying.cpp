@@ -85,6 +85,16 @@ void Dataplane::Impl::keying_poll() {
                         (info.hard_packets && st.packets >= info.hard_packets);
       const bool soft = (info.soft_bytes && st.bytes >= info.soft_bytes) ||
                         (info.soft_packets && st.packets >= info.soft_packets);
+      if (hard && !info.hard_sent) {
+        // Stopped (a byte limit within one poll of main, ~1 ms): the tunnel is down until the daemon installs the
+        // next outbound SA, so its flows move rather than drop.
+        sa_out[t]->set_seq_end(sa.last_seq());  // the current outbound SA (checked above)
+        {
+          std::lock_guard lk(snap_mu);
+          model.set_keyed(uint32_t(t), false);
+        }
+        publish();
+      }
       if ((hard && !info.hard_sent) || (soft && !info.soft_sent)) {
         mg_keying_expire e{};
         e.spi = sa.spi();
@@ -168,6 +178,8 @@ mg_keying_reply Dataplane::Impl::keying_handle(const keying::Request& r) {
         sodium_memzero(fp_key.data(), fp_key.size());
         if (!ok) return refuse(MG_KEY_E_REFUSED, e);
       }
+      // A hard packet lifetime is exact: the SA's last sequence number (the workers stop there themselves).
+      if (out && m.hard_packets) sa->set_seq_end(sa->last_seq() + std::min<uint64_t>(m.hard_packets, UINT64_MAX - sa->last_seq()));
       IkeSaInfo info;
       info.reqid = m.reqid;
       info.soft_bytes = m.soft_bytes;

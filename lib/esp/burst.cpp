@@ -99,7 +99,7 @@ uint16_t encap_burst(Sa& sa, uint16_t worker, rte_mbuf* pkts[], uint16_t n) noex
     // One reservation per chunk: any number of workers can share this SA without repeating a number. It stops
     // at the limit control has made durable and at the last number of the space; a fetch-add could pass both
     // (and wrap a 64-bit counter to 0).
-    const uint64_t end = rt.esn ? UINT64_MAX : 0xffffffffull;
+    const uint64_t end = sa.end_.load(std::memory_order_relaxed);  // 2^32 - 1, 2^64 - 1, or a hard lifetime
     uint64_t cur = sa.seq_.load(std::memory_order_relaxed), got = 0, space_left = 0;
     while (valid) {
       const uint64_t lim = std::min(sa.limit_.load(std::memory_order_acquire), end);

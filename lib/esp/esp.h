@@ -190,6 +190,11 @@ class Sa {
   // Without a call there is no limit.
   void set_seq_limit(uint64_t limit) noexcept { limit_.store(limit, std::memory_order_release); }
   uint64_t seq_limit() const noexcept { return limit_.load(std::memory_order_relaxed); }
+  // Outbound: the last number this SA may ever use, below the end of its space (a hard packet lifetime from the
+  // keying daemon): past it, packets drop as kOutSeqOverflow and needs_rekey() is set, exactly as at 2^32 - 1.
+  // It can only come down.
+  void set_seq_end(uint64_t last) noexcept;
+  uint64_t seq_end() const noexcept { return end_.load(std::memory_order_relaxed); }
   // Inbound: the replay window (any number of workers may decap this SA at once).
   const ReplayWindow& replay() const noexcept { return replay_; }
   // Inbound, control side, while no worker can reach either SA: carry the window of the SA this one replaces
@@ -208,6 +213,7 @@ class Sa {
   SaRuntime rt_;
   alignas(64) std::atomic<uint64_t> seq_{0};
   std::atomic<uint64_t> limit_{UINT64_MAX};
+  std::atomic<uint64_t> end_{UINT64_MAX};  // set from the ESN flag at creation
   std::atomic<bool> needs_rekey_{false};
   alignas(64) ReplayWindow replay_;
   SaCounters* counters_ = nullptr;

@@ -125,6 +125,7 @@ std::unique_ptr<Sa> Sa::create(SaConfig& cfg, Direction dir, uint16_t max_worker
   rt.spi = cfg.spi;
   rt.user_id = cfg.user_id;
   rt.esn = cfg.esn ? 1 : 0;
+  sa->end_.store(cfg.esn ? UINT64_MAX : 0xffffffffull, std::memory_order_relaxed);
   rt.dscp_copy = cfg.dscp_policy == DscpPolicy::kCopy ? 1 : 0;
   rt.df = uint8_t(cfg.df);
   if (dir == Direction::kOutbound) {
@@ -165,6 +166,12 @@ bool Sa::resume_after(uint64_t seq) noexcept {
     if (seq_.compare_exchange_weak(cur, seq, std::memory_order_relaxed)) return true;
   }
   return cur == seq;
+}
+
+void Sa::set_seq_end(uint64_t last) noexcept {
+  uint64_t cur = end_.load(std::memory_order_relaxed);
+  while (last < cur && !end_.compare_exchange_weak(cur, last, std::memory_order_relaxed)) {
+  }
 }
 
 bool Sa::adopt_replay(const Sa& old) { return replay_.assign(old.replay_); }

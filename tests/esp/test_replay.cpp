@@ -340,6 +340,29 @@ TEST(Sequence, EsnLastNumberFromTheStart) {
   rte_pktmbuf_free(m);
 }
 
+// A hard packet lifetime from the keying daemon (issue 11): exactly `n` packets, then the SA stops and asks for a
+// rekey, like at the end of its number space; the end never goes up again.
+TEST(Sequence, HardLifetimeEndsTheSaExactly) {
+  MbufGuard guard;
+  SaParams p;
+  auto out = make_sa(p, mg::esp::Direction::kOutbound);
+  out->set_seq_end(5);
+  out->set_seq_end(1000);  // ignored: an end only comes down
+  EXPECT_EQ(out->seq_end(), 5u);
+  rte_mbuf* m[4];
+  for (auto& x : m) x = make_mbuf(udp_packet(4, 30));
+  ASSERT_EQ(mg::esp::encap_burst(*out, 0, m, 4), 4);
+  EXPECT_FALSE(out->needs_rekey());
+  free_all(m, 4);
+  for (auto& x : m) x = make_mbuf(udp_packet(4, 30));
+  ASSERT_EQ(mg::esp::encap_burst(*out, 1, m, 4), 1);  // number 5 goes, the other three would pass the end
+  EXPECT_EQ(mg::net::load_be32(&mbuf_bytes(m[0])[24]), 5u);
+  EXPECT_EQ(drops(*out, Drop::kOutSeqOverflow), 3u);
+  EXPECT_TRUE(out->needs_rekey());
+  EXPECT_EQ(out->last_seq(), 5u);
+  free_all(m, 4);
+}
+
 // Numbers past the durably reserved limit are held back (counted, no rekey) until control raises it.
 TEST(Sequence, LimitHoldsBackUnreservedNumbers) {
   MbufGuard guard;

@@ -6,11 +6,12 @@ tests/keying/keyclient.py in the keying daemon's role; scapy is the oracle for e
   KeyingTest   while paced inside traffic runs: bad requests first (garbage, wrong version, SPI 0, wrong key length,
                unknown tunnel, a static tunnel's selector, padding), each refused with a reason and nothing changed;
                then GET_SPI, ADD_SA inbound (a fixed SPI, so ESP made beforehand can arrive), ADD_SA outbound #1, a
-               duplicate refused, QUERY_SA; then a rekey (ADD_SA outbound #2, DEL_SA #1), QUERY, and DEL_SA #2.
+               duplicate refused, QUERY_SA; then a rekey (ADD_SA outbound #2 with packet lifetimes soft 200, hard
+               1200; DEL_SA #1), EXPIRE soft then hard, QUERY, and DEL_SA #2.
   Checked:     before the first outbound SA nothing leaves (no_tunnel); every ESP frame decrypts (scapy) under the
                key of its SPI, #1's frames all precede #2's (make-before-break: no packet under #1 after the
                switch), each SA's sequence numbers are 1, 2, 3, ... with no gap or repeat (a fresh key starts at 1),
-               nothing leaves after #2 is deleted; inbound ESP under the installed SA is decrypted to exactly its
+               #2 sends exactly 1200 (its hard lifetime) and the tunnel is then down; inbound ESP under the installed SA is decrypted to exactly its
                inner packet, earlier frames are counted as unknown SPI; QUERY's counts match; inside_rx = packets
                sent + drops; clean exit, no mbuf left, the socket file gone at exit.
 Run: /usr/bin/python3 tests/keying/test_keying_gw.py --meshgate build/apps/meshgate/meshgate \
@@ -37,6 +38,7 @@ from scapy.layers.ipsec import ESP, SecurityAssociation  # noqa: E402
 TOTAL = 9000       # inside packets, paced at op.PPS
 IN_SPI = 0x5000    # inbound SPI the test chooses (a daemon may, GET_SPI is an offer)
 IN_FRAMES = 2000   # inbound ESP frames under IN_SPI, paced at 400/s
+SOFT2, HARD2 = 200, 1200   # packet lifetimes of the second outbound SA
 
 
 def scapy_sa(spi, key, src, dst):
@@ -120,11 +122,17 @@ class KeyingTest(op.OperatorCase):
             R["add_out1_dup"] = c.add_sa(cls.sel, 0x7001, kc.OUT, os.urandom(20))
             mg.wait_rx(4000)
             R["query1"] = c.query_sa(0x7001, kc.OUT)
-            R["add_out2"] = c.add_sa(cls.sel, 0x7002, kc.OUT, cls.key2, reqid=8)
+            R["add_out2"] = c.add_sa(cls.sel, 0x7002, kc.OUT, cls.key2, reqid=8, soft_packets=SOFT2,
+                                     hard_packets=HARD2)
             cls.marks["switched"] = mg.rx()
             R["del_out1"] = c.del_sa(0x7001, kc.OUT)
             R["query1_gone"] = c.query_sa(0x7001, kc.OUT)
             mg.wait_rx(6500)
+            t_end = time.monotonic() + 30   # the hard lifetime: EXPIREs arrive unsolicited
+            while len(c.expires) < 2 and time.monotonic() < t_end:
+                c.query_sa(0x7002, kc.OUT)
+                time.sleep(0.05)
+            cls.expires = list(c.expires)
             R["query2"] = c.query_sa(0x7002, kc.OUT)
             R["query_in"] = c.query_sa(IN_SPI, kc.IN)
             R["del_out2"] = c.del_sa(0x7002, kc.OUT)
@@ -203,8 +211,11 @@ class KeyingTest(op.OperatorCase):
         # QUERY_SA agrees with the wire (#1's count was taken while it ran: at most what it sent in all).
         self.assertLessEqual(self.replies["query1"].packets, len(by[0x7001]))
         self.assertGreater(self.replies["query1"].packets, 0)
-        self.assertLessEqual(self.replies["query2"].packets, len(by[0x7002]))
-        self.assertEqual(self.replies["query2"].seqno, self.replies["query2"].packets)
+        # The hard packet lifetime is exact: #2 sent HARD2 packets, numbered 1..HARD2, then stopped; EXPIRE soft, then
+        # hard, reached the daemon with #2's SPI and reqid.
+        self.assertEqual(len(by[0x7002]), HARD2)
+        self.assertEqual((self.replies["query2"].packets, self.replies["query2"].seqno), (HARD2, HARD2))
+        self.assertEqual(self.expires, [(0x7002, 8, 0), (0x7002, 8, 1)])
 
     def test_nothing_after_the_last_delete_and_accounting(self):
         st = self.mg.stats
@@ -215,7 +226,7 @@ class KeyingTest(op.OperatorCase):
         self.assertEqual(t["a-1"]["packets_out"] + t["a-1"]["probes_out"], sent)
         self.assertEqual(sum(x["packets_out"] for n, x in t.items() if n != "a-1"), 0)
         dr = st["drops"]
-        self.assertGreater(dr["no_tunnel"], 1000, "before the first and after the last outbound SA")
+        self.assertGreater(dr["no_tunnel"], 1000, "before the first SA, and once #2 ended (the tunnel is down)")
         self.assertEqual(st["inside_rx"], sum(x["packets_out"] for x in t.values()) + sum(dr.values())
                          + sum(sum(x["esp_drops"].values()) for x in t.values() if x["esp_drops"]), (st["inside_rx"], dr))
         after = self.marks["deleted"]
