@@ -213,6 +213,16 @@ struct TunnelStats : TunnelWorkerCounters, TunnelOtherCounters {
   uint32_t penalty = 0;
   // MTU (DESIGN.md "MTU and fragments"): the tunnel's link MTU, the inner path MTU, the MSS clamps (0: off).
   uint32_t mtu = 0, path_mtu = 0, mss_clamp_v4 = 0, mss_clamp_v6 = 0;
+  // Keys: "static" (the file) or "ike" (the keying interface), and every SA the tunnel has now.
+  bool ike = false;
+  struct SaView {
+    bool outbound = false;
+    uint32_t spi = 0;
+    const char* state = "active";  // active | replaced (outbound, a newer one took over, not yet deleted) | ended
+    uint64_t packets = 0, bytes = 0;
+    uint64_t seq = 0;              // outbound: last number used; inbound: highest accepted
+  };
+  std::vector<SaView> sas;
 };
 
 struct Stats : WorkerCounters, GatewayOtherCounters {

@@ -29,6 +29,19 @@ Stats Dataplane::Impl::collect() const {
       ts.effective = model.effective(t);
       ts.weight = model.weight(t);
       ts.effective_weight = model.effective_weight(t);
+      ts.ike = ct.ike;
+      for_each_sa(t, [&](const esp::Sa& sa, bool out) {
+        const esp::SaStats st = sa.stats();
+        TunnelStats::SaView v;
+        v.outbound = out;
+        v.spi = sa.spi();
+        v.packets = st.packets;
+        v.bytes = st.bytes;
+        v.seq = out ? sa.last_seq() : sa.replay().top();
+        if (out && &sa != sa_out[t].get()) v.state = "replaced";
+        else if (out && sa.needs_rekey()) v.state = "ended";
+        ts.sas.push_back(v);
+      });
       if (t < tunnel_mtu.size()) {
         ts.mtu = tunnel_mtu[t].link;
         ts.path_mtu = tunnel_mtu[t].path;
@@ -168,6 +181,12 @@ nlohmann::json to_json(const Stats& s) {
     e["esp_drops"] = ed;  // the table's esp_drops, by reason (scripts read it so): its values sum to it
     e["mtu"] = {{"link", t.mtu}, {"path", t.path_mtu}, {"mss_clamp_v4", t.mss_clamp_v4},
                 {"mss_clamp_v6", t.mss_clamp_v6}};
+    e["keying"] = t.ike ? "ike" : "static";
+    nlohmann::json sas = nlohmann::json::array();
+    for (const auto& v : t.sas)
+      sas.push_back({{"direction", v.outbound ? "out" : "in"}, {"spi", v.spi}, {"state", v.state},
+                     {"packets", v.packets}, {"bytes", v.bytes}, {"seq", v.seq}});
+    e["sas"] = sas;
     if (t.live_enabled) {
       e["liveness"] = {{"state", to_string(t.live)}, {"last_proof_ms_ago", t.last_proof_ms_ago},
                        {"flaps", t.flaps}, {"suppressions", t.suppressions}, {"penalty", t.penalty},

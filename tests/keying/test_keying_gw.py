@@ -229,6 +229,10 @@ class KeyingTest(op.OperatorCase):
         self.assertGreater(dr["no_tunnel"], 1000, "before the first SA, and once #2 ended (the tunnel is down)")
         self.assertEqual(st["inside_rx"], sum(x["packets_out"] for x in t.values()) + sum(dr.values())
                          + sum(sum(x["esp_drops"].values()) for x in t.values() if x["esp_drops"]), (st["inside_rx"], dr))
+        # The stats show the keying and the SAs left: the inbound one (never deleted), no outbound.
+        self.assertEqual((t["a-1"]["keying"], t["b-1"]["keying"]), ("ike", "static"))
+        self.assertEqual([(x["direction"], x["spi"]) for x in t["a-1"]["sas"]], [("in", IN_SPI)])
+        self.assertEqual(sorted(x["direction"] for x in t["b-1"]["sas"]), ["in", "out"])
         after = self.marks["deleted"]
         self.assertLess(after + op.SLACK, TOTAL, "the trace ended before the last delete")
         self.assertFalse(os.path.exists(self.sock), "the keying socket outlived meshgate")
