@@ -156,10 +156,10 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1u, 3600000u));
 
   std::string show_what;
-  auto* show_cmd = app.add_subcommand("show", "show gateway|instances|tunnels|flows|counters|errors");
+  auto* show_cmd = app.add_subcommand("show", "show gateway|instances|tunnels|sa|flows|counters|errors");
   show_cmd->add_option("what", show_what)
       ->required()
-      ->check(CLI::IsMember({"gateway", "instances", "tunnels", "flows", "counters", "errors"}));
+      ->check(CLI::IsMember({"gateway", "instances", "tunnels", "sa", "flows", "counters", "errors"}));
 
   std::string tun, tun_action, tun_value;
   double tun_deadline = 0;

@@ -305,6 +305,34 @@ void show(const c::Block& b, const Options& o, const std::string& what) {
       t.row(row);
     }
     t.print();
+  } else if (what == "sa") {
+    static const char* states[] = {"active", "replaced", "ended"};
+    auto state = [](uint32_t f) { return (f >> 8) < 3 ? states[f >> 8] : "?"; };
+    if (o.json) {
+      json j = json::array();
+      for (uint32_t i = 0; i < s.tunnels.size(); ++i) {
+        const auto& r = s.tunnels[i];
+        for (uint32_t k = 0; k < std::min(r.n_sas, c::kMaxSaRows); ++k) {
+          const c::SaRow& a = r.sas[k];
+          j.push_back({{"tunnel", FIELD(r.name)}, {"keying", r.keying ? "ike" : "static"},
+                       {"direction", a.flags & 1 ? "out" : "in"}, {"spi", a.spi}, {"state", state(a.flags)},
+                       {"packets", a.packets}, {"bytes", a.bytes}, {"seq", a.seq}});
+        }
+      }
+      fmt::print("{}\n", j.dump(2));
+      return;
+    }
+    Table t({"TUNNEL", "KEYING", "DIR", "SPI", "STATE", "PACKETS", "BYTES", "SEQ"});
+    for (uint32_t i = 0; i < s.tunnels.size(); ++i) {
+      const auto& r = s.tunnels[i];
+      if (r.n_sas == 0) t.row({FIELD(r.name), r.keying ? "ike" : "static", "-", "-", "no SA", "-", "-", "-"});
+      for (uint32_t k = 0; k < std::min(r.n_sas, c::kMaxSaRows); ++k) {
+        const c::SaRow& a = r.sas[k];
+        t.row({FIELD(r.name), r.keying ? "ike" : "static", a.flags & 1 ? "out" : "in", fmt::format("{:#010x}", a.spi),
+               state(a.flags), num(a.packets), num(a.bytes), num(a.seq)});
+      }
+    }
+    t.print();
   } else if (what == "flows") {
     if (o.json) {
       json tj = json::array();

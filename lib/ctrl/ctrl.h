@@ -35,7 +35,7 @@
 namespace mg::ctrl {
 
 inline constexpr uint64_t kMagic = 0x6d65736867617465ull;  // "meshgate"
-inline constexpr uint32_t kLayoutVersion = 2;  // 2: counters by name, doorbell
+inline constexpr uint32_t kLayoutVersion = 3;  // 2: counters by name, doorbell; 3: SAs per tunnel
 inline constexpr uint32_t kRingSlots = 64;      // power of two
 inline constexpr uint32_t kReplySlots = 64;
 inline constexpr uint32_t kMaxTunnels = mg::kMaxTunnels;      // net/limits.h: the product's limits
@@ -148,6 +148,16 @@ struct InstanceInfo {
   uint32_t resets;
 };
 
+// One SA of a tunnel (meshgatectl show sa). flags: bit 0 outbound; bits 8..15 state (0 active, 1 replaced by a
+// newer outbound SA and not yet deleted, 2 ended: its sequence numbers or hard lifetime ran out).
+inline constexpr uint32_t kMaxSaRows = 4;
+struct SaRow {
+  uint32_t spi;
+  uint32_t flags;
+  uint64_t packets, bytes;
+  uint64_t seq;                  // outbound: last number used; inbound: highest accepted
+};
+
 struct TunnelInfo {
   char name[kNameLen];
   char instance[kNameLen];
@@ -163,6 +173,9 @@ struct TunnelInfo {
   uint32_t reserved;             // 0
   int64_t last_proof_ms_ago;     // -1: no authenticated inbound packet yet
   uint64_t last_seq_out;
+  uint32_t keying;               // 0 static keys (the file), 1 IKE (the keying interface)
+  uint32_t n_sas;                // rows used in sas; more SAs than kMaxSaRows: the first ones
+  SaRow sas[kMaxSaRows];
   uint64_t counters[kMaxCounters];  // names in GatewayInfo::tunnel_counter_names
 };
 

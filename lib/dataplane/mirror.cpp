@@ -73,6 +73,17 @@ void Dataplane::Impl::refresh_mirror() {
       r.last_seq_out = sa_out[t] ? sa_out[t]->last_seq() : 0;
     }
     for (size_t k = 0; k < std::size(kTunnelCounters); ++k) r.counters[k] = ts.*kTunnelCounters[k].member;
+    r.keying = ts.ike ? 1 : 0;
+    for (const auto& v : ts.sas) {
+      if (r.n_sas == ctrl::kMaxSaRows) break;
+      ctrl::SaRow& row = r.sas[r.n_sas++];
+      row.spi = v.spi;
+      const uint32_t st = std::string_view(v.state) == "replaced" ? 1 : std::string_view(v.state) == "ended" ? 2 : 0;
+      row.flags = (v.outbound ? 1u : 0u) | st << 8;
+      row.packets = v.packets;
+      row.bytes = v.bytes;
+      row.seq = v.seq;
+    }
     r.liveness = liveness_wire(ts.live_enabled, ts.live);
     if (ts.live_enabled) {
       r.liveness_penalty = ts.penalty;

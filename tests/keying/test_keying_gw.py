@@ -8,7 +8,8 @@ tests/keying/keyclient.py in the keying daemon's role; scapy is the oracle for e
                then GET_SPI, ADD_SA inbound (a fixed SPI, so ESP made beforehand can arrive), ADD_SA outbound #1, a
                duplicate refused, QUERY_SA; then a rekey (ADD_SA outbound #2 with packet lifetimes soft 200, hard
                1200; DEL_SA #1), EXPIRE soft then hard, QUERY, and DEL_SA #2.
-  Checked:     before the first outbound SA nothing leaves (no_tunnel); every ESP frame decrypts (scapy) under the
+  Checked:     `meshgatectl show sa` between the two outbound SAs shows the inbound one, #1 replaced, #2 active;
+               before the first outbound SA nothing leaves (no_tunnel); every ESP frame decrypts (scapy) under the
                key of its SPI, #1's frames all precede #2's (make-before-break: no packet under #1 after the
                switch), each SA's sequence numbers are 1, 2, 3, ... with no gap or repeat (a fresh key starts at 1),
                #2 sends exactly 1200 (its hard lifetime) and the tunnel is then down; inbound ESP under the installed SA is decrypted to exactly its
@@ -83,6 +84,7 @@ class KeyingTest(op.OperatorCase):
             a_rx.append(bytes.fromhex("027063617001" + t.dev_mac.replace(":", "")) + b"\x08\x00" + raw(esp))
         cls.replies = {}
         cls.marks = {}   # inside_rx read right after a step
+        cls.shown_sa = None
         cls.sel = kc.sel(cls.inst_ip, cls.dev_ip)
 
         def scenario(mg):
@@ -125,6 +127,12 @@ class KeyingTest(op.OperatorCase):
             R["add_out2"] = c.add_sa(cls.sel, 0x7002, kc.OUT, cls.key2, reqid=8, soft_packets=SOFT2,
                                      hard_packets=HARD2)
             cls.marks["switched"] = mg.rx()
+            t_end = time.monotonic() + 10   # the mirror is refreshed every 100 ms
+            while time.monotonic() < t_end:
+                cls.shown_sa = [x for x in mg.show("sa") if x["tunnel"] == "a-1"]
+                if len(cls.shown_sa) == 3:
+                    break
+                time.sleep(0.05)
             R["del_out1"] = c.del_sa(0x7001, kc.OUT)
             R["query1_gone"] = c.query_sa(0x7001, kc.OUT)
             mg.wait_rx(6500)
@@ -183,6 +191,11 @@ class KeyingTest(op.OperatorCase):
         # Nothing went out before the first outbound SA, whatever the bad requests said.
         first = self.marks["out1"]
         self.assertGreater(first, 1000)
+
+    def test_show_sa_during_the_rekey(self):
+        rows = sorted((x["direction"], x["spi"], x["state"], x["keying"]) for x in self.shown_sa or [])
+        self.assertEqual(rows, [("in", IN_SPI, "active", "ike"), ("out", 0x7001, "replaced", "ike"),
+                                ("out", 0x7002, "active", "ike")], self.shown_sa)
 
     def test_installs_accepted(self):
         R = self.replies
