@@ -54,9 +54,8 @@ bool Dataplane::Impl::keying_open(std::string* err) {
   ike_out_old.resize(gw.tunnels.size());
   const bool any = std::any_of(gw.tunnels.begin(), gw.tunnels.end(), [](const config::Tunnel& t) { return t.ike; });
   if (!any && gw.keying_socket.empty()) return true;
-  const std::string path = !gw.keying_socket.empty()
-                               ? gw.keying_socket
-                               : "/run/meshgate/" + (opt.control_name.empty() ? gw.name : opt.control_name) + ".keying";
+  // The default is the plugin's default (ike/kernel-meshgate): one gateway per host needs no setting on either side.
+  const std::string path = !gw.keying_socket.empty() ? gw.keying_socket : std::string("/run/meshgate/keying.sock");
   keying = std::make_unique<keying::Server>();
   if (!keying->open(path, err)) return false;
   if (!opt.quiet) fmt::print("meshgate: keying socket {}\n", path);

@@ -1052,7 +1052,24 @@ TEST_F(Shipped, EveryGatewayFileIsChecked) {
     std::vector<Error> errs;
     EXPECT_TRUE(load_gateway(e.path().string(), &errs).has_value()) << all(errs);
   }
-  EXPECT_EQ(n, 4u) << "configs/ has a new or removed gateway file: update GatewayFilesLoadAndMatchTheirPmdConfig";
+  EXPECT_EQ(n, 5u) << "configs/ has a new or removed gateway file: update GatewayFilesLoadAndMatchTheirPmdConfig";
+}
+
+// The IKE example: the dual design, every tunnel keyed at run time, each with its own if_id, no key in the file.
+TEST_F(Shipped, IkeExampleHasNoKeys) {
+  std::vector<Error> errs;
+  const auto g = load_gateway(root + "/configs/gateway-ike.toml", &errs);
+  ASSERT_TRUE(g.has_value()) << all(errs);
+  ASSERT_EQ(g->tunnels.size(), 4u);
+  for (size_t i = 0; i < 4; ++i) {
+    EXPECT_TRUE(g->tunnels[i].ike);
+    EXPECT_EQ(g->tunnels[i].if_id, i + 1);
+    EXPECT_TRUE(g->tunnels[i].out.keymat.bytes().empty() && g->tunnels[i].in.keymat.bytes().empty());
+  }
+  EXPECT_EQ(g->keying_socket, "/run/meshgate/keying.sock");
+  const auto p = load_pmd(g->pmd_config, &errs);
+  ASSERT_TRUE(p.has_value()) << all(errs);
+  EXPECT_TRUE(cross_check(*g, *p, &errs)) << all(errs);
 }
 
 TEST_F(Shipped, DualKeepsLivenessOff) {
