@@ -150,8 +150,11 @@ mg_keying_reply Dataplane::Impl::keying_handle(const keying::Request& r) {
       const bool out = m.dir == MG_KEY_DIR_OUT;
       bool dup = false;
       const uint16_t port = instance_port[ct.instance];
+      // Inbound: unique on the port (what decap looks up). Outbound: unique over the gateway, because DEL_SA and
+      // QUERY_SA name an SA by (direction, SPI) only; two devices choosing the same SPI is refused (the daemon
+      // negotiates again) rather than left ambiguous.
       for (size_t u = 0; u < gw.tunnels.size(); ++u) {
-        if (out ? u != t : instance_port[gw.tunnels[u].instance] != port) continue;
+        if (!out && instance_port[gw.tunnels[u].instance] != port) continue;
         for_each_sa(u, [&](const esp::Sa& sa, bool o) { dup |= o == out && sa.spi() == m.spi; });
       }
       if (dup) return refuse(MG_KEY_E_EXISTS, fmt::format("SPI {:#x} is already installed", m.spi));
