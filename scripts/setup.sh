@@ -13,7 +13,7 @@ PKGS=(
   python3-scapy tshark iproute2
   clang libclang-rt-14-dev
   # ike/: charon and its peer for the tests; what scripts/strongswan-src.sh needs to configure strongSwan's source
-  strongswan-charon strongswan-swanctl libcharon-extra-plugins
+  strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-standard-plugins
   dpkg-dev libcap-dev libgmp-dev libssl-dev libgcrypt20-dev
 )
 
