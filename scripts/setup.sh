@@ -10,7 +10,7 @@ PKGS=(
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   libfmt-dev libtomlplusplus-dev libcli11-dev nlohmann-json3-dev
   libpcap-dev libxxhash-dev
-  python3-scapy tshark iproute2
+  python3-scapy tshark iproute2 iputils-ping
   clang libclang-rt-14-dev
   # ike/: charon and its peer for the tests; what scripts/strongswan-src.sh needs to configure strongSwan's source
   strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-standard-plugins

@@ -24,7 +24,7 @@ def need_packages():
                       (PLUGINS + "/libstrongswan-kernel-libipsec.so", "libcharon-extra-plugins"),
                       (PLUGINS + "/libstrongswan-openssl.so", "libstrongswan-standard-plugins"),
                       ("/usr/lib/python3/dist-packages/scapy", "python3-scapy"), ("/usr/bin/unshare", "util-linux"),
-                      ("/usr/bin/nsenter", "util-linux"), ("/usr/sbin/ip", "iproute2")):
+                      ("/usr/bin/nsenter", "util-linux"), ("/usr/sbin/ip", "iproute2"), ("/usr/bin/ping", "iputils-ping")):
         if not os.path.exists(path):
             missing.append(pkg)
     if missing:
@@ -79,7 +79,7 @@ charon {{
       path = {log}
       default = 1
       knl = 2
-      time_format = %s.%f
+      time_format = %T
       flush_line = yes
     }}
   }}
@@ -296,3 +296,36 @@ def start_pair(lab, so, socket_path, gw_delete_delay=5, child_extra=""):
     dev.load()
     gw.load()
     return dev, gw
+
+
+def capture_esp(lab, ping_src, ping_dst, count=3, timeout=20):
+    """ESP-in-UDP the device sends toward the gateway while pinging ping_dst from ping_src through its tunnel,
+    captured on the gateway's veth. The gateway has no data plane here, so the pings get no answer."""
+    from scapy.all import rdpcap
+    pcap = os.path.join(lab.dir, "esp-%s.pcap" % ping_src)
+    sniffer = subprocess.Popen(["ip", "netns", "exec", lab.gw_ns, "/usr/bin/python3",
+                                os.path.join(os.path.dirname(os.path.abspath(__file__)), "sniff_esp.py"),
+                                lab.gw_if, str(count), str(timeout), pcap],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        line = sniffer.stdout.readline()
+        if "READY" not in line:
+            raise RuntimeError("sniffer did not start: " + line + sniffer.stdout.read())
+        lab.ns(lab.dev_ns, "ping", "-c", str(count), "-i", "0.2", "-W", "1", "-I", ping_src, ping_dst, check=False)
+        out, _ = sniffer.communicate(timeout=timeout + 10)
+    finally:
+        if sniffer.poll() is None:
+            sniffer.kill()
+            sniffer.wait()
+    assert os.path.exists(pcap), "no capture: " + out
+    return list(rdpcap(pcap))
+
+
+def decrypt(pkts, spi, cipher, key, outer_src, outer_dst):
+    """The inner packets of pkts under (spi, key), decrypted by scapy, an implementation independent of charon
+    and of the plugin. Raises if one does not authenticate."""
+    from scapy.all import IP, UDP
+    from scapy.layers.ipsec import ESP, SecurityAssociation
+    sa = SecurityAssociation(ESP, spi=spi, crypt_algo=cipher, crypt_key=key,
+                             tunnel_header=IP(src=outer_src, dst=outer_dst), nat_t_header=UDP(sport=4500, dport=4500))
+    return [sa.decrypt(IP(bytes(p[IP]))) for p in pkts]
