@@ -3,6 +3,7 @@
 private mount namespace with its own /run, so pid file and vici socket are its own), swanctl run inside them.
 
 Every test makes its own lab and removes it (namespaces, processes, files) on the way out, failure or not."""
+import contextlib
 import os
 import re
 import shutil
@@ -331,3 +332,30 @@ def decrypt(pkts, spi, cipher, key, outer_src, outer_dst):
     sa = SecurityAssociation(ESP, spi=spi, crypt_algo=cipher, crypt_key=key,
                              tunnel_header=IP(src=outer_src, dst=outer_dst), nat_t_header=UDP(sport=4500, dport=4500))
     return [sa.decrypt(IP(bytes(p[IP]))) for p in pkts]
+
+
+@contextlib.contextmanager
+def gateway_lab(gw_delete_delay=5):
+    """A lab with the device and the gateway up, the recorder on the gateway's keying socket."""
+    from recorder import Recorder
+    need_packages()
+    so = plugin_path()
+    with Lab() as lab:
+        rec = Recorder(os.path.join(lab.dir, "keying.sock"))
+        rec.start()
+        try:
+            dev, gw = start_pair(lab, so, rec.path, gw_delete_delay=gw_delete_delay)
+            yield lab, rec, dev, gw
+        finally:
+            rec.stop()
+
+
+def initiate(dev, rec, child):
+    """The device brings up child; returns the recorded messages from GET_SPI to the outbound ADD_SA."""
+    since = rec.count()
+    dev.swanctl("--initiate", "--child", child, "--timeout", "30", timeout=40)
+
+    def pair(ms):
+        tail = [m for m in ms[since:] if m["type"] in ("GET_SPI", "ADD_SA")]
+        return tail if len([m for m in tail if m["type"] == "ADD_SA"]) >= 2 else None
+    return rec.wait(pair, 10, "GET_SPI and two ADD_SA for " + child)

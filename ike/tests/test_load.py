@@ -8,32 +8,23 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ikelab  # noqa: E402
-from recorder import Recorder  # noqa: E402
 
 
 def main():
-    ikelab.need_packages()
-    so = ikelab.plugin_path()
-    with ikelab.Lab() as lab:
-        rec = Recorder(os.path.join(lab.dir, "keying.sock"))
-        rec.start()
-        try:
-            _, gw = ikelab.start_pair(lab, so, rec.path)
-            stats = gw.swanctl("--stats").stdout
-            m = re.search(r"loaded plugins: (.*)", stats)
-            assert m, stats
-            plugins = m.group(1).split()
-            assert "kernel-meshgate" in plugins, plugins
-            assert plugins.index("kernel-meshgate") < plugins.index("kernel-netlink"), plugins
-            rec.wait(lambda ms: [x for x in ms if x["type"] == "HELLO"], 10, "HELLO from the plugin")
-            hello = rec.of("HELLO")[0]
-            assert hello["magic_ok"] and hello["len_ok"], hello
-            log = gw.log_text()
-            assert "kernel-meshgate: connected to meshgate gateway 'recorder'" in log, log[-2000:]
-            assert gw.alive()
-            print("loaded plugins: " + " ".join(plugins))
-        finally:
-            rec.stop()
+    with ikelab.gateway_lab() as (lab, rec, dev, gw):
+        stats = gw.swanctl("--stats").stdout
+        m = re.search(r"loaded plugins: (.*)", stats)
+        assert m, stats
+        plugins = m.group(1).split()
+        assert "kernel-meshgate" in plugins, plugins
+        assert plugins.index("kernel-meshgate") < plugins.index("kernel-netlink"), plugins
+        rec.wait(lambda ms: [x for x in ms if x["type"] == "HELLO"], 10, "HELLO from the plugin")
+        hello = rec.of("HELLO")[0]
+        assert hello["magic_ok"] and hello["len_ok"], hello
+        log = gw.log_text()
+        assert "kernel-meshgate: connected to meshgate gateway 'recorder'" in log, log[-2000:]
+        assert gw.alive()
+        print("loaded plugins: " + " ".join(plugins))
     print("1 passed, 0 failed")
 
 

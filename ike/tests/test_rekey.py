@@ -9,15 +9,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ikelab  # noqa: E402
-from recorder import DIR_IN, DIR_OUT, Recorder  # noqa: E402
+from recorder import DIR_IN, DIR_OUT  # noqa: E402
 
 DELETE_DELAY = 2  # the gateway charon's delete_rekeyed_delay, seconds
-
-
-def current(rec):
-    """The newest inbound and outbound ADD_SA."""
-    adds = rec.of("ADD_SA")
-    return [m for m in adds if m["dir"] == DIR_IN][-1], [m for m in adds if m["dir"] == DIR_OUT][-1]
 
 
 def find(msgs, typ, dir_, spi):
@@ -59,60 +53,51 @@ def check_rekey(rec, dev, since, old_in, old_out, what, timeout=20):
 
 
 def main():
-    ikelab.need_packages()
-    so = ikelab.plugin_path()
     lines = []
-    with ikelab.Lab() as lab:
-        rec = Recorder(os.path.join(lab.dir, "keying.sock"))
-        rec.start()
-        try:
-            dev, gw = ikelab.start_pair(lab, so, rec.path, gw_delete_delay=DELETE_DELAY)
-            dev.swanctl("--initiate", "--child", "gcm", "--timeout", "30", timeout=40)
-            rec.wait(lambda ms: len([m for m in ms if m["type"] == "ADD_SA"]) >= 2, 10, "the first SA pair")
-            old_in, old_out = current(rec)
+    with ikelab.gateway_lab(gw_delete_delay=DELETE_DELAY) as (lab, rec, dev, gw):
+        _, old_in, old_out = ikelab.initiate(dev, rec, "gcm")
 
-            # 1. the device rekeys (the gateway answers)
-            since, t0 = rec.count(), time.monotonic()
-            dev.swanctl("--rekey", "--child", "gcm")
-            new_in, new_out, t_out, held = check_rekey(rec, dev, since, old_in, old_out, "swanctl --rekey on the device")
-            lines.append("device-initiated rekey: new outbound SA installed %.0f ms after swanctl --rekey, old "
-                         "inbound kept %.1f s" % ((t_out - t0) * 1000, held))
+        # 1. the device rekeys (the gateway answers)
+        since, t0 = rec.count(), time.monotonic()
+        dev.swanctl("--rekey", "--child", "gcm")
+        new_in, new_out, t_out, held = check_rekey(rec, dev, since, old_in, old_out, "swanctl --rekey on the device")
+        lines.append("device-initiated rekey: new outbound SA installed %.0f ms after swanctl --rekey, old "
+                     "inbound kept %.1f s" % ((t_out - t0) * 1000, held))
 
-            # 2. an EXPIRE for an SA charon does not know changes nothing
-            since = rec.count()
-            rec.send_expire(0x12345678, new_out["reqid"], hard=False)
-            ikelab.wait_for(lambda: "meshgate expired outbound SA 12345678" in gw.log_text(), 10,
-                            "the gateway to log the unknown EXPIRE")
-            time.sleep(1)
-            assert not rec.of("ADD_SA", since), "an EXPIRE of an unknown SA started a rekey"
+        # 2. an EXPIRE for an SA charon does not know changes nothing
+        since = rec.count()
+        rec.send_expire(0x12345678, new_out["reqid"], hard=False)
+        ikelab.wait_for(lambda: "meshgate expired outbound SA 12345678 (reqid %u), unknown to charon" % new_out["reqid"]
+                        in gw.log_text(), 10,
+                        "the gateway to log the unknown EXPIRE")
+        time.sleep(1)
+        assert not rec.of("ADD_SA", since), "an EXPIRE of an unknown SA started a rekey"
 
-            # 3. meshgate's soft EXPIRE: the gateway's charon rekeys
-            since, t0 = rec.count(), time.monotonic()
-            rec.send_expire(new_out["spi"], new_out["reqid"], hard=False)
-            r_in, r_out, t_out, held = check_rekey(rec, dev, since, new_in, new_out, "a soft EXPIRE")
-            assert "creating rekey job for CHILD_SA ESP/0x%08x/%s" % (new_out["spi"], lab.DEV_OUTER) in gw.log_text()
-            lines.append("EXPIRE-initiated rekey: new outbound SA installed %.0f ms after the EXPIRE" %
-                         ((t_out - t0) * 1000))
+        # 3. meshgate's soft EXPIRE: the gateway's charon rekeys
+        since, t0 = rec.count(), time.monotonic()
+        rec.send_expire(new_out["spi"], new_out["reqid"], hard=False)
+        r_in, r_out, t_out, held = check_rekey(rec, dev, since, new_in, new_out, "a soft EXPIRE")
+        assert "creating rekey job for CHILD_SA ESP/0x%08x/%s" % (new_out["spi"], lab.DEV_OUTER) in gw.log_text()
+        lines.append("EXPIRE-initiated rekey: new outbound SA installed %.0f ms after the EXPIRE" %
+                     ((t_out - t0) * 1000))
 
-            # 4. a hard EXPIRE: charon closes the CHILD_SA at once (both SAs deleted, no delay) and, as it does
-            #    after any hard expire, establishes a new one: new SPIs, new keys
-            since = rec.count()
-            rec.send_expire(r_out["spi"], r_out["reqid"], hard=True)
-            tail = rec.wait(lambda ms: (lambda t: t if find(t, "DEL_SA", DIR_OUT, r_out["spi"]) is not None and
-                                        find(t, "DEL_SA", DIR_IN, r_in["spi"]) is not None and
-                                        len([m for m in t if m["type"] == "ADD_SA"]) >= 2 else None)(ms[since:]),
-                            15, "deletion and re-creation after a hard EXPIRE")
-            i_del_out, i_del_in = find(tail, "DEL_SA", DIR_OUT, r_out["spi"]), find(tail, "DEL_SA", DIR_IN, r_in["spi"])
-            adds = [i for i, m in enumerate(tail) if m["type"] == "ADD_SA"]
-            assert max(i_del_out, i_del_in) < adds[0], "the expired SAs must be gone before new ones come"
-            h_in, h_out = tail[adds[0]], tail[adds[1]]
-            assert (h_in["dir"], h_out["dir"]) == (DIR_IN, DIR_OUT)
-            assert h_in["key"] not in (r_in["key"], r_out["key"])
-            ikelab.wait_for(lambda: dev.child_spis("gcm") == [(h_out["spi"], h_in["spi"])], 10,
-                            "the device to show the re-created CHILD_SA (has %s)" % dev.child_spis("gcm"))
-            assert gw.alive() and dev.alive()
-        finally:
-            rec.stop()
+        # 4. a hard EXPIRE: charon closes the CHILD_SA at once (both SAs deleted, no delay) and, as it does
+        #    after any hard expire, establishes a new one: new SPIs, new keys
+        since = rec.count()
+        rec.send_expire(r_out["spi"], r_out["reqid"], hard=True)
+        tail = rec.wait(lambda ms: (lambda t: t if find(t, "DEL_SA", DIR_OUT, r_out["spi"]) is not None and
+                                    find(t, "DEL_SA", DIR_IN, r_in["spi"]) is not None and
+                                    len([m for m in t if m["type"] == "ADD_SA"]) >= 2 else None)(ms[since:]),
+                        15, "deletion and re-creation after a hard EXPIRE")
+        i_del_out, i_del_in = find(tail, "DEL_SA", DIR_OUT, r_out["spi"]), find(tail, "DEL_SA", DIR_IN, r_in["spi"])
+        adds = [i for i, m in enumerate(tail) if m["type"] == "ADD_SA"]
+        assert max(i_del_out, i_del_in) < adds[0], "the expired SAs must be gone before new ones come"
+        h_in, h_out = tail[adds[0]], tail[adds[1]]
+        assert (h_in["dir"], h_out["dir"]) == (DIR_IN, DIR_OUT)
+        assert h_in["key"] not in (r_in["key"], r_out["key"])
+        ikelab.wait_for(lambda: dev.child_spis("gcm") == [(h_out["spi"], h_in["spi"])], 10,
+                        "the device to show the re-created CHILD_SA (has %s)" % dev.child_spis("gcm"))
+        assert gw.alive() and dev.alive()
     print("\n".join(lines))
     print("3 passed, 0 failed")
 
