@@ -165,6 +165,22 @@ static bool map_cipher(kernel_ipsec_add_sa_t *data, uint32_t spi, uint8_t *ciphe
   return TRUE;
 }
 
+/* The replay window meshgate takes: 0 (its default) or a power of two from 64 to 65536. The window is the
+ * receiver's own choice (RFC 4303 3.4.3, nothing negotiates it), so charon's is rounded up to one meshgate has;
+ * charon's default is 32. charon's 0 means no replay check, which meshgate never offers: its default then. */
+static uint32_t replay_window(uint32_t charon_window, uint32_t spi) {
+  uint32_t w = 64;
+
+  if (charon_window == 0) {
+    DBG1(DBG_KNL, "kernel-meshgate: SA %.8x: meshgate always checks replay, window left to its default", spi);
+    return 0;
+  }
+  while (w < charon_window && w < 65536) {
+    w <<= 1;
+  }
+  return w;
+}
+
 METHOD(kernel_ipsec_t, add_sa, status_t, private_kernel_meshgate_ipsec_t *this, kernel_ipsec_sa_id_t *id,
        kernel_ipsec_add_sa_t *data) {
   uint32_t spi = ntohl(id->spi);
@@ -193,7 +209,7 @@ METHOD(kernel_ipsec_t, add_sa, status_t, private_kernel_meshgate_ipsec_t *this, 
     sa.sport = id->src->get_port(id->src);
     sa.dport = id->dst->get_port(id->dst);
   }
-  sa.replay_window = data->inbound ? data->replay_window : 0;
+  sa.replay_window = data->inbound ? replay_window(data->replay_window, spi) : 0;
   sa.reqid = data->reqid;
   if (data->lifetime) {
     sa.soft_bytes = data->lifetime->bytes.rekey;
