@@ -4,70 +4,20 @@
 #include <string.h>
 
 #include <daemon.h>
-#include <collections/linked_list.h>
-#include <threading/mutex.h>
 
 #include "kernel_meshgate_conn.h"
+#include "kernel_meshgate_sas.h"
 
 #define DEFAULT_SOCKET "/run/meshgate/keying.sock"
 #define DEFAULT_TIMEOUT_MS 3000
 
 typedef struct private_kernel_meshgate_ipsec_t private_kernel_meshgate_ipsec_t;
 
-/* An SA charon installed, without its key. charon names SAs by (spi, dst) while the keying interface names them
- * by (direction, spi), and meshgate's EXPIRE gives (spi, reqid) where charon wants (spi, dst): this is the map. */
-typedef struct {
-  uint32_t spi; /* host order */
-  uint8_t dir;
-  uint32_t reqid;
-  host_t *src;
-  host_t *dst;
-} known_sa_t;
-
 struct private_kernel_meshgate_ipsec_t {
   kernel_ipsec_t public;
   kernel_meshgate_conn_t *conn;
-  mutex_t *mutex; /* guards sas */
-  linked_list_t *sas;
+  kernel_meshgate_sas_t *sas;
 };
-
-static void known_sa_destroy(known_sa_t *sa) {
-  sa->src->destroy(sa->src);
-  sa->dst->destroy(sa->dst);
-  free(sa);
-}
-
-/* Caller holds the mutex. */
-static known_sa_t *find_sa(private_kernel_meshgate_ipsec_t *this, uint32_t spi, host_t *dst, bool remove) {
-  enumerator_t *enumerator = this->sas->create_enumerator(this->sas);
-  known_sa_t *sa, *found = NULL;
-
-  while (enumerator->enumerate(enumerator, &sa)) {
-    if (sa->spi == spi && sa->dst->ip_equals(sa->dst, dst)) {
-      found = sa;
-      if (remove) {
-        this->sas->remove_at(this->sas, enumerator);
-      }
-      break;
-    }
-  }
-  enumerator->destroy(enumerator);
-  return found;
-}
-
-/* Direction of a known SA, or 0 when charon names one it did not install through us. */
-static uint8_t sa_dir(private_kernel_meshgate_ipsec_t *this, uint32_t spi, host_t *dst) {
-  known_sa_t *sa;
-  uint8_t dir = 0;
-
-  this->mutex->lock(this->mutex);
-  sa = find_sa(this, spi, dst, FALSE);
-  if (sa) {
-    dir = sa->dir;
-  }
-  this->mutex->unlock(this->mutex);
-  return dir;
-}
 
 static bool fill_addr(uint8_t out[16], host_t *host) {
   chunk_t addr = host->get_address(host);
@@ -186,7 +136,6 @@ METHOD(kernel_ipsec_t, add_sa, status_t, private_kernel_meshgate_ipsec_t *this, 
   uint32_t spi = ntohl(id->spi);
   struct mg_keying_sa sa;
   struct mg_keying_reply reply;
-  known_sa_t *known;
   status_t status;
 
   memset(&sa, 0, sizeof(sa));
@@ -224,16 +173,7 @@ METHOD(kernel_ipsec_t, add_sa, status_t, private_kernel_meshgate_ipsec_t *this, 
   if (status != SUCCESS) {
     return status;
   }
-  INIT(known,
-    .spi = spi,
-    .dir = data->inbound ? MG_KEY_DIR_IN : MG_KEY_DIR_OUT,
-    .reqid = data->reqid,
-    .src = id->src->clone(id->src),
-    .dst = id->dst->clone(id->dst),
-  );
-  this->mutex->lock(this->mutex);
-  this->sas->insert_last(this->sas, known);
-  this->mutex->unlock(this->mutex);
+  this->sas->add(this->sas, spi, data->inbound ? MG_KEY_DIR_IN : MG_KEY_DIR_OUT, data->reqid, id->src, id->dst);
   DBG2(DBG_KNL, "kernel-meshgate: installed %s SA %.8x (reqid %u) %H -> %H", data->inbound ? "inbound" : "outbound",
        spi, data->reqid, id->src, id->dst);
   return SUCCESS;
@@ -245,8 +185,7 @@ METHOD(kernel_ipsec_t, update_sa, status_t, private_kernel_meshgate_ipsec_t *thi
   struct mg_keying_update up;
   struct mg_keying_reply reply;
   struct mg_keying_sel sel;
-  known_sa_t *known;
-  uint8_t dir = sa_dir(this, spi, id->dst);
+  uint8_t dir = this->sas->dir(this->sas, spi, id->dst);
   status_t status;
 
   if (!dir) {
@@ -271,25 +210,14 @@ METHOD(kernel_ipsec_t, update_sa, status_t, private_kernel_meshgate_ipsec_t *thi
   if (status != SUCCESS) {
     return status;
   }
-  this->mutex->lock(this->mutex);
-  known = find_sa(this, spi, id->dst, FALSE);
-  if (known) {
-    known->src->destroy(known->src);
-    known->dst->destroy(known->dst);
-    known->src = data->new_src->clone(data->new_src);
-    known->dst = data->new_dst->clone(data->new_dst);
-    if (data->new_reqid) {
-      known->reqid = data->new_reqid;
-    }
-  }
-  this->mutex->unlock(this->mutex);
+  this->sas->update(this->sas, spi, id->dst, data->new_src, data->new_dst, data->new_reqid);
   return SUCCESS;
 }
 
 METHOD(kernel_ipsec_t, query_sa, status_t, private_kernel_meshgate_ipsec_t *this, kernel_ipsec_sa_id_t *id,
        kernel_ipsec_query_sa_t *data, uint64_t *bytes, uint64_t *packets, time_t *time) {
   uint32_t spi = ntohl(id->spi);
-  struct mg_keying_ref ref = {.spi = spi, .dir = sa_dir(this, spi, id->dst)};
+  struct mg_keying_ref ref = {.spi = spi, .dir = this->sas->dir(this->sas, spi, id->dst)};
   struct mg_keying_reply reply;
   status_t status;
 
@@ -318,16 +246,9 @@ METHOD(kernel_ipsec_t, del_sa, status_t, private_kernel_meshgate_ipsec_t *this, 
   uint32_t spi = ntohl(id->spi);
   struct mg_keying_ref ref = {.spi = spi};
   struct mg_keying_reply reply;
-  known_sa_t *known;
 
   /* charon forgets the SA whatever meshgate answers, so the map does too */
-  this->mutex->lock(this->mutex);
-  known = find_sa(this, spi, id->dst, TRUE);
-  if (known) {
-    ref.dir = known->dir;
-    known_sa_destroy(known);
-  }
-  this->mutex->unlock(this->mutex);
+  ref.dir = this->sas->remove(this->sas, spi, id->dst);
   if (!ref.dir) {
     DBG1(DBG_KNL, "kernel-meshgate: delete of unknown SA %.8x to %H", spi, id->dst);
     return NOT_FOUND;
@@ -370,20 +291,8 @@ METHOD(kernel_ipsec_t, enable_udp_decap, bool, private_kernel_meshgate_ipsec_t *
 
 /* meshgate wants an outbound SA rekeyed (soft) or says it stopped (hard): charon names it by (spi, dst). */
 static void on_expire(private_kernel_meshgate_ipsec_t *this, const struct mg_keying_expire *expire) {
-  enumerator_t *enumerator;
-  known_sa_t *sa;
-  host_t *dst = NULL;
+  host_t *dst = this->sas->out_dst(this->sas, expire->spi, expire->reqid);
 
-  this->mutex->lock(this->mutex);
-  enumerator = this->sas->create_enumerator(this->sas);
-  while (enumerator->enumerate(enumerator, &sa)) {
-    if (sa->dir == MG_KEY_DIR_OUT && sa->spi == expire->spi && sa->reqid == expire->reqid) {
-      dst = sa->dst->clone(sa->dst);
-      break;
-    }
-  }
-  enumerator->destroy(enumerator);
-  this->mutex->unlock(this->mutex);
   if (!dst) {
     DBG1(DBG_KNL, "kernel-meshgate: meshgate expired outbound SA %.8x (reqid %u), unknown to charon", expire->spi,
          expire->reqid);
@@ -401,25 +310,12 @@ static void on_reconnect(private_kernel_meshgate_ipsec_t *this) {
   struct mg_keying_expire expire = {.hard = 0};
   struct mg_keying_reply reply;
   struct mg_keying_ref ref;
-  linked_list_t *out = linked_list_create();
-  enumerator_t *enumerator;
-  known_sa_t *sa;
+  u_int n, i;
+  uint32_t *pairs = this->sas->list_out(this->sas, &n);
 
-  this->mutex->lock(this->mutex);
-  enumerator = this->sas->create_enumerator(this->sas);
-  while (enumerator->enumerate(enumerator, &sa)) {
-    if (sa->dir == MG_KEY_DIR_OUT) {
-      out->insert_last(out, (void *)(uintptr_t)sa->reqid);
-      out->insert_last(out, (void *)(uintptr_t)sa->spi);
-    }
-  }
-  enumerator->destroy(enumerator);
-  this->mutex->unlock(this->mutex);
-  void *reqid, *spi;
-
-  while (out->remove_first(out, &reqid) == SUCCESS && out->remove_first(out, &spi) == SUCCESS) {
-    expire.reqid = (uint32_t)(uintptr_t)reqid;
-    expire.spi = (uint32_t)(uintptr_t)spi;
+  for (i = 0; i < n; i++) {
+    expire.reqid = pairs[2 * i];
+    expire.spi = pairs[2 * i + 1];
     ref = (struct mg_keying_ref){.spi = expire.spi, .dir = MG_KEY_DIR_OUT};
     if (this->conn->request(this->conn, MG_KEY_QUERY_SA, &ref, sizeof(ref), &reply, "QUERY_SA") == SUCCESS &&
         reply.status == MG_KEY_E_NOT_FOUND) {
@@ -427,15 +323,14 @@ static void on_reconnect(private_kernel_meshgate_ipsec_t *this) {
       on_expire(this, &expire);
     }
   }
-  out->destroy(out);
+  free(pairs);
 }
 
 METHOD(kernel_ipsec_t, destroy, void, private_kernel_meshgate_ipsec_t *this) {
   if (this->conn) {
     this->conn->destroy(this->conn);
   }
-  this->sas->destroy_function(this->sas, (void *)known_sa_destroy);
-  this->mutex->destroy(this->mutex);
+  this->sas->destroy(this->sas);
   free(this);
 }
 
@@ -463,8 +358,7 @@ kernel_ipsec_t *kernel_meshgate_ipsec_create(void) {
       .enable_udp_decap = _enable_udp_decap,
       .destroy = _destroy,
     },
-    .mutex = mutex_create(MUTEX_TYPE_DEFAULT),
-    .sas = linked_list_create(),
+    .sas = kernel_meshgate_sas_create(),
   );
   this->conn = kernel_meshgate_conn_create(path, timeout, (kernel_meshgate_expire_cb_t)on_expire,
                                            (kernel_meshgate_reconnect_cb_t)on_reconnect, this);
