@@ -10,8 +10,11 @@ PKGS=(
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   libfmt-dev libtomlplusplus-dev libcli11-dev nlohmann-json3-dev
   libpcap-dev libxxhash-dev
-  python3-scapy tshark iproute2
+  python3-scapy tshark iproute2 iputils-ping
   clang libclang-rt-14-dev
+  # ike/: charon and its peer for the tests; what scripts/strongswan-src.sh needs to configure strongSwan's source
+  strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-standard-plugins
+  dpkg-dev libcap-dev libgmp-dev libssl-dev libgcrypt20-dev
 )
 
 missing=()
@@ -20,7 +23,14 @@ for p in "${PKGS[@]}"; do
   [ "$st" = "installed" ] || missing+=("$p")
 done
 
+# strongSwan's configured source for ike/kernel-meshgate (quick when present). Without it the plugin is not built
+# (-Dike=auto), which is a warning here, not a failure.
+strongswan_src() {
+  "$(dirname "$0")/strongswan-src.sh" >/dev/null || echo "setup: strongSwan source unavailable, ike/kernel-meshgate will not be built" >&2
+}
+
 if [ ${#missing[@]} -eq 0 ]; then
+  strongswan_src
   exit 0
 fi
 
@@ -32,3 +42,4 @@ export DEBIAN_FRONTEND=noninteractive
 echo "wireshark-common wireshark-common/install-setuid boolean false" | $SUDO debconf-set-selections
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+strongswan_src
