@@ -35,6 +35,8 @@ Checked at the end (exit 1 if any fails; figures in OUT/summary.json and on stdo
 
 Run: /usr/bin/python3 scripts/soak.py --meshgate build/apps/meshgate/meshgate --meshgatectl \
        build/apps/meshgatectl/meshgatectl [--minutes 30] [--out DIR]
+(Give it copies of the two programs if you build while it runs: a relinked meshgatectl fails its next call, and a
+new control-block layout would not talk to the running gateways.)
 """
 import argparse
 import json
