@@ -248,20 +248,23 @@ std::optional<Gateway> load_gateway(const std::string& path, std::vector<Error>*
           sink.add(line_of(*dn), "dscp", r.where() + " `dscp` must be \"copy\" or an integer 0..63");
         }
       }
+      const detail::EncapKeys tunnel_encap = detail::read_encap(r, sink);
+      detail::EncapKeys out_encap, in_encap;
       if (!opt.sas) {
         r.get("out"), r.get("in");  // present or not, not looked at
       } else {
         if (const toml::table* o = r.subtable("out", true)) {
           Reader sr(sink, *o, r.where() + " [tunnel.out]");
-          detail::read_sa(sr, sink, base_dir, false, &t.out);
+          detail::read_sa(sr, sink, base_dir, false, &t.out, &out_encap);
           sr.finish();
         }
         if (const toml::table* in = r.subtable("in", true)) {
           Reader sr(sink, *in, r.where() + " [tunnel.in]");
-          detail::read_sa(sr, sink, base_dir, true, &t.in);
+          detail::read_sa(sr, sink, base_dir, true, &t.in, &in_encap);
           sr.finish();
         }
       }
+      detail::resolve_encap(tunnel_encap, out_encap, in_encap, opt.sas, &t, sink);
       TunnelLiveness tl;
       tl.refs_ok = inst_ok && dev_ok;
       if (const toml::table* lt = r.subtable("liveness")) {

@@ -78,6 +78,10 @@ Stats Dataplane::Impl::collect() const {
     const esp::SaStats& ro = retired_out[t];
     const esp::SaStats& ri = retired_in[t];
     ts.bytes_out = o.bytes + ro.bytes;  // inner bytes encrypted (tx_full ones included)
+    for (auto [sa, e] : {std::pair{sa_out[t].get(), &ts.encap_out}, std::pair{sa_in[t].get(), &ts.encap_in}}) {
+      const esp::SaConfig& c = sa->config();
+      *e = TunnelStats::Encap{c.encap, c.udp_sport, c.udp_dport};
+    }
     for (size_t r = 0; r < esp::kDropCount; ++r) {
       const uint64_t out = o.drops[r] + ro.drops[r], in = i.drops[r] + ri.drops[r];
       ts.esp_drop_reasons[r] = out + in;
@@ -161,6 +165,11 @@ nlohmann::json to_json(const Stats& s) {
     e["esp_drops"] = ed;  // the table's esp_drops, by reason (scripts read it so): its values sum to it
     e["mtu"] = {{"link", t.mtu}, {"path", t.path_mtu}, {"mss_clamp_v4", t.mss_clamp_v4},
                 {"mss_clamp_v6", t.mss_clamp_v6}};
+    auto encap = [](const TunnelStats::Encap& x) {
+      if (x.mode != net::Encap::kUdp) return nlohmann::json{{"mode", "none"}};
+      return nlohmann::json{{"mode", "udp"}, {"sport", x.sport}, {"dport", x.dport}};
+    };
+    e["encap"] = {{"out", encap(t.encap_out)}, {"in", encap(t.encap_in)}};
     if (t.live_enabled) {
       e["liveness"] = {{"state", to_string(t.live)}, {"last_proof_ms_ago", t.last_proof_ms_ago},
                        {"flaps", t.flaps}, {"suppressions", t.suppressions}, {"penalty", t.penalty},

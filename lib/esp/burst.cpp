@@ -1,12 +1,14 @@
 // Encapsulation and decapsulation bursts. Each burst runs in stages over chunks of up to kChunk packets:
 // checks and header work per packet, then one AEAD burst per SA, then the verdicts. Failed mbufs are moved
 // behind the successful ones with std::rotate, which keeps both groups in order without allocating.
+#include <rte_ip.h>
 #include <rte_mbuf.h>
 
 #include <algorithm>
 #include <cstring>
 
 #include "esp/esp.h"
+#include "net/natt.h"
 
 namespace mg::esp {
 
@@ -26,23 +28,35 @@ inline uint8_t inner_tos(const uint8_t* ip, uint8_t ver) noexcept {
   return ver == 4 ? ip[1] : uint8_t((ip[0] & 0x0f) << 4 | ip[1] >> 4);
 }
 
-// Moves the `good` mbufs of chunk [off, off+c) (already compacted inside the chunk: goods first) to
-// directly behind the goods of earlier chunks. Returns the new total of goods.
-inline uint16_t merge_chunk(rte_mbuf** pkts, uint16_t k, uint16_t off, uint16_t good) noexcept {
-  if (k != off && good != 0) std::rotate(pkts + k, pkts + off, pkts + off + good);
-  return uint16_t(k + good);
-}
+// Verdicts of a chunk's packets.
+constexpr uint8_t kGood = 0, kFailed = 1, kTaken = 2;  // kTaken: handed to the host list, no longer in pkts
 
-// Compacts chunk[0..c) by verdict (0 = good), goods first, each group in its original order.
-inline uint16_t compact(rte_mbuf** chunk, const uint8_t* bad, uint16_t c) noexcept {
+// Where a burst's survivors are: pkts[0..good) decapsulated or encrypted, pkts[good..kept) failed, in order.
+struct Kept {
+  uint16_t good = 0, kept = 0;
+};
+
+// Compacts chunk[0..c) by verdict: goods first, then failures, each group in its original order; taken ones are
+// left out. Returns the goods and the total kept.
+inline Kept compact(rte_mbuf** chunk, const uint8_t* bad, uint16_t c) noexcept {
   rte_mbuf* fails[kChunk];
   uint16_t g = 0, f = 0;
   for (uint16_t i = 0; i < c; ++i) {
-    if (bad[i]) fails[f++] = chunk[i];
-    else chunk[g++] = chunk[i];
+    if (bad[i] == kGood) chunk[g++] = chunk[i];
+    else if (bad[i] == kFailed) fails[f++] = chunk[i];
   }
   std::memcpy(chunk + g, fails, f * sizeof(rte_mbuf*));
-  return g;
+  return Kept{g, uint16_t(g + f)};
+}
+
+// Appends a compacted chunk at pkts + off to the earlier chunks' survivors *k (off >= k->kept): its goods behind
+// their goods, its failures behind their failures.
+inline void merge_chunk(rte_mbuf** pkts, Kept* k, uint32_t off, Kept chunk) noexcept {
+  if (k->kept != off) std::memmove(pkts + k->kept, pkts + off, chunk.kept * sizeof(rte_mbuf*));
+  if (k->good != k->kept && chunk.good != 0)
+    std::rotate(pkts + k->good, pkts + k->kept, pkts + k->kept + chunk.good);
+  k->good = uint16_t(k->good + chunk.good);
+  k->kept = uint16_t(k->kept + chunk.kept);
 }
 
 inline void write_aad(uint8_t* aad, uint32_t spi, uint64_t seq, bool esn, uint32_t* aad_len) noexcept {
@@ -64,7 +78,10 @@ inline void write_aad(uint8_t* aad, uint32_t spi, uint64_t seq, bool esn, uint32
 uint16_t encap_burst(Sa& sa, uint16_t worker, rte_mbuf* pkts[], uint16_t n) noexcept {
   const SaRuntime& rt = sa.rt_;
   SaCounters& ctr = sa.counters_[worker];
-  uint16_t k = 0;
+  const bool v6 = rt.flags & SaRuntime::kOuterV6;
+  const bool udp = rt.encap == uint8_t(net::Encap::kUdp);
+  const uint32_t ip_len = v6 ? 40 : 20;
+  Kept k;
   for (uint16_t off = 0; off < n; off += kChunk) {
     const uint16_t c = uint16_t(std::min<uint32_t>(kChunk, n - off));
     rte_mbuf** chunk = pkts + off;
@@ -79,7 +96,7 @@ uint16_t encap_burst(Sa& sa, uint16_t worker, rte_mbuf* pkts[], uint16_t n) noex
       const uint8_t* ip = mtod(m);
       const uint32_t pad = (4 - ((ilen + 2) & 3)) & 3;
       const uint32_t tail = pad + 2 + kIcv;
-      const uint32_t head = rt.tmpl_len + kEspHdr + kIv;
+      const uint32_t head = rt.hdr_len + kEspHdr + kIv;
       if (m->nb_segs != 1) {
         d = Drop::kOutChained;
       } else if (ilen < 20 || !((ip[0] >> 4) == 4 || ((ip[0] >> 4) == 6 && ilen >= 40))) {
@@ -88,7 +105,7 @@ uint16_t encap_burst(Sa& sa, uint16_t worker, rte_mbuf* pkts[], uint16_t n) noex
         d = Drop::kOutNoHeadroom;
       } else if (rte_pktmbuf_tailroom(m) < tail) {
         d = Drop::kOutNoTailroom;
-      } else if (head + ilen + tail - (rt.outer_v6 ? 40 : 0) > 65535) {
+      } else if (head + ilen + tail - (v6 ? 40 : 0) > 65535) {  // also bounds the UDP length
         d = Drop::kOutTooBig;
       }
       bad[i] = d != Drop::kCount;
@@ -139,21 +156,24 @@ uint16_t encap_burst(Sa& sa, uint16_t worker, rte_mbuf* pkts[], uint16_t n) noex
       t[pad] = uint8_t(pad);
       t[pad + 1] = ver == 4 ? net::kProtoIpip : net::kProtoIpv6;
 
-      uint8_t* o = reinterpret_cast<uint8_t*>(rte_pktmbuf_prepend(m, uint16_t(rt.tmpl_len + kEspHdr + kIv)));
-      // Constant lengths: the copy becomes a few vector moves instead of a memcpy call.
-      if (rt.outer_v6) std::memcpy(o, rt.tmpl, 40);
-      else std::memcpy(o, rt.tmpl, 20);
+      uint8_t* o = reinterpret_cast<uint8_t*>(rte_pktmbuf_prepend(m, uint16_t(rt.hdr_len + kEspHdr + kIv)));
+      // Constant lengths: the copy becomes a few vector moves instead of a memcpy call. It covers the UDP header
+      // when there is one; without, its last 8 bytes land where the ESP header is written next.
+      if (v6) std::memcpy(o, rt.tmpl, 48);
+      else std::memcpy(o, rt.tmpl, 28);
       const uint32_t total = rte_pktmbuf_pkt_len(m);
-      if (!rt.outer_v6) {
+      if (udp) net::store_be16(o + ip_len + 4, uint16_t(total - ip_len));
+      if (!v6) {
         net::store_be16(o + 2, uint16_t(total));
         net::store_be16(o + 4, uint16_t(s));  // varies per packet; DF datagrams need no more (RFC 6864)
-        // Incremental checksum: re-reading the header just written would stall on store forwarding.
-        uint32_t sum = uint32_t(rt.tmpl_sum) + total + uint16_t(s);
-        if (rt.dscp_copy) {
+        // Incremental checksum from the template's sum: re-reading the header just written would stall on store
+        // forwarding.
+        uint32_t sum = uint32_t(net::load_be16(rt.tmpl + 10)) + total + uint16_t(s);
+        if (rt.flags & SaRuntime::kDscpCopy) {
           o[1] = tos;
           sum += tos;
         }
-        if (rt.df == uint8_t(DfPolicy::kCopy) && inner_df) {
+        if ((rt.flags & SaRuntime::kDfCopy) && inner_df) {
           o[6] |= 0x40;
           sum += 0x4000;
         }
@@ -162,12 +182,12 @@ uint16_t encap_burst(Sa& sa, uint16_t worker, rte_mbuf* pkts[], uint16_t n) noex
         net::store_be16(o + 10, uint16_t(~sum));
       } else {
         net::store_be16(o + 4, uint16_t(total - 40));
-        if (rt.dscp_copy) {
+        if (rt.flags & SaRuntime::kDscpCopy) {
           o[0] = uint8_t(0x60 | tos >> 4);
           o[1] = uint8_t((o[1] & 0x0f) | tos << 4);
         }
       }
-      uint8_t* esp = o + rt.tmpl_len;
+      uint8_t* esp = o + rt.hdr_len;
       net::store_be32(esp, rt.spi);
       net::store_be32(esp + 4, uint32_t(s));
       net::store_be64(esp + 8, s);
@@ -187,10 +207,20 @@ uint16_t encap_burst(Sa& sa, uint16_t worker, rte_mbuf* pkts[], uint16_t n) noex
     // Stage 3: one AEAD burst for the chunk.
     if (nops) crypto::seal_burst(*rt.aead, ops, nops);
 
-    const uint16_t good = compact(chunk, bad, c);
-    k = merge_chunk(pkts, k, off, good);
+    // Stage 4: over IPv6 a UDP checksum is required (RFC 8200 8.1; the zero checksum of RFC 6936 needs the
+    // receiver's consent, which a NAT-T peer has not given), and it covers the ciphertext.
+    if (udp && v6 && nops) {
+      for (uint16_t i = 0; i < c; ++i) {
+        if (bad[i]) continue;
+        uint8_t* o = mtod(chunk[i]);
+        const uint16_t ck = rte_ipv6_udptcp_cksum(reinterpret_cast<const rte_ipv6_hdr*>(o), o + 40);
+        std::memcpy(o + 46, &ck, 2);  // DPDK's sum is in memory order already
+      }
+    }
+
+    merge_chunk(pkts, &k, off, compact(chunk, bad, c));
   }
-  return k;
+  return k.good;
 }
 
 // ---------------------------------------------------------------------------------------------- inbound
@@ -228,10 +258,11 @@ inline bool propagate_ce(uint8_t* inner, uint8_t ver, uint8_t outer_tos) noexcep
   return true;
 }
 
-template <class Lookup>
-uint16_t decap_impl(Lookup&& lookup, uint64_t* pre_drops, uint16_t worker, rte_mbuf* pkts[],
-                    uint16_t n) noexcept {
-  uint16_t k = 0;
+template <class Lookup, class NatTPort>
+uint16_t decap_impl(Lookup&& lookup, NatTPort&& nat_t_port, uint64_t* pre_drops, uint16_t worker, rte_mbuf* pkts[],
+                    uint16_t n, HostList* host) noexcept {
+  Kept k;
+  if (host) host->n = 0;
   for (uint16_t off = 0; off < n; off += kChunk) {
     const uint16_t c = uint16_t(std::min<uint32_t>(kChunk, n - off));
     rte_mbuf** chunk = pkts + off;
@@ -260,12 +291,21 @@ uint16_t decap_impl(Lookup&& lookup, uint64_t* pre_drops, uint16_t worker, rte_m
         count_drop(pre_drops, Drop::kInFragment);
         continue;
       }
-      if (li.proto != net::kProtoEsp) {
-        count_drop(pre_drops, Drop::kInNotEsp);
+      const net::OuterClass oc = net::classify_outer(p, li, nat_t_port);
+      if (oc.kind != net::OuterKind::kEsp && oc.kind != net::OuterKind::kEspInUdp) [[unlikely]] {
+        if (oc.kind == net::OuterKind::kIke && host) {
+          host->pkts[host->n++] = m;
+          bad[i] = kTaken;
+          continue;
+        }
+        count_drop(pre_drops, oc.kind == net::OuterKind::kKeepalive ? Drop::kInNatKeepalive
+                              : oc.kind == net::OuterKind::kIke     ? Drop::kInIke
+                              : oc.kind == net::OuterKind::kBadUdp  ? Drop::kInBadOuter
+                                                                    : Drop::kInNotEsp);
         continue;
       }
-      const uint32_t esp_len = li.ip_len - li.l4_off;
-      uint8_t* esp = p + li.l4_off;
+      const uint32_t esp_len = oc.esp_len;
+      uint8_t* esp = p + oc.esp_off;
       if (esp_len < kEspHdr) {
         count_drop(pre_drops, Drop::kInRunt);
         continue;
@@ -282,6 +322,15 @@ uint16_t decap_impl(Lookup&& lookup, uint64_t* pre_drops, uint16_t worker, rte_m
       }
       const SaRuntime& rt = DecapAccess::rt(*sa);
       uint64_t* sdrops = DecapAccess::ctr(*sa, worker).drops;
+      const bool in_udp = oc.kind == net::OuterKind::kEspInUdp;
+      if (in_udp != (rt.encap == uint8_t(net::Encap::kUdp))) {
+        count_drop(sdrops, Drop::kInEncapMismatch);
+        continue;
+      }
+      if (in_udp && oc.dport != rt.in.udp_port) {
+        count_drop(sdrops, Drop::kInUdpPort);
+        continue;
+      }
       if (esp_len < kMinEsp) {
         count_drop(sdrops, Drop::kInRunt);
         continue;
@@ -308,7 +357,7 @@ uint16_t decap_impl(Lookup&& lookup, uint64_t* pre_drops, uint16_t worker, rte_m
       op.len = esp_len - kEspHdr - kIv - kIcv;
       op.icv = op.data + op.len;
       op.ok = 0;
-      pend[i] = Pending{sa, seq, li.l4_off, li.tos, uint8_t(nops)};
+      pend[i] = Pending{sa, seq, oc.esp_off, li.tos, uint8_t(nops)};
       ++nops;
       bad[i] = 0;
     }
@@ -386,29 +435,32 @@ uint16_t decap_impl(Lookup&& lookup, uint64_t* pre_drops, uint16_t worker, rte_m
       rte_pktmbuf_adj(m, uint16_t(pd.esp_off + kEspHdr + kIv));
       // Drops ESP trailer, ICV, TFC padding (RFC 4303 2.4) and any L2 padding behind the outer datagram.
       rte_pktmbuf_trim(m, uint16_t(rte_pktmbuf_pkt_len(m) - in.ip_len));
-      m->hash.usr = DecapAccess::rt(*pd.sa).user_id;
+      m->hash.usr = DecapAccess::rt(*pd.sa).in.user_id;
       ++ctr.packets;
       ctr.bytes += in.ip_len;
       bad[i] = 0;
     }
 
-    const uint16_t good = compact(chunk, bad, c);
-    k = merge_chunk(pkts, k, off, good);
+    merge_chunk(pkts, &k, off, compact(chunk, bad, c));
   }
-  return k;
+  return k.good;
 }
 
 }  // namespace
 
-uint16_t decap_burst(SaTable& table, uint16_t worker, rte_mbuf* pkts[], uint16_t n) noexcept {
-  return decap_impl([&table](uint32_t spi) { return table.find(spi); }, table.drops(worker), worker, pkts, n);
+uint16_t decap_burst(SaTable& table, uint16_t worker, rte_mbuf* pkts[], uint16_t n, HostList* host) noexcept {
+  return decap_impl([&table](uint32_t spi) { return table.find(spi); },
+                    [&table](uint16_t port) { return table.nat_t_port(port); }, table.drops(worker), worker, pkts, n,
+                    host);
 }
 
 uint16_t decap_burst(Sa& sa, uint16_t worker, rte_mbuf* pkts[], uint16_t n) noexcept {
   Sa* s = &sa;
   const uint32_t want = sa.spi();
+  const uint16_t port = DecapAccess::rt(sa).in.udp_port;
   return decap_impl([s, want](uint32_t spi) { return spi == want ? s : nullptr; },
-                    DecapAccess::ctr(sa, worker).drops, worker, pkts, n);
+                    [port](uint16_t p) { return port != 0 && p == port; }, DecapAccess::ctr(sa, worker).drops,
+                    worker, pkts, n, nullptr);
 }
 
 }  // namespace mg::esp
