@@ -128,6 +128,17 @@ class SaSpec:
         return s + (",esn=1" if self.esn else "") + ",window=65536"
 
 
+def nat_t_fixed(pkt):
+    """scapy 2.5.0's SecurityAssociation(nat_t_header=...) writes UDP length 8 over IPv4 (it serialises the outer
+    header before the ESP is attached behind it); a receiver must drop that (the UDP datagram holds no ESP). This
+    sets the length scapy meant. IPv6 output is right already."""
+    if pkt.haslayer(UDP) and pkt.version == 4:
+        pkt = pkt.copy()
+        del pkt[UDP].len
+        return IP(raw(pkt))
+    return pkt
+
+
 class Tunnel:
     pass
 

@@ -24,7 +24,7 @@ import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
 import gwtest  # noqa: E402  (exits 77 when scapy is missing)
-from gwtest import GatewayCase, Gw, Run, Trace, decrypt_outputs, dual_cfg, frame, pmd_cfg  # noqa: E402
+from gwtest import GatewayCase, Gw, Run, Trace, decrypt_outputs, dual_cfg, frame, nat_t_fixed, pmd_cfg  # noqa: E402
 from scapy.all import ICMP, IP, IPv6, UDP, Ether, Raw, raw  # noqa: E402
 from scapy.layers.ipsec import ESP, SecurityAssociation  # noqa: E402
 
@@ -91,7 +91,7 @@ class NattDualTest(GatewayCase):
         for i in range(12):
             inner = IP(src=PEER4, dst=HOST4, ttl=60) / UDP(sport=53, dport=4000 + i) / Raw(bytes([i]) * (10 + 50 * i))
             cls.sent_in.append(raw(inner))
-            rx.append(l2_in(a1) + raw(sa.encrypt(inner)))
+            rx.append(l2_in(a1) + raw(nat_t_fixed(sa.encrypt(inner))))
         outer = IP(src=a1.dev_ip, dst=a1.inst_ip)
         ike = b"\x00" * 4 + bytes(range(1, 29))
         rx.append(l2_in(a1) + raw(outer / UDP(sport=NAT_PORT, dport=4500) / Raw(b"\xff")))     # NAT-keepalive
@@ -102,7 +102,7 @@ class NattDualTest(GatewayCase):
         raw_a1.seq_num = 500
         rx.append(l2_in(a1) + raw(raw_a1.encrypt(IP(cls.sent_in[0]))))                          # raw for a UDP SA
         a2.inn.udp = (4500, 4500)   # the device wraps a-2's ESP in UDP although a-2 is raw
-        rx.append(l2_in(a2) + raw(a2.inn.scapy_sa().encrypt(IP(cls.sent_in[1]))))
+        rx.append(l2_in(a2) + raw(nat_t_fixed(a2.inn.scapy_sa().encrypt(IP(cls.sent_in[1])))))
         a2.inn.udp = None
         cls.rx = rx
         cls.trace = tr

@@ -293,6 +293,10 @@ def natt(tool, tmp):
                 frames, expect = [], []
                 for i, p in enumerate(inner):
                     e = sa2.encrypt(p)
+                    if outer == 4:
+                        # scapy 2.5.0 writes UDP length 8 here (the header is serialised before the ESP is put
+                        # behind it): such a datagram carries no ESP and is dropped. The length scapy meant:
+                        del e[UDP].len
                     frames.append(eth() / e.__class__(raw(e)))
                     expect.append(raw(p))
                     if i == 3:
