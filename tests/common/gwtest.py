@@ -211,6 +211,24 @@ def pmd_cfg():
     return source_path("pmd_config", "vdev-demo.toml")
 
 
+def write_dual_config(name, edits, append=""):
+    """The shipped dual config in TMP with every tunnel but a-1 at weight 0 (all flows on a-1), then (old, new) text
+    edits, each of which must apply."""
+    with open(dual_cfg()) as f:
+        text = f.read()
+    parts = text.split("[[tunnel]]")
+    for k in range(2, len(parts)):   # parts[1] is a-1
+        parts[k] = parts[k].replace("weight = 1", "weight = 0", 1)
+    text = "[[tunnel]]".join(parts)
+    for old, new in edits:
+        assert old in text, old
+        text = text.replace(old, new, 1)
+    path = os.path.join(TMP, name + ".toml")
+    with open(path, "w") as f:
+        f.write(text + append)
+    return path
+
+
 # ------------------------------------------------------------------------------------------------ traffic
 
 

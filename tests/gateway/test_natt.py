@@ -20,11 +20,10 @@ import os
 import shutil
 import subprocess
 import sys
-import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
 import gwtest  # noqa: E402  (exits 77 when scapy is missing)
-from gwtest import GatewayCase, Gw, Run, Trace, decrypt_outputs, dual_cfg, frame, nat_t_fixed, pmd_cfg  # noqa: E402
+from gwtest import GatewayCase, Gw, Run, Trace, decrypt_outputs, frame, nat_t_fixed, pmd_cfg  # noqa: E402
 from scapy.all import ICMP, IP, IPv6, UDP, Ether, Raw, raw  # noqa: E402
 from scapy.layers.ipsec import ESP, SecurityAssociation  # noqa: E402
 
@@ -33,21 +32,7 @@ NAT_PORT = 61001   # where the device's NAT maps its 4500
 A1_UDP = 'name = "a-1"\ninstance = "gw-a"\ndevice = "onprem-1"\nweight = 1\n'
 
 
-def write_config(name, edits):
-    """The shipped dual config with every tunnel but a-1 at weight 0, then (old, new) text edits."""
-    with open(dual_cfg()) as f:
-        text = f.read()
-    parts = text.split("[[tunnel]]")
-    for k in range(2, len(parts)):   # parts[1] is a-1
-        parts[k] = parts[k].replace("weight = 1", "weight = 0", 1)
-    text = "[[tunnel]]".join(parts)
-    for old, new in edits:
-        assert old in text, old
-        text = text.replace(old, new, 1)
-    path = os.path.join(gwtest.TMP, name + ".toml")
-    with open(path, "w") as f:
-        f.write(text)
-    return path
+write_config = gwtest.write_dual_config
 
 
 def udp_edit():
