@@ -38,6 +38,12 @@ std::string sa_text(const SaSpec& s, bool inbound) {
                   crypto::to_string(s.engine) + "  esn " + (s.esn ? "on" : "off");
   if (inbound) o += "  window " + std::to_string(s.replay_window);
   o += "  key <" + std::to_string(s.keymat.size()) + " bytes>";
+  // As on the wire of this SA's packets: source port -> destination port.
+  if (s.encap == net::Encap::kUdp)
+    o += "  encap udp " + std::to_string(inbound ? s.udp_remote_port : s.udp_local_port) + " -> " +
+         std::to_string(inbound ? s.udp_local_port : s.udp_remote_port);
+  else
+    o += "  encap none";
   return o;
 }
 

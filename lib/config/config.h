@@ -53,6 +53,11 @@ struct SaSpec {
                                 // regular file: crypto::read_key_file)
   bool esn = false;
   uint32_t replay_window = 1024;  // inbound only; power of two, 64..65536
+  // ESP in UDP (RFC 3948): `encap = "udp"` in the SA's table or its [[tunnel]]; ports from `udp_local_port` (the
+  // gateway's: source of what it sends, destination of what it receives) and `udp_remote_port` (the device's).
+  net::Encap encap = net::Encap::kNone;
+  uint16_t udp_local_port = net::kNatTPort;
+  uint16_t udp_remote_port = net::kNatTPort;
   int line = 0;
 };
 
@@ -208,7 +213,7 @@ struct PmdConfig {
 //                spi-zero spi-range spi-unique cipher icv-length engine engine-cipher
 //                key-source key-hex key-length key-file key-reuse replay-window
 //                liveness-range probe-address probe-version probe-source tunnel-mtu mss-clamp icmp-rate
-//                inside-address
+//                inside-address encap udp-port
 //   pmd_config   eal-lcores worker-lcores worker-lcore-unique worker-is-main worker-lcore-not-enabled mbufs
 //                ports-required devargs devargs-unique env-unset env-syntax queues descriptors mtu
 //   cross_check  port-unknown tx-queues tunnel-mtu
@@ -248,14 +253,16 @@ std::string describe(const PmdConfig& p);
 // ---- MTU (DESIGN.md "MTU and fragments") ----
 inline constexpr uint32_t kDefaultPortMtu = 1500;
 // A tunnel's figures: `link` = its `mtu`, or port_mtu when that is 0; `path` = the largest inner datagram that fits
-// once encrypted with its SAs; the MSS that SYNs through it are clamped to, per inner IP version (0: off).
+// once encrypted with its outbound SA (in UDP when that SA is); the MSS that SYNs through it are clamped to, per
+// inner IP version (0: off).
 struct TunnelMtu {
   uint32_t link = 0, path = 0;
   uint16_t mss4 = 0, mss6 = 0;
 };
 TunnelMtu tunnel_mtu(const Gateway& g, const Tunnel& t, uint32_t port_mtu) noexcept;
-// The smallest link MTU a tunnel may have: a 1280-byte IPv6 packet (RFC 8200 5) must fit once encrypted.
-uint32_t min_tunnel_mtu(bool outer_v6) noexcept;
+// The smallest link MTU a tunnel may have: a 1280-byte IPv6 packet (RFC 8200 5) must fit once encrypted (in UDP
+// with udp_encap: 8 bytes more).
+uint32_t min_tunnel_mtu(bool outer_v6, bool udp_encap = false) noexcept;
 // The source of ICMP errors about a packet of IP version `ver` sent into tunnel t: [inside] ipv4/ipv6, else the
 // tunnel's liveness probe_source (its inner address), else its instance's address; version 0 when none exists.
 net::IpAddr icmp_source(const Gateway& g, const Tunnel& t, int ver) noexcept;

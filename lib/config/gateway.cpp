@@ -270,6 +270,8 @@ std::optional<Gateway> load_gateway(const std::string& path, std::vector<Error>*
         if (!t.ike) sink.add(r.line("if_id"), "if-id", r.where() + " `if_id` names a tunnel to its keying daemon: "
                                                                   "only with keying = \"ike\"");
       }
+      const detail::EncapKeys tunnel_encap = detail::read_encap(r, sink);
+      detail::EncapKeys out_encap, in_encap;
       if (!opt.sas) {
         r.get("out"), r.get("in");  // present or not, not looked at
       } else if (t.ike) {
@@ -280,15 +282,16 @@ std::optional<Gateway> load_gateway(const std::string& path, std::vector<Error>*
       } else {
         if (const toml::table* o = r.subtable("out", true)) {
           Reader sr(sink, *o, r.where() + " [tunnel.out]");
-          detail::read_sa(sr, sink, base_dir, false, &t.out);
+          detail::read_sa(sr, sink, base_dir, false, &t.out, &out_encap);
           sr.finish();
         }
         if (const toml::table* in = r.subtable("in", true)) {
           Reader sr(sink, *in, r.where() + " [tunnel.in]");
-          detail::read_sa(sr, sink, base_dir, true, &t.in);
+          detail::read_sa(sr, sink, base_dir, true, &t.in, &in_encap);
           sr.finish();
         }
       }
+      detail::resolve_encap(tunnel_encap, out_encap, in_encap, opt.sas, &t, sink);
       TunnelLiveness tl;
       tl.refs_ok = inst_ok && dev_ok;
       if (const toml::table* lt = r.subtable("liveness")) {

@@ -32,13 +32,31 @@ void read_mac(Reader& r, Sink& sink, const char* key, uint8_t mac[6], std::strin
 bool parse_prefix(const std::string& s, Prefix* out, std::string* why);
 bool is_prime(uint64_t n) noexcept;
 
+struct EncapKeys;
+
 // ---- SAs and keys (gateway_sa.cpp) ----
-// Reads [tunnel.out] / [tunnel.in] (key files relative to base_dir).
-void read_sa(Reader& r, Sink& sink, const std::string& base_dir, bool inbound, SaSpec* sa);
+// Reads [tunnel.out] / [tunnel.in] (key files relative to base_dir); its NAT traversal keys into *encap.
+void read_sa(Reader& r, Sink& sink, const std::string& base_dir, bool inbound, SaSpec* sa, EncapKeys* encap);
 // SPIs unique per direction, no AEAD key in two SAs.
 void check_sas(const Gateway& g, Sink& sink);
 // Wipes the hex keys held by the parsed document before it is freed.
 void wipe_document_keys(toml::table& root);
+
+// ---- NAT traversal (gateway_encap.cpp) ----
+// What one table ([[tunnel]], [tunnel.out] or [tunnel.in]) says about ESP in UDP. Unset = not written.
+struct EncapKeys {
+  std::optional<net::Encap> encap;
+  std::optional<uint16_t> port[2];  // udp_local_port, udp_remote_port
+  int port_line[2] = {0, 0};        // where each was written (0: not written)
+  std::string where;
+};
+// `encap`, `udp_local_port`, `udp_remote_port` of one table.
+EncapKeys read_encap(Reader& r, Sink& sink);
+// Each SA's encap and ports: its own keys, else its tunnel's, else raw ESP and 4500/4500. A port written where no
+// SA it applies to uses UDP is an error (it would be ignored). sas = false: the SAs were not read (only the
+// tunnel's own keys are checked).
+void resolve_encap(const EncapKeys& tunnel, const EncapKeys& out_keys, const EncapKeys& in_keys, bool sas,
+                   Tunnel* t, Sink& sink);
 
 // ---- liveness (gateway_liveness.cpp) ----
 // What one liveness table says. Unset = not written, so that resolution can fall through to the next level

@@ -67,12 +67,13 @@ void resolve_mtu(Gateway& g, const std::vector<TunnelMtuKeys>& keys, Sink& sink)
     t.mss_clamp = keys[i].mss_clamp.value_or(g.mtu.mss_clamp);
     const int ver = tunnel_ip_version(g, t);
     if (t.mtu == 0 || ver == 0) continue;
-    const uint32_t lo = min_tunnel_mtu(ver == 6);
+    const bool udp = t.out.encap == net::Encap::kUdp;
+    const uint32_t lo = min_tunnel_mtu(ver == 6, udp);
     if (t.mtu < lo)
       sink.add(keys[i].mtu_line, "tunnel-mtu",
                "tunnel \"" + t.name + "\" `mtu` = " + std::to_string(t.mtu) + " is below " + std::to_string(lo) +
-                   ": over IPv" + std::to_string(ver) + " a 1280-byte IPv6 packet (the IPv6 minimum MTU) must fit "
-                   "once encrypted");
+                   ": over IPv" + std::to_string(ver) + (udp ? " in UDP" : "") +
+                   " a 1280-byte IPv6 packet (the IPv6 minimum MTU) must fit once encrypted");
   }
 }
 
@@ -89,9 +90,9 @@ void cross_check_mtu(const Gateway& g, const PmdConfig& p, Sink& sink) {
 
 }  // namespace detail
 
-uint32_t min_tunnel_mtu(bool outer_v6) noexcept {
+uint32_t min_tunnel_mtu(bool outer_v6, bool udp_encap) noexcept {
   uint32_t m = net::kIpv6MinMtu;
-  while (net::esp_inner_mtu(m, outer_v6, crypto::kIvLen, crypto::kIcvLen) < net::kIpv6MinMtu) ++m;
+  while (net::esp_inner_mtu(m, outer_v6, crypto::kIvLen, crypto::kIcvLen, udp_encap) < net::kIpv6MinMtu) ++m;
   return m;
 }
 
@@ -100,7 +101,8 @@ TunnelMtu tunnel_mtu(const Gateway& g, const Tunnel& t, uint32_t port_mtu) noexc
   r.link = t.mtu ? t.mtu : port_mtu;
   // Every cipher here has an 8-byte IV and a 16-byte ICV (RFC 4106, RFC 7634), so the overhead is the cipher's
   // only through these constants.
-  r.path = net::esp_inner_mtu(r.link, tunnel_ip_version(g, t) == 6, crypto::kIvLen, crypto::kIcvLen);
+  r.path = net::esp_inner_mtu(r.link, tunnel_ip_version(g, t) == 6, crypto::kIvLen, crypto::kIcvLen,
+                              t.out.encap == net::Encap::kUdp);
   if (t.mss_clamp != 0) {
     r.mss4 = net::mss_for_mtu(r.path, false);
     r.mss6 = net::mss_for_mtu(r.path, true);

@@ -39,8 +39,9 @@ std::vector<uint8_t> to_bytes_and_wipe(std::string* s) {
 }  // namespace
 
 // Reads [tunnel.out] / [tunnel.in].
-void read_sa(Reader& r, Sink& sink, const std::string& base_dir, bool inbound, SaSpec* sa) {
+void read_sa(Reader& r, Sink& sink, const std::string& base_dir, bool inbound, SaSpec* sa, EncapKeys* encap) {
   sa->line = r.line();
+  *encap = read_encap(r, sink);
   if (const auto spi = r.integer("spi", true)) {
     if (*spi == 0) {
       sink.add(r.line("spi"), "spi-zero", r.where() + " `spi` is 0; SPI 0 is never valid on the wire");

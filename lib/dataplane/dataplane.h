@@ -53,12 +53,14 @@ enum class Drop : uint8_t {
   kTxFull,           // the TX queue did not take the packet
   kTooBig,           // inner packet over its tunnel's path MTU that may not be fragmented (IPv4 DF, IPv6)
   kFragFailed,       // inner IPv4 packet to fragment, but no mbuf for a fragment (or a header that cannot be split)
+  kToHost,           // IKE to an instance (UDP 500, or the zero non-ESP marker on a NAT-T port): the host's IKE
+                     // daemon's, dropped until the exception path hands it over (esp::HostList)
   kCount
 };
 inline constexpr size_t kDropCount = size_t(Drop::kCount);
 inline constexpr const char* kDropNames[] = {"inside_not_ip", "inside_malformed", "not_routed", "no_tunnel",
                                              "outside_not_ip", "inner_selector", "tx_full", "too_big",
-                                             "frag_failed"};
+                                             "frag_failed", "to_host"};
 static_assert(std::size(kDropNames) == kDropCount, "one name per Drop reason");
 const char* to_string(Drop d) noexcept;
 
@@ -223,6 +225,11 @@ struct TunnelStats : TunnelWorkerCounters, TunnelOtherCounters {
     uint64_t seq = 0;              // outbound: last number used; inbound: highest accepted
   };
   std::vector<SaView> sas;
+  // NAT traversal of the running SAs: raw ESP or ESP in UDP, with the ports of each SA's packets on the wire.
+  struct Encap {
+    net::Encap mode = net::Encap::kNone;
+    uint16_t sport = 0, dport = 0;
+  } encap_out, encap_in;
 };
 
 struct Stats : WorkerCounters, GatewayOtherCounters {

@@ -145,8 +145,6 @@ mg_keying_reply Dataplane::Impl::keying_handle(const keying::Request& r) {
       if (ti < 0) return refuse(MG_KEY_E_NO_TUNNEL, "no tunnel keyed by IKE matches the selector");
       const size_t t = size_t(ti);
       const config::Tunnel& ct = gw.tunnels[t];
-      if (m.encap != MG_KEY_ENCAP_NONE)
-        return refuse(MG_KEY_E_REFUSED, "UDP encapsulation (NAT-T) is not supported by this gateway yet");
       const bool out = m.dir == MG_KEY_DIR_OUT;
       bool dup = false;
       const uint16_t port = instance_port[ct.instance];
@@ -158,6 +156,7 @@ mg_keying_reply Dataplane::Impl::keying_handle(const keying::Request& r) {
         for_each_sa(u, [&](const esp::Sa& sa, bool o) { dup |= o == out && sa.spi() == m.spi; });
       }
       if (dup) return refuse(MG_KEY_E_EXISTS, fmt::format("SPI {:#x} is already installed", m.spi));
+      std::string e_mtu;
       esp::SaConfig c = out ? outbound_sa(gw, ct) : inbound_sa(gw, ct);  // endpoints, ttl, df, dscp from the tunnel
       c.spi = m.spi;
       c.cipher = to_cipher(m.cipher);
@@ -166,6 +165,26 @@ mg_keying_reply Dataplane::Impl::keying_handle(const keying::Request& r) {
       c.esn = m.esn != 0;
       if (!out) c.replay_window = m.replay_window ? std::max<uint32_t>(m.replay_window, 64) : 1024;
       c.user_id = uint32_t(t);
+      // NAT-T (RFC 3948): the ports of this SA's packets as they are on the wire (inbound: the device's source
+      // port, ours as destination), as the daemon negotiated them.
+      c.encap = m.encap == MG_KEY_ENCAP_UDP ? net::Encap::kUdp : net::Encap::kNone;
+      if (c.encap == net::Encap::kUdp) {
+        c.udp_sport = m.sport;
+        c.udp_dport = m.dport;
+      }
+      // The tunnel's path MTU and MSS clamps follow its outbound SA's encapsulation (8 bytes less in UDP).
+      config::TunnelMtu new_mtu{};
+      if (out) {
+        int rc;
+        {
+          std::lock_guard lk(snap_mu);  // readers of gw (telemetry) never see the trial value
+          const net::Encap was = gw.tunnels[t].out.encap;
+          gw.tunnels[t].out.encap = c.encap;
+          rc = mtu_of(gw, t, &new_mtu, &e_mtu);
+          gw.tunnels[t].out.encap = was;
+        }
+        if (rc != kExitOk) return refuse(MG_KEY_E_REFUSED, e_mtu);
+      }
       std::vector<uint8_t> fp_key;
       if (out && seq_store) fp_key = c.keymat;  // the sequence record is keyed by a fingerprint of the key
       std::string e;
@@ -194,6 +213,8 @@ mg_keying_reply Dataplane::Impl::keying_handle(const keying::Request& r) {
       if (out) {
         {
           std::lock_guard lk(snap_mu);
+          gw.tunnels[t].out.encap = c.encap;
+          tunnel_mtu[t] = new_mtu;
           if (sa_out[t]) ike_out_old[t].push_back(std::move(sa_out[t]));
           sa_out[t] = std::move(sa);
           seq_res[t] = std::move(res);
@@ -266,7 +287,9 @@ mg_keying_reply Dataplane::Impl::keying_handle(const keying::Request& r) {
       return refuse(MG_KEY_E_NOT_FOUND, fmt::format("no {} SA with SPI {:#x}", out ? "outbound" : "inbound", r.ref.spi));
     }
     case MG_KEY_UPDATE_SA:
-      return refuse(MG_KEY_E_REFUSED, "UDP encapsulation (NAT-T) is not supported by this gateway yet");
+      // The ports and addresses are in each SA's precomputed header and its key is gone once the SA is made, so
+      // a NAT that changes its mapping is followed by a rekey, not an update (charon rekeys on refusal).
+      return refuse(MG_KEY_E_REFUSED, "changing an installed SA's addresses or ports is not supported: rekey it");
     default:
       return refuse(MG_KEY_E_MALFORMED, "not a request");
   }

@@ -22,14 +22,15 @@ int Dataplane::Impl::mtu_of(const config::Gateway& g, size_t t, config::TunnelMt
   uint16_t pm = 0;
   if (rte_eth_dev_get_mtu(port.id, &pm) != 0 || pm == 0) pm = uint16_t(config::kDefaultPortMtu);
   const bool v6 = config::tunnel_ip_version(g, ct) == 6;
+  const bool udp = ct.out.encap == net::Encap::kUdp;
   if (ct.mtu > pm) {
     *err = fmt::format("tunnel '{}': mtu {} exceeds the MTU {} of its port '{}'", ct.name, ct.mtu, pm, port.name);
     return kExitConfig;
   }
-  if (ct.mtu == 0 && pm < config::min_tunnel_mtu(v6)) {
+  if (ct.mtu == 0 && pm < config::min_tunnel_mtu(v6, udp)) {
     *err = fmt::format("tunnel '{}': its port '{}' has MTU {}, below {}, the least that carries a 1280-byte IPv6 "
-                       "packet once encrypted over IPv{}; give the port a larger `mtu` in the pmd_config",
-                       ct.name, port.name, pm, config::min_tunnel_mtu(v6), v6 ? 6 : 4);
+                       "packet once encrypted over IPv{}{}; give the port a larger `mtu` in the pmd_config",
+                       ct.name, port.name, pm, config::min_tunnel_mtu(v6, udp), v6 ? 6 : 4, udp ? " in UDP" : "");
     return kExitConfig;
   }
   *out = config::tunnel_mtu(g, ct, pm);

@@ -30,6 +30,9 @@ esp::SaConfig sa_config(const config::Gateway& g, const config::Tunnel& t, const
   c.dscp_policy = t.dscp_policy;
   c.tos = t.tos;
   c.df = t.df;
+  c.encap = s.encap;
+  c.udp_sport = inbound ? s.udp_remote_port : s.udp_local_port;
+  c.udp_dport = inbound ? s.udp_local_port : s.udp_remote_port;
   const config::Tunnel* base = g.tunnels.data();
   c.user_id = (&t >= base && &t < base + g.tunnels.size()) ? uint32_t(&t - base) : 0;
   return c;

@@ -98,6 +98,14 @@ Stats Dataplane::Impl::collect() const {
     const esp::SaStats& ro = retired_out[t];
     const esp::SaStats& ri = retired_in[t];
     ts.bytes_out = o.bytes + ro.bytes;  // inner bytes encrypted (tx_full ones included)
+    // Keyed by IKE: the newest inbound SA (none before the first is installed).
+    const esp::Sa* in_sa = sa_in[t] ? sa_in[t].get() : !ike_in[t].empty() ? ike_in[t].back().get() : nullptr;
+    for (auto [sa, e] : {std::pair{static_cast<const esp::Sa*>(sa_out[t].get()), &ts.encap_out},
+                         std::pair{in_sa, &ts.encap_in}}) {
+      if (sa == nullptr) continue;
+      const esp::SaConfig& c = sa->config();
+      *e = TunnelStats::Encap{c.encap, c.udp_sport, c.udp_dport};
+    }
     for (size_t r = 0; r < esp::kDropCount; ++r) {
       const uint64_t out = o.drops[r] + ro.drops[r], in = i.drops[r] + ri.drops[r];
       ts.esp_drop_reasons[r] = out + in;
@@ -187,6 +195,11 @@ nlohmann::json to_json(const Stats& s) {
       sas.push_back({{"direction", v.outbound ? "out" : "in"}, {"spi", v.spi}, {"state", v.state},
                      {"packets", v.packets}, {"bytes", v.bytes}, {"seq", v.seq}});
     e["sas"] = sas;
+    auto encap = [](const TunnelStats::Encap& x) {
+      if (x.mode != net::Encap::kUdp) return nlohmann::json{{"mode", "none"}};
+      return nlohmann::json{{"mode", "udp"}, {"sport", x.sport}, {"dport", x.dport}};
+    };
+    e["encap"] = {{"out", encap(t.encap_out)}, {"in", encap(t.encap_in)}};
     if (t.live_enabled) {
       e["liveness"] = {{"state", to_string(t.live)}, {"last_proof_ms_ago", t.last_proof_ms_ago},
                        {"flaps", t.flaps}, {"suppressions", t.suppressions}, {"penalty", t.penalty},

@@ -157,8 +157,15 @@ uint16_t Dataplane::Impl::inbound(Worker& w, const State& st, uint16_t oidx, uin
     rte_pktmbuf_adj(m, kEthLen);
     pkts[k++] = m;
   }
-  const uint16_t d = esp::decap_burst(*st.in_table[oidx], w.id, pkts, k);
-  for (uint16_t i = d; i < k; ++i) rte_pktmbuf_free(pkts[i]);  // reason counted in the SA or the table
+  rte_mbuf* host[kBurst];
+  esp::HostList hl{host};
+  const uint16_t d = esp::decap_burst(*st.in_table[oidx], w.id, pkts, k, &hl);
+  for (uint16_t i = d; i < k - hl.n; ++i) rte_pktmbuf_free(pkts[i]);  // reason counted in the SA or the table
+  if (hl.n) [[unlikely]] {
+    // IKE for the instance: where the exception path will hand it to the host's daemon.
+    w.ctr.drops[size_t(Drop::kToHost)] += hl.n;
+    for (uint16_t i = 0; i < hl.n; ++i) rte_pktmbuf_free(host[i]);
+  }
   if (d == 0) return n;
   const uint32_t now = now_ms();
   uint16_t s = 0;

@@ -5,6 +5,13 @@
 // them starting at the outer header; an inbound burst takes the outer header and leaves the inner packet.
 // L2 is the caller's. Mbufs must be one segment (chained ones are dropped with a reason).
 //
+// NAT traversal (RFC 3948) is per SA, fixed when it is created: an SA with Encap::kUdp sends ESP in UDP (ports from
+// its config; UDP checksum 0 over IPv4 as 2.1 says, computed over IPv6 where RFC 8200 8.1 requires one) and accepts
+// only ESP in UDP to its port; an SA without accepts only raw ESP. Inbound, net::classify_outer decides what a
+// datagram is: UDP to 4500 (or another SA's port) is ESP when its first 4 bytes are not zero, a NAT-keepalive
+// (one 0xFF byte) is counted and dropped, IKE (UDP 500, the zero non-ESP marker) is for the host. The UDP checksum
+// of received ESP is not verified: the ICV covers the ESP packet, and 2.1 tells receivers not to rely on it.
+//
 // Burst contract (as DPDK's rte_ipsec): f(..., pkts, n) returns k, the number that succeeded; pkts[0..k)
 // are those, in their original order, and pkts[k..n) the failed ones, which the caller frees. Every failure
 // is counted under one Drop reason in the SA's (or the table's) per-worker counters.
@@ -46,12 +53,17 @@ enum class Drop : uint8_t {
   // inbound, before an SA is known
   kInChained,
   kInTruncated,      // shorter than an IP header
-  kInBadOuter,       // bad version, IHL, length or extension header chain
+  kInBadOuter,       // bad version, IHL, length or extension header chain; UDP header cut or length wrong
   kInFragment,       // outer fragment (reassembly is not done here)
-  kInNotEsp,         // outer protocol is not 50
+  kInNotEsp,         // neither protocol 50 nor ESP in UDP to a NAT-T port (net::OuterKind::kOther)
+  kInNatKeepalive,   // RFC 3948 2.3 NAT-keepalive (one 0xFF byte in UDP to a NAT-T port): counted, not an error
+  kInIke,            // IKE (UDP 500, or the zero non-ESP marker on a NAT-T port): the host's, not ESP; a caller
+                     // that takes host packets (decap_burst's HostList) gets them instead of this count
   kInZeroSpi,
   kInUnknownSpi,
   // inbound, SA known
+  kInEncapMismatch,  // raw ESP for an SA that expects ESP in UDP, or ESP in UDP for one that expects raw ESP
+  kInUdpPort,        // ESP in UDP to another port than the SA's
   kInRunt,           // shorter than ESP header + IV + trailer + ICV: dropped before any crypto
   kInSeqZero,        // sequence number 0 is never sent
   kInReplay,         // already seen
@@ -87,6 +99,11 @@ struct SaConfig {
   uint8_t tos = 0;  // used with DscpPolicy::kSet
   DfPolicy df = DfPolicy::kCopy;
   uint32_t user_id = 0;  // caller's tag (tunnel id), stored in mbuf->hash.usr by inbound bursts
+  // ESP in UDP (RFC 3948), with the ports of this SA's packets as they are on the wire: outbound ours -> the
+  // peer's, inbound the peer's -> ours. Inbound checks only the destination (ours): a NAT may change the source.
+  net::Encap encap = net::Encap::kNone;
+  uint16_t udp_sport = net::kNatTPort;
+  uint16_t udp_dport = net::kNatTPort;
 };
 
 // Where a spec may take its key from besides its own text, and what it did.
@@ -99,6 +116,7 @@ struct SpecInputs {
 // Validates and normalises an SA spec string, the syntax of the gateway config and meshgate-esp:
 //   spi=0x1001,cipher=aes-gcm-128,key=<hex key+salt>|key=-|key_file=PATH,src=192.0.2.1,dst=198.51.100.1[,esn=1]
 //   [,window=1024][,engine=ipsecmb|sodium][,ttl=64][,df=copy|set|clear][,dscp=copy|<0-63>]
+//   [,encap=none|udp][,sport=4500][,dport=4500]   (ports only with encap=udp; 1..65535, not 500)
 // key_file and key=- hold hex text or the raw bytes, read with crypto::read_key_file / read_key_stream (the
 // gateway's checks: regular file, owner, mode 0600/0400, size). Returns false with a message naming the field on
 // any error.
@@ -150,17 +168,24 @@ class ReplayWindow {
 
 // The hot, read-only part of an SA: what a burst needs, in one cache line.
 struct alignas(64) SaRuntime {
+  static constexpr uint8_t kOuterV6 = 1, kDscpCopy = 2, kDfCopy = 4;  // flags
   const crypto::AeadCtx* aead;
   uint32_t spi;  // host order
-  uint32_t user_id;
   uint8_t esn;
-  uint8_t outer_v6;
-  uint8_t tmpl_len;  // 20 or 40
-  uint8_t dscp_copy;
-  uint8_t df;        // DfPolicy
-  uint8_t pad_;
-  uint16_t tmpl_sum;  // folded one's complement sum of the IPv4 template: per packet only the changes are added
-  uint8_t tmpl[40];  // outer IP header: lengths, IPv4 id and checksum filled per packet
+  uint8_t encap;    // net::Encap
+  uint8_t hdr_len;  // outbound: outer IP header + UDP header if any: 20, 28, 40 or 48
+  uint8_t flags;    // outbound
+  union {
+    // Outbound: outer IP header, then the UDP header (checksum 0) with ESP in UDP; lengths, IPv4 id and checksum
+    // and the IPv6 UDP checksum are filled per packet. The IPv4 checksum field holds the folded sum of the rest of
+    // the template, so per packet only the changes are added; keeping it there rather than in a field of its own
+    // is what lets the UDP header fit the cache line.
+    uint8_t tmpl[48];
+    struct {
+      uint32_t user_id;
+      uint16_t udp_port;  // ESP in UDP: the destination port this SA's packets must arrive on (host order)
+    } in;  // inbound
+  };
 };
 static_assert(sizeof(SaRuntime) == 64);  // one cache line per SA on the hot path
 static_assert(std::is_trivially_copyable_v<SaRuntime>);
@@ -241,6 +266,10 @@ class SaTable {
   SaStats stats() const noexcept;  // pre-SA drops only
   uint64_t* drops(uint16_t worker) noexcept { return counters_[worker].drops; }
   uint16_t max_workers() const noexcept { return max_workers_; }
+  // Whether UDP to `port` may carry ESP: 4500, and the port of each of its SAs with ESP in UDP.
+  bool nat_t_port(uint16_t port) const noexcept {
+    return port == net::kNatTPort || (ports_ && (ports_[port >> 6] >> (port & 63) & 1));
+  }
 
  private:
   struct Slot {
@@ -253,20 +282,30 @@ class SaTable {
   uint32_t mask_ = 0;
   SaCounters* counters_ = nullptr;
   uint16_t max_workers_ = 0;
+  std::unique_ptr<uint64_t[]> ports_;  // bitmap of NAT-T ports other than 4500; null when there is none
 };
 
 // Outbound: encrypts pkts[0..n) with `sa` (ESP tunnel mode). Sequence numbers from 1; IV = the 64-bit
 // sequence number; padding 1, 2, 3, ... to 4-byte alignment; next header 4 or 41.
 uint16_t encap_burst(Sa& sa, uint16_t worker, rte_mbuf* pkts[], uint16_t n) noexcept;
 
+// Where an inbound burst puts the packets that are the host's (net::OuterKind::kIke) instead of counting them as
+// kInIke: pkts must have room for the burst's n; n is set to how many were put there, in arrival order.
+struct HostList {
+  rte_mbuf** pkts;
+  uint16_t n = 0;
+};
+
 // Inbound through a table: outer checks, SPI lookup, replay, ICV, trailer and inner checks.
-// On success mbuf->hash.usr holds the SA's user_id.
-uint16_t decap_burst(SaTable& table, uint16_t worker, rte_mbuf* pkts[], uint16_t n) noexcept;
+// On success mbuf->hash.usr holds the SA's user_id. With `host`, host packets leave pkts: pkts[0..k) are the
+// decapsulated ones and pkts[k..n - host->n) the failed ones.
+uint16_t decap_burst(SaTable& table, uint16_t worker, rte_mbuf* pkts[], uint16_t n,
+                     HostList* host = nullptr) noexcept;
 
 // Inbound for one SA (packets with another SPI are dropped as unknown SPI and counted on `sa`).
 uint16_t decap_burst(Sa& sa, uint16_t worker, rte_mbuf* pkts[], uint16_t n) noexcept;
 
-// Largest ESP overhead: outer IPv6 + ESP header + IV + at most 3 pad + 2 trailer + ICV.
-inline constexpr uint32_t kMaxOverhead = 40 + 8 + 8 + 3 + 2 + 16;
+// Largest ESP overhead: outer IPv6 + UDP + ESP header + IV + at most 3 pad + 2 trailer + ICV.
+inline constexpr uint32_t kMaxOverhead = 40 + 8 + 8 + 8 + 3 + 2 + 16;
 
 }  // namespace mg::esp

@@ -23,8 +23,12 @@ const char* to_string(Drop d) noexcept {
     case Drop::kInBadOuter: return "in_bad_outer";
     case Drop::kInFragment: return "in_fragment";
     case Drop::kInNotEsp: return "in_not_esp";
+    case Drop::kInNatKeepalive: return "in_nat_keepalive";
+    case Drop::kInIke: return "in_ike";
     case Drop::kInZeroSpi: return "in_zero_spi";
     case Drop::kInUnknownSpi: return "in_unknown_spi";
+    case Drop::kInEncapMismatch: return "in_encap_mismatch";
+    case Drop::kInUdpPort: return "in_udp_port";
     case Drop::kInRunt: return "in_runt";
     case Drop::kInSeqZero: return "in_seq_zero";
     case Drop::kInReplay: return "in_replay";
@@ -78,6 +82,9 @@ Sa::Sa(const SaConfig& cfg, Direction dir, uint16_t max_workers)
   cfg_.tos = cfg.tos;
   cfg_.df = cfg.df;
   cfg_.user_id = cfg.user_id;
+  cfg_.encap = cfg.encap;
+  cfg_.udp_sport = cfg.udp_sport;
+  cfg_.udp_dport = cfg.udp_dport;
 }
 
 Sa::~Sa() {
@@ -112,6 +119,15 @@ std::unique_ptr<Sa> Sa::create(SaConfig& cfg, Direction dir, uint16_t max_worker
       return fail("src/dst: outer addresses must be of one IP version");
     if (cfg.ttl == 0) return fail("ttl: must be at least 1");
   }
+  const bool udp = cfg.encap == net::Encap::kUdp;
+  if (cfg.encap != net::Encap::kNone && !udp) return fail("encap: none or udp");
+  if (udp) {
+    for (uint16_t port : {cfg.udp_sport, cfg.udp_dport}) {
+      if (port == 0) return fail("sport/dport: UDP port 0 is not a port");
+      // A receiver takes UDP to 500 for IKE whatever it holds (RFC 7296 2.23), so ESP sent there is lost.
+      if (port == net::kIkePort) return fail("sport/dport: port 500 is IKE's; ESP in UDP uses 4500 or another");
+    }
+  }
   if (dir == Direction::kOutbound) cfg.replay_window = 64;  // unused: the smallest allocation
   std::string aerr;
   crypto::AeadPtr aead = crypto::make_aead(cfg.cipher, cfg.engine, cfg.keymat, &aerr);
@@ -123,40 +139,48 @@ std::unique_ptr<Sa> Sa::create(SaConfig& cfg, Direction dir, uint16_t max_worker
   std::memset(&rt, 0, sizeof(rt));
   rt.aead = sa->aead_.get();
   rt.spi = cfg.spi;
-  rt.user_id = cfg.user_id;
   rt.esn = cfg.esn ? 1 : 0;
   sa->end_.store(cfg.esn ? UINT64_MAX : 0xffffffffull, std::memory_order_relaxed);
-  rt.dscp_copy = cfg.dscp_policy == DscpPolicy::kCopy ? 1 : 0;
-  rt.df = uint8_t(cfg.df);
-  if (dir == Direction::kOutbound) {
-    const uint8_t tos = cfg.dscp_policy == DscpPolicy::kSet ? cfg.tos : 0;
-    if (cfg.outer_src.version == 4) {
-      rt.outer_v6 = 0;
-      rt.tmpl_len = 20;
-      uint8_t* t = rt.tmpl;
-      t[0] = 0x45;
-      t[1] = tos;
-      if (cfg.df == DfPolicy::kSet) t[6] = 0x40;
-      t[8] = cfg.ttl;
-      t[9] = net::kProtoEsp;
-      std::memcpy(t + 12, cfg.outer_src.bytes, 4);
-      std::memcpy(t + 16, cfg.outer_dst.bytes, 4);
-      uint32_t sum = 0;
-      for (int i = 0; i < 20; i += 2) sum += net::load_be16(t + i);
-      while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
-      rt.tmpl_sum = uint16_t(sum);
-    } else {
-      rt.outer_v6 = 1;
-      rt.tmpl_len = 40;
-      uint8_t* t = rt.tmpl;
-      t[0] = uint8_t(0x60 | (tos >> 4));
-      t[1] = uint8_t(tos << 4);
-      t[6] = net::kProtoEsp;
-      t[7] = cfg.ttl;
-      std::memcpy(t + 8, cfg.outer_src.bytes, 16);
-      std::memcpy(t + 24, cfg.outer_dst.bytes, 16);
-    }
+  rt.encap = uint8_t(cfg.encap);
+  if (dir == Direction::kInbound) {
+    rt.in.user_id = cfg.user_id;
+    rt.in.udp_port = udp ? cfg.udp_dport : 0;
+    return sa;
   }
+  rt.flags = uint8_t((cfg.outer_src.version == 6 ? SaRuntime::kOuterV6 : 0) |
+                     (cfg.dscp_policy == DscpPolicy::kCopy ? SaRuntime::kDscpCopy : 0) |
+                     (cfg.df == DfPolicy::kCopy ? SaRuntime::kDfCopy : 0));
+  const uint8_t tos = cfg.dscp_policy == DscpPolicy::kSet ? cfg.tos : 0;
+  const uint8_t proto = udp ? net::kProtoUdp : net::kProtoEsp;
+  uint8_t* t = rt.tmpl;
+  uint32_t ip_len;
+  if (cfg.outer_src.version == 4) {
+    ip_len = 20;
+    t[0] = 0x45;
+    t[1] = tos;
+    if (cfg.df == DfPolicy::kSet) t[6] = 0x40;
+    t[8] = cfg.ttl;
+    t[9] = proto;
+    std::memcpy(t + 12, cfg.outer_src.bytes, 4);
+    std::memcpy(t + 16, cfg.outer_dst.bytes, 4);
+    uint32_t sum = 0;
+    for (int i = 0; i < 20; i += 2) sum += net::load_be16(t + i);
+    while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+    net::store_be16(t + 10, uint16_t(sum));  // not yet a checksum: the sum the burst adds the per-packet fields to
+  } else {
+    ip_len = 40;
+    t[0] = uint8_t(0x60 | (tos >> 4));
+    t[1] = uint8_t(tos << 4);
+    t[6] = proto;
+    t[7] = cfg.ttl;
+    std::memcpy(t + 8, cfg.outer_src.bytes, 16);
+    std::memcpy(t + 24, cfg.outer_dst.bytes, 16);
+  }
+  if (udp) {
+    net::store_be16(t + ip_len, cfg.udp_sport);
+    net::store_be16(t + ip_len + 2, cfg.udp_dport);
+  }
+  rt.hdr_len = uint8_t(ip_len + (udp ? net::kUdpHdrLen : 0));
   return sa;
 }
 
@@ -203,6 +227,14 @@ std::unique_ptr<SaTable> SaTable::build(std::span<Sa* const> sas, uint16_t max_w
     uint32_t i = hash(sa->spi()) & t->mask_;
     while (t->slots_[i].sa != nullptr) i = (i + 1) & t->mask_;
     t->slots_[i] = Slot{sa->spi(), sa};
+    const SaConfig& c = sa->config();
+    if (c.encap == net::Encap::kUdp && c.udp_dport != net::kNatTPort) {
+      if (!t->ports_) {
+        t->ports_.reset(new uint64_t[65536 / 64]);
+        std::memset(t->ports_.get(), 0, 65536 / 8);
+      }
+      t->ports_[c.udp_dport >> 6] |= uint64_t(1) << (c.udp_dport & 63);
+    }
   }
   t->max_workers_ = max_workers;
   t->counters_ = alloc_counters(max_workers);
@@ -218,7 +250,7 @@ static std::string shown(std::string_view s) { return crypto::quotable(s); }
 
 bool parse_sa_spec(const std::string& spec, SaConfig* out, std::string* err, SpecInputs* in) {
   SaConfig c;
-  bool have_spi = false, have_cipher = false, have_key = false;
+  bool have_spi = false, have_cipher = false, have_key = false, have_port = false;
   std::string from;  // key_file=PATH or key=-: what was read there, decoded once the cipher is known
   std::string from_what;
   auto fail = [&](const std::string& m) {
@@ -307,10 +339,20 @@ bool parse_sa_spec(const std::string& spec, SaConfig* out, std::string* err, Spe
       } else {
         return fail("dscp: copy or 0..63");
       }
+    } else if (k == "encap") {
+      if (v == "udp") c.encap = net::Encap::kUdp;
+      else if (v == "none") c.encap = net::Encap::kNone;
+      else return fail("encap: none or udp");
+    } else if (k == "sport" || k == "dport") {
+      if (!num(v, &n) || n == 0 || n > 65535 || n == net::kIkePort)
+        return fail(std::string(k) + ": a UDP port 1..65535 other than 500 (IKE's)");
+      (k == "sport" ? c.udp_sport : c.udp_dport) = uint16_t(n);
+      have_port = true;
     } else {
       return fail("sa spec: unknown field '" + shown(k) + "'");
     }
   }
+  if (have_port && c.encap != net::Encap::kUdp) return fail("sport/dport: only with encap=udp");
   if (!have_spi) return fail("sa spec: spi is missing");
   if (!have_cipher) return fail("sa spec: cipher is missing");
   if (!have_key) return fail("sa spec: key is missing (key=HEX, key=- or key_file=PATH)");

@@ -15,11 +15,13 @@ inline constexpr uint32_t kIpv6MinMtu = 1280;   // RFC 8200 5: every IPv6 link c
 inline constexpr uint32_t kMaxLinkMtu = 9216;   // the largest tunnel MTU the config accepts
 
 // The largest inner datagram that, once encrypted in tunnel-mode ESP (outer IPv4 or IPv6 header without options,
-// ESP header, IV, padding to 4 bytes, trailer, ICV), is at most link_mtu bytes long. Exact, not the worst case:
-// the padding an inner packet of this length gets is counted, so a packet of exactly this size fills link_mtu
-// (1500 over IPv4 with an 8-byte IV and 16-byte ICV: 1446). 0 when nothing fits.
-constexpr uint32_t esp_inner_mtu(uint32_t link_mtu, bool outer_v6, uint32_t iv_len, uint32_t icv_len) noexcept {
-  const uint32_t fixed = (outer_v6 ? 40u : 20u) + kEspHdrLen + iv_len + icv_len;
+// the 8-byte UDP header when udp_encap (RFC 3948), ESP header, IV, padding to 4 bytes, trailer, ICV), is at most
+// link_mtu bytes long. Exact, not the worst case: the padding an inner packet of this length gets is counted, so a
+// packet of exactly this size fills link_mtu (1500 over IPv4 with an 8-byte IV and 16-byte ICV: 1446; in UDP: 1438).
+// 0 when nothing fits.
+constexpr uint32_t esp_inner_mtu(uint32_t link_mtu, bool outer_v6, uint32_t iv_len, uint32_t icv_len,
+                                 bool udp_encap = false) noexcept {
+  const uint32_t fixed = (outer_v6 ? 40u : 20u) + (udp_encap ? 8u : 0u) + kEspHdrLen + iv_len + icv_len;
   if (link_mtu < fixed + kEspTrailerLen + 20) return 0;
   return (link_mtu - fixed) / kEspPadAlign * kEspPadAlign - kEspTrailerLen;
 }

@@ -89,7 +89,9 @@ def mac_str(b):
 
 
 class SaSpec:
-    def __init__(self, tbl, cfg_dir, src, dst):
+    def __init__(self, tbl, cfg_dir, src, dst, udp=None):
+        """udp: (sport, dport) of this SA's packets when it is ESP in UDP (RFC 3948), else None."""
+        self.udp = udp
         self.spi = int(tbl["spi"])
         self.cipher = tbl.get("cipher", "aes-gcm-128")
         self.esn = bool(tbl.get("esn", False))
@@ -109,8 +111,9 @@ class SaSpec:
         algo = {"aes-gcm-128": "AES-GCM", "aes-gcm-256": "AES-GCM",
                 "chacha20-poly1305": "CHACHA20-POLY1305"}[self.cipher]
         hdr = IP(src=self.src, dst=self.dst) if ":" not in self.src else IPv6(src=self.src, dst=self.dst)
+        nat_t = UDP(sport=self.udp[0], dport=self.udp[1]) if self.udp else None
         return SecurityAssociation(ESP, spi=self.spi, crypt_algo=algo, crypt_key=self.keymat,
-                                   tunnel_header=hdr, esn_en=self.esn, esn=0)
+                                   tunnel_header=hdr, esn_en=self.esn, esn=0, nat_t_header=nat_t)
 
     def tool_spec(self, key_dir):
         """meshgate-esp's SA spec, its key in a 0600 file in key_dir (a key on a command line is visible to all)."""
@@ -120,7 +123,20 @@ class SaSpec:
             f.write(self.keymat.hex() + "\n")
         os.chmod(path, 0o600)
         s = f"spi={self.spi:#x},cipher={self.cipher},key_file={path},src={self.src},dst={self.dst}"
+        if self.udp:
+            s += f",encap=udp,sport={self.udp[0]},dport={self.udp[1]}"
         return s + (",esn=1" if self.esn else "") + ",window=65536"
+
+
+def nat_t_fixed(pkt):
+    """scapy 2.5.0's SecurityAssociation(nat_t_header=...) writes UDP length 8 over IPv4 (it serialises the outer
+    header before the ESP is attached behind it); a receiver must drop that (the UDP datagram holds no ESP). This
+    sets the length scapy meant. IPv6 output is right already."""
+    if pkt.haslayer(UDP) and pkt.version == 4:
+        pkt = pkt.copy()
+        del pkt[UDP].len
+        return IP(raw(pkt))
+    return pkt
 
 
 class Tunnel:
@@ -153,11 +169,22 @@ class Gw:
             x.dscp = t.get("dscp", "copy")
             x.weight = int(t.get("weight", 1))
             x.ike = t.get("keying") == "ike"   # SAs from the keying interface: none in the file
-            x.out = None if x.ike else SaSpec(t["out"], cfg_dir, x.inst_ip, x.dev_ip)
-            x.inn = None if x.ike else SaSpec(t["in"], cfg_dir, x.dev_ip, x.inst_ip)
+            x.out = None if x.ike else SaSpec(t["out"], cfg_dir, x.inst_ip, x.dev_ip, udp=self._udp(t, t["out"], False))
+            x.inn = None if x.ike else SaSpec(t["in"], cfg_dir, x.dev_ip, x.inst_ip, udp=self._udp(t, t["in"], True))
             self.tunnels.append(x)
         self.by_name = {t.name: t for t in self.tunnels}
         self.by_out_spi = {t.out.spi: t for t in self.tunnels if t.out}
+
+    @staticmethod
+    def _udp(t, sa, inbound):
+        """(sport, dport) of an SA's packets when it is ESP in UDP: its own keys over its tunnel's (README
+        "NAT traversal")."""
+        def key(k, default):
+            return sa.get(k, t.get(k, default))
+        if key("encap", "none") != "udp":
+            return None
+        local, remote = int(key("udp_local_port", 4500)), int(key("udp_remote_port", 4500))
+        return (remote, local) if inbound else (local, remote)
 
     def routed(self, addr):
         a = ipaddress.ip_address(addr)
@@ -183,6 +210,24 @@ def standby_cfg():
 
 def pmd_cfg():
     return source_path("pmd_config", "vdev-demo.toml")
+
+
+def write_dual_config(name, edits, append=""):
+    """The shipped dual config in TMP with every tunnel but a-1 at weight 0 (all flows on a-1), then (old, new) text
+    edits, each of which must apply."""
+    with open(dual_cfg()) as f:
+        text = f.read()
+    parts = text.split("[[tunnel]]")
+    for k in range(2, len(parts)):   # parts[1] is a-1
+        parts[k] = parts[k].replace("weight = 1", "weight = 0", 1)
+    text = "[[tunnel]]".join(parts)
+    for old, new in edits:
+        assert old in text, old
+        text = text.replace(old, new, 1)
+    path = os.path.join(TMP, name + ".toml")
+    with open(path, "w") as f:
+        f.write(text + append)
+    return path
 
 
 # ------------------------------------------------------------------------------------------------ traffic
@@ -366,7 +411,7 @@ class Run:
 class Decoded:
     """One ESP frame from an instance port, decrypted by scapy."""
     __slots__ = ("port", "pos", "eth_dst", "eth_type", "outer_src", "outer_dst", "ttl", "tos", "df", "proto",
-                 "spi", "seq", "iv", "tunnel", "inner", "index", "loose_index", "error")
+                 "spi", "seq", "iv", "tunnel", "inner", "index", "loose_index", "error", "udp")
 
 
 def decrypt_outputs(gw, run, trace=None):
@@ -382,6 +427,7 @@ def decrypt_outputs(gw, run, trace=None):
         for pos, fr in enumerate(frames):
             d = Decoded()
             d.port, d.pos, d.error, d.tunnel, d.inner, d.index, d.loose_index = port, pos, None, None, None, None, None
+            d.udp = None
             d.eth_dst = mac_str(fr[0:6])
             d.eth_type = fr[12:14]
             res.append(d)
@@ -394,14 +440,21 @@ def decrypt_outputs(gw, run, trace=None):
             d.df = bool(ip[6] & 0x40)
             d.outer_src = str(ipaddress.ip_address(ip[12:16]))
             d.outer_dst = str(ipaddress.ip_address(ip[16:20]))
-            if d.proto != 50:
+            esp_off = ihl
+            if d.proto == 17:   # ESP in UDP: (sport, dport, length, checksum) kept for the suites to check
+                d.udp = struct.unpack("!HHHH", ip[ihl:ihl + 8])
+                esp_off = ihl + 8
+            elif d.proto != 50:
                 d.error = f"outer protocol {d.proto}"
                 continue
-            d.spi, d.seq = struct.unpack("!II", ip[ihl:ihl + 8])
-            d.iv = ip[ihl + 8:ihl + 16]
+            d.spi, d.seq = struct.unpack("!II", ip[esp_off:esp_off + 8])
+            d.iv = ip[esp_off + 8:esp_off + 16]
             t = gw.by_out_spi.get(d.spi)
             if t is None:
                 d.error = f"unknown SPI {d.spi:#x}"
+                continue
+            if (d.udp is not None) != (t.out.udp is not None) or (d.udp and d.udp[:2] != t.out.udp):
+                d.error = f"encapsulation {d.udp} where the config says {t.out.udp}"
                 continue
             d.tunnel = t.name
             sa = sas[d.spi]
@@ -486,11 +539,13 @@ def accounting_problems(run, inside_fed, outside_fed):
                  f"(not_ip {d['inside_not_ip']}, malformed {d['inside_malformed']}, not_routed {d['not_routed']}, "
                  f"no_tunnel {d['no_tunnel']}, tx_full {tun_txfull}, esp_out {st['esp_out_drops']}, "
                  f"too_big/frag_failed {mtu_drops})")
-    in_drops = d["outside_not_ip"] + d["inner_selector"] + st["esp_in_drops"] + (d["tx_full"] - tun_txfull)
+    in_drops = (d["outside_not_ip"] + d["inner_selector"] + st["esp_in_drops"] + (d["tx_full"] - tun_txfull)
+                + d.get("to_host", 0))
     if st["outside_rx"] != in_fwd + in_drops:
         p.append(f"outside_rx {st['outside_rx']} != packets_in {in_fwd} + drops {in_drops} "
                  f"(outside_not_ip {d['outside_not_ip']}, inner_selector {d['inner_selector']}, "
-                 f"esp_in {st['esp_in_drops']}, inside tx_full {d['tx_full'] - tun_txfull})")
+                 f"esp_in {st['esp_in_drops']}, inside tx_full {d['tx_full'] - tun_txfull}, "
+                 f"to_host {d.get('to_host', 0)})")
     esp_out = sum(v for t in T for k, v in t["esp_drops"].items() if k.startswith("out_"))
     esp_in = sum(v for t in T for k, v in t["esp_drops"].items() if k.startswith("in_"))
     esp_in += sum(st["esp_unknown_sa_drops"].values())

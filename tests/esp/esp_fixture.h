@@ -19,6 +19,8 @@ struct SaParams {
   bool esn = false;
   uint32_t window = 1024;
   uint32_t spi = 0x1001;
+  net::Encap encap = net::Encap::kNone;
+  uint16_t sport = net::kNatTPort, dport = net::kNatTPort;
 };
 
 inline std::vector<uint8_t> test_keymat(crypto::Cipher c) {
@@ -43,6 +45,9 @@ inline esp::SaConfig sa_config(const SaParams& p) {
     net::parse_ip("2001:db8:2::7", &c.outer_dst);
   }
   c.user_id = 7;
+  c.encap = p.encap;
+  c.udp_sport = p.sport;
+  c.udp_dport = p.dport;
   return c;
 }
 

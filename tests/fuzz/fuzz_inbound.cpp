@@ -1,13 +1,18 @@
 // libFuzzer target: inbound ESP decapsulation through an SA table of eight SAs, every cipher and engine
 // (AES-GCM-128/256 and ChaCha20-Poly1305 through IPsec-MB, ChaCha20-Poly1305 through libsodium), with and without
-// ESN. Every packet sits in a heap buffer of exactly its size (exact_mbuf.h), so a read past its end is an ASan
-// report, not a silent read of the next bytes of a pool mbuf.
+// ESN, four of them ESP in UDP (RFC 3948; one on port 4600, the others on 4500). Every packet sits in a heap buffer
+// of exactly its size (exact_mbuf.h), so a read past its end is an ASan report, not a silent read of the next bytes
+// of a pool mbuf.
 //
 // The input is a list of records (FuzzedDataProvider), each one packet of one burst:
 //   raw       any outer bytes (parsers, SPI lookup, length checks); optionally ends the burst before it
+//   udp       an outer IPv4/IPv6 UDP datagram to port 4500, 4600, 500 or another, from any port, whose payload is
+//             a NAT-keepalive, the non-ESP marker and bytes, or any bytes; its UDP length right or any value
 //   sealed    outer IPv4/IPv6 (+ a destination-options header, or L2 padding) + ESP under one of the SAs, sealed
 //             here with a valid ICV (ChaCha sealed by the *other* engine), sequence number chosen by the input;
 //             the plaintext is either all input bytes (trailer rules) or input bytes + a correct trailer;
+//             in UDP to the SA's port (any source port and checksum) or raw, as the SA says, or the other way, or
+//             in UDP to a NAT-T port that is not the SA's (those must fail);
 //             optionally one byte flipped after sealing (must then fail)
 //   duplicate a byte-for-byte copy of an earlier record (a replay)
 // SAs are made afresh for every input and their keys derive from the input's hash, so runs are reproducible and
@@ -18,7 +23,11 @@
 //   - no (SA, sequence number) is delivered twice;
 //   - a well-formed record sealed with a sequence number above every earlier one of its SA (and, with ESN, less
 //     than 2^31 above the last one that had to pass) is delivered;
-//   - the SA and table counters add up: each SA's packets = what it delivered, all drops = all not delivered;
+//   - what the outer bytes are, by the RFC 3948 rules restated here: every NAT-keepalive is counted as one, every
+//     IKE datagram (UDP 500, the zero marker on a NAT-T port) as one, or (every other burst, which passes a
+//     HostList) handed over in order and nothing else with it;
+//   - the SA and table counters add up: each SA's packets = what it delivered, all drops + handed over = all not
+//     delivered;
 //   - every mbuf and every heap buffer is back.
 #include <fuzzer/FuzzedDataProvider.h>
 #include <rte_mbuf.h>
@@ -50,17 +59,19 @@ struct SaDef {
   crypto::Engine seal_engine; // the sender's: the other one where both have the cipher
   bool esn;
   uint32_t window;
+  uint16_t udp_port;          // ESP in UDP to this port; 0: raw ESP
 };
 constexpr SaDef kSas[8] = {
-    {0x100, crypto::Cipher::kAesGcm128, crypto::Engine::kIpsecMb, crypto::Engine::kIpsecMb, false, 64},
-    {0x101, crypto::Cipher::kAesGcm128, crypto::Engine::kIpsecMb, crypto::Engine::kIpsecMb, true, 1024},
-    {0x200, crypto::Cipher::kAesGcm256, crypto::Engine::kIpsecMb, crypto::Engine::kIpsecMb, false, 128},
-    {0x201, crypto::Cipher::kAesGcm256, crypto::Engine::kIpsecMb, crypto::Engine::kIpsecMb, true, 64},
-    {0x300, crypto::Cipher::kChacha20Poly1305, crypto::Engine::kIpsecMb, crypto::Engine::kSodium, false, 64},
-    {0x301, crypto::Cipher::kChacha20Poly1305, crypto::Engine::kIpsecMb, crypto::Engine::kSodium, true, 256},
-    {0x400, crypto::Cipher::kChacha20Poly1305, crypto::Engine::kSodium, crypto::Engine::kIpsecMb, false, 1024},
-    {0x401, crypto::Cipher::kChacha20Poly1305, crypto::Engine::kSodium, crypto::Engine::kIpsecMb, true, 64},
+    {0x100, crypto::Cipher::kAesGcm128, crypto::Engine::kIpsecMb, crypto::Engine::kIpsecMb, false, 64, 0},
+    {0x101, crypto::Cipher::kAesGcm128, crypto::Engine::kIpsecMb, crypto::Engine::kIpsecMb, true, 1024, 4500},
+    {0x200, crypto::Cipher::kAesGcm256, crypto::Engine::kIpsecMb, crypto::Engine::kIpsecMb, false, 128, 4500},
+    {0x201, crypto::Cipher::kAesGcm256, crypto::Engine::kIpsecMb, crypto::Engine::kIpsecMb, true, 64, 0},
+    {0x300, crypto::Cipher::kChacha20Poly1305, crypto::Engine::kIpsecMb, crypto::Engine::kSodium, false, 64, 0},
+    {0x301, crypto::Cipher::kChacha20Poly1305, crypto::Engine::kIpsecMb, crypto::Engine::kSodium, true, 256, 4600},
+    {0x400, crypto::Cipher::kChacha20Poly1305, crypto::Engine::kSodium, crypto::Engine::kIpsecMb, false, 1024, 4500},
+    {0x401, crypto::Cipher::kChacha20Poly1305, crypto::Engine::kSodium, crypto::Engine::kIpsecMb, true, 64, 0},
 };
+constexpr uint16_t kPorts[4] = {4500, 4600, 500, 53};  // what udp records and misdirected sealed ones aim at
 constexpr size_t kNumSas = sizeof(kSas) / sizeof(kSas[0]);
 constexpr uint16_t kMaxRecords = 64;
 
@@ -91,6 +102,76 @@ struct Record {
                                // tolerated here (it is what the product does today), so it is never a must
   bool flush_before = false;
 };
+
+// RFC 3948 2.2, 2.3 and RFC 7296 2.23 restated for the table above: what a datagram is before any SPI is looked
+// at. Written out here rather than taken from lib/net, so that the product is checked against it.
+enum class Kind { kOther, kEsp, kKeepalive, kIke };
+Kind outer_kind(const std::vector<uint8_t>& b) {
+  net::L3Info li;
+  if (net::parse_l3(b.data(), uint32_t(b.size()), &li) != net::ParseStatus::kOk || li.fragment) return Kind::kOther;
+  if (li.proto == net::kProtoEsp) return Kind::kEsp;
+  if (li.proto != net::kProtoUdp || li.ip_len - li.l4_off < 8) return Kind::kOther;
+  const uint8_t* u = b.data() + li.l4_off;
+  const uint16_t dport = uint16_t(u[2] << 8 | u[3]), ulen = uint16_t(u[4] << 8 | u[5]);
+  if (dport != 500 && dport != 4500 && dport != 4600) return Kind::kOther;
+  if (ulen < 8 || ulen > li.ip_len - li.l4_off) return Kind::kOther;  // a bad UDP length: counted as bad outer
+  if (dport == 500) return Kind::kIke;
+  const size_t n = ulen - 8u;
+  if (n == 1 && u[8] == 0xff) return Kind::kKeepalive;
+  if (n >= 4 && (u[8] | u[9] | u[10] | u[11]) == 0) return Kind::kIke;
+  return n >= 4 ? Kind::kEsp : Kind::kOther;
+}
+
+// Wraps the ESP at b[esp_off..) in a UDP header (the IP header and any extension header stay in front of it).
+void wrap_udp(std::vector<uint8_t>* b, size_t esp_off, size_t esp_len, uint16_t sport, uint16_t dport,
+              uint16_t csum, bool v6, bool ext) {
+  uint8_t u[8];
+  net::store_be16(u, sport);
+  net::store_be16(u + 2, dport);
+  net::store_be16(u + 4, uint16_t(esp_len + 8));
+  net::store_be16(u + 6, csum);  // never verified by the receiver: any value
+  b->insert(b->begin() + long(esp_off), u, u + 8);
+  std::vector<uint8_t>& p = *b;
+  if (v6) {
+    net::store_be16(&p[4], uint16_t(net::load_be16(&p[4]) + 8));
+    p[ext ? 40 : 6] = net::kProtoUdp;
+  } else {
+    net::store_be16(&p[2], uint16_t(net::load_be16(&p[2]) + 8));
+    p[9] = net::kProtoUdp;
+    p[10] = p[11] = 0;
+    const uint16_t c = csum16(p.data(), 20);
+    p[10] = uint8_t(c >> 8);
+    p[11] = uint8_t(c);
+  }
+}
+
+// An outer header (IPv4 or IPv6) in front of `payload` sent as UDP sport -> dport with UDP length ulen.
+std::vector<uint8_t> udp_datagram(bool v6, uint16_t sport, uint16_t dport, uint16_t ulen,
+                                  const std::vector<uint8_t>& payload) {
+  const size_t hl = v6 ? 40 : 20;
+  std::vector<uint8_t> b(hl + 8);
+  b.insert(b.end(), payload.begin(), payload.end());
+  if (v6) {
+    b[0] = 0x60;
+    net::store_be16(&b[4], uint16_t(b.size() - 40));
+    b[6] = net::kProtoUdp;
+    b[7] = 64;
+    b[8] = 0x20, b[9] = 0x01, b[23] = 1, b[24] = 0x20, b[25] = 0x01, b[39] = 2;
+  } else {
+    b[0] = 0x45;
+    net::store_be16(&b[2], uint16_t(b.size()));
+    b[8] = 64;
+    b[9] = net::kProtoUdp;
+    b[12] = 192, b[15] = 1, b[16] = 198, b[19] = 7;
+    const uint16_t c = csum16(b.data(), 20);
+    b[10] = uint8_t(c >> 8);
+    b[11] = uint8_t(c);
+  }
+  net::store_be16(&b[hl], sport);
+  net::store_be16(&b[hl + 2], dport);
+  net::store_be16(&b[hl + 4], ulen);
+  return b;
+}
 
 // What a receiver must make of a plaintext (RFC 4303 2.4, 2.6), restated: the inner datagram or nothing.
 bool expected_inner(const std::vector<uint8_t>& pt, uint8_t outer_ecn, std::vector<uint8_t>* out,
@@ -151,6 +232,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     cfg.esn = d.esn;
     cfg.replay_window = d.window;
     cfg.user_id = uint32_t(1000 + i);
+    if (d.udp_port) {
+      cfg.encap = mg::net::Encap::kUdp;
+      cfg.udp_sport = 4500;
+      cfg.udp_dport = d.udp_port;
+    }
     sas[i] = esp::Sa::create(cfg, esp::Direction::kInbound, 1, &err);
     CHECK(sas[i] && seal[i]);
     list[i] = sas[i].get();
@@ -175,7 +261,19 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       r.flush_before = true;
       std::memcpy(burst_base, must_top, sizeof must_top);
     }
-    if (kind == 0) {
+    if (kind == 0 && (ctl & 8)) {
+      const bool v6 = (ctl & 0x10) != 0;
+      const uint16_t dport = kPorts[(ctl >> 5) & 3];
+      const uint16_t sport = (ctl & 0x80) ? fdp.ConsumeIntegral<uint16_t>() : 4500;
+      const uint8_t what = fdp.ConsumeIntegral<uint8_t>();
+      std::vector<uint8_t> pay;
+      if ((what & 3) == 0) pay = {0xff};
+      else if ((what & 3) == 1) pay = {0, 0, 0, 0};
+      const std::vector<uint8_t> more = fdp.ConsumeBytes<uint8_t>(fdp.ConsumeIntegralInRange<uint16_t>(0, 64));
+      if ((what & 3) != 0) pay.insert(pay.end(), more.begin(), more.end());
+      const uint16_t ulen = (what & 4) ? fdp.ConsumeIntegral<uint16_t>() : uint16_t(8 + pay.size());
+      r.wire = udp_datagram(v6, sport, dport, ulen, pay);
+    } else if (kind == 0) {
       r.wire = fdp.ConsumeBytes<uint8_t>(fdp.ConsumeIntegralInRange<uint16_t>(0, 2048));
     } else if (kind == 3) {
       if (recs.empty()) continue;
@@ -197,6 +295,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       else seq = fdp.ConsumeIntegral<uint64_t>();
       if (!d.esn) seq &= 0xffffffffull;
       const uint8_t outer_tos = fdp.ConsumeIntegral<uint8_t>();
+      // How it travels: as its SA says (mostly), the other way, or in UDP to a NAT-T port that is not the SA's.
+      const uint8_t wrap = fdp.ConsumeIntegral<uint8_t>();
+      const uint8_t how = wrap & 7;
+      const bool as_sa = how < 5;
+      const bool in_udp = how == 7 || (as_sa == (d.udp_port != 0));
+      const uint16_t to_port = how == 7 ? (d.udp_port == 4500 ? 4600 : 4500) : d.udp_port ? d.udp_port : 4500;
       std::vector<uint8_t> pt;
       if (kind == 1) {
         pt = fdp.ConsumeBytes<uint8_t>(fdp.ConsumeIntegralInRange<uint16_t>(0, 1500));
@@ -271,10 +375,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         const size_t at = esp_off + fdp.ConsumeIntegralInRange<size_t>(0, esp_len - 1);
         b[at] ^= uint8_t(1u << (fdp.ConsumeIntegral<uint8_t>() & 7));
       }
+      if (in_udp) {
+        const uint16_t sport = (wrap & 8) ? fdp.ConsumeIntegral<uint16_t>() : 4500;  // a NAT may change it
+        const uint16_t csum = (wrap & 16) ? fdp.ConsumeIntegral<uint16_t>() : 0;
+        wrap_udp(&b, esp_off, esp_len, sport, to_port, csum, v6, ext != 0);
+      }
       r.wire = std::move(b);
       r.sa = si;
       r.seq = seq;
-      r.authentic = !flip;
+      // Wrongly encapsulated, it can never be delivered, so it moves no window either.
+      r.authentic = !flip && as_sa;
       r.well_formed = expected_inner(pt, uint8_t(outer_tos & 3), &r.inner, &r.ce_on_not_ect);
       if (r.authentic && seq != 0) {
         // Above everything sealed before (nothing can have moved the window past it) and, with ESN, close
@@ -293,9 +403,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // ---- run the bursts
   std::set<std::pair<int, uint64_t>> delivered_ids;
   uint64_t delivered_per_sa[kNumSas] = {};
-  size_t delivered = 0;
+  size_t delivered = 0, handed = 0, keepalives = 0, ike_counted = 0;
   size_t start = 0;
-  while (start < recs.size()) {
+  for (unsigned burst = 0; start < recs.size(); ++burst) {
     size_t end = start + 1;
     while (end < recs.size() && !recs[end].flush_before) ++end;
     rte_mbuf* pkts[kMaxRecords];
@@ -307,8 +417,22 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       pkts[n] = orig[n] = m;
       ++n;
     }
-    const uint16_t k = esp::decap_burst(*table, 0, pkts, n);
+    rte_mbuf* host[kMaxRecords];
+    esp::HostList hl{host};
+    const bool take = burst & 1;
+    const uint16_t k = esp::decap_burst(*table, 0, pkts, n, take ? &hl : nullptr);
     CHECK(k <= n);
+    // The host list holds exactly the IKE datagrams of the burst, in order; without one they are counted.
+    uint16_t h = 0;
+    for (uint16_t i = 0; i < n; ++i) {
+      const Kind kd = outer_kind(recs[start + i].wire);
+      if (kd == Kind::kKeepalive) ++keepalives;
+      if (kd != Kind::kIke) continue;
+      if (take) CHECK(h < hl.n && host[h++] == orig[i]);
+      else ++ike_counted;
+    }
+    CHECK(h == (take ? hl.n : 0));
+    handed += h;
     std::vector<bool> got(n, false);
     uint16_t j = 0;
     for (uint16_t i = 0; i < k; ++i) {
@@ -328,7 +452,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       ++delivered;
     }
     for (uint16_t i = 0; i < n; ++i) CHECK(got[i] || !recs[start + i].must_deliver);
-    for (uint16_t i = 0; i < n; ++i) rte_pktmbuf_free(pkts[i]);
+    for (uint16_t i = 0; i < n - h; ++i) rte_pktmbuf_free(pkts[i]);
+    for (uint16_t i = 0; i < h; ++i) rte_pktmbuf_free(host[i]);
     start = end;
   }
 
@@ -339,7 +464,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     CHECK(st.packets == delivered_per_sa[i]);
     drops += st.total_drops();
   }
-  CHECK(drops + delivered == recs.size());
+  CHECK(drops + delivered + handed == recs.size());
+  CHECK(table->stats().drops[size_t(esp::Drop::kInNatKeepalive)] == keepalives);
+  CHECK(table->stats().drops[size_t(esp::Drop::kInIke)] == ike_counted);
   CHECK(mg::fuzz::exact_live() == 0);
   CHECK(rte_mempool_in_use_count(mp) == base);
   return 0;

@@ -34,21 +34,7 @@ HOST4, PEER4 = "10.1.0.5", "10.128.0.9"
 HOST6, PEER6 = "2001:db8:a::5", "2001:db8:b::9"
 
 
-def write_config(name, edits, append=""):
-    """The shipped dual config with every tunnel but a-1 at weight 0, then (old, new) text edits."""
-    with open(dual_cfg()) as f:
-        text = f.read()
-    parts = text.split("[[tunnel]]")
-    for k in range(2, len(parts)):   # parts[1] is a-1
-        parts[k] = parts[k].replace("weight = 1", "weight = 0", 1)
-    text = "[[tunnel]]".join(parts)
-    for old, new in edits:
-        assert old in text, old
-        text = text.replace(old, new, 1)
-    path = os.path.join(gwtest.TMP, name + ".toml")
-    with open(path, "w") as f:
-        f.write(text + append)
-    return path
+write_config = gwtest.write_dual_config
 
 
 def udp4(size, df, ident, sport=1111):

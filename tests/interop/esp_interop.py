@@ -4,6 +4,10 @@
   scapy decrypts what meshgate-esp encrypted (ICV verified, inner bytes equal to the input);
   meshgate-esp decrypts what scapy encrypted, and drops scapy-made tampered and replayed packets;
   tshark decodes meshgate's AES-GCM output with an esp_sa entry;
+  NAT traversal (RFC 3948): scapy (nat_t_header) decrypts meshgate-esp's ESP in UDP over IPv4 and IPv6 (UDP checksum
+  0 over IPv4, valid over IPv6) and meshgate-esp decrypts scapy's, counting a NAT-keepalive, IKE behind the non-ESP
+  marker and raw ESP for the UDP SA each under its reason; tshark dissects the output as UDPENCAP + ESP and decrypts
+  it;
   keys reach meshgate-esp from a key file (key_file=, as in every run here) or standard input (key=-) without
   being on the command line; key=HEX still works but warns and is hidden from /proc/PID/cmdline at once; key
   files that are not private regular files are refused.
@@ -87,14 +91,17 @@ def key_file(key, mode=0o600, text=True):
     return path
 
 
-def spec(cipher, spi, key, outer, engine=None, esn=False, key_src=None):
-    """key_src: the spec's key field (default key_file= of a new 0600 file): the key stays off the command line."""
+def spec(cipher, spi, key, outer, engine=None, esn=False, key_src=None, udp=None):
+    """key_src: the spec's key field (default key_file= of a new 0600 file): the key stays off the command line.
+    udp: (sport, dport) for ESP in UDP."""
     ks = key_src or f"key_file={key_file(key)}"
     s = f"spi={spi:#x},cipher={cipher},{ks},src={OUTER[outer][0]},dst={OUTER[outer][1]}"
     if engine:
         s += f",engine={engine}"
     if esn:
         s += ",esn=1"
+    if udp:
+        s += f",encap=udp,sport={udp[0]},dport={udp[1]}"
     return s
 
 
@@ -227,6 +234,127 @@ def tshark_decodes(tool, tmp):
         print(f"ok   tshark {cipher}: {decoded}/{len(inner)} inner packets decoded")
 
 
+def udp_checksum_ok(pkt):
+    """scapy recomputes the UDP checksum of an IPv6 packet; True when it equals the one carried."""
+    p = pkt.copy()
+    had = p[UDP].chksum
+    del p[UDP].chksum
+    return IPv6(raw(p))[UDP].chksum == had
+
+
+def natt(tool, tmp):
+    """ESP in UDP (RFC 3948) both ways against scapy's nat_t_header, and tshark's UDPENCAP dissector."""
+    inner = inner_packets()
+    src = os.path.join(tmp, "inner_natt.pcap")
+    wrpcap(src, [eth() / p for p in inner])
+    for cipher in CIPHERS:
+        for engine in (["ipsecmb", "sodium"] if cipher.startswith("chacha") else ["ipsecmb"]):
+            for outer in (4, 6):
+                tag = f"natt {cipher}/{engine}/outer v{outer}"
+                key = keymat(cipher, outer + 20)
+                out = os.path.join(tmp, "natt_enc.pcap")
+                # The device sits behind a NAT that maps its 4500 to 61001: that is where our packets go.
+                res = run_tool(tool, ["encrypt", "--sa", spec(cipher, 0x7007, key, outer, engine, udp=(4500, 61001)),
+                                      src, out])
+                check(res["frames_out"] == len(inner), f"{tag}: {res['frames_out']} of {len(inner)} encrypted")
+                th = IP(src=OUTER[outer][0], dst=OUTER[outer][1]) if outer == 4 else \
+                    IPv6(src=OUTER[outer][0], dst=OUTER[outer][1])
+                sa = SecurityAssociation(ESP, spi=0x7007, crypt_algo=CIPHERS[cipher][0], crypt_key=key,
+                                         tunnel_header=th, nat_t_header=UDP(sport=4500, dport=61001))
+                ok = 0
+                for i, frame in enumerate(rdpcap(out)):
+                    o = frame.payload
+                    u = o[UDP]
+                    check((u.sport, u.dport) == (4500, 61001), f"{tag}: packet {i} ports {u.sport}->{u.dport}")
+                    check(u.len == len(o) - (20 if outer == 4 else 40), f"{tag}: packet {i} UDP length {u.len}")
+                    if outer == 4:
+                        check(u.chksum == 0, f"{tag}: packet {i} UDP checksum {u.chksum:#x}, RFC 3948 says 0")
+                    else:
+                        check(u.chksum != 0 and udp_checksum_ok(o), f"{tag}: packet {i} bad IPv6 UDP checksum")
+                    check(o[ESP].spi == 0x7007 and o[ESP].seq == i + 1, f"{tag}: packet {i} ESP header")
+                    try:
+                        dec = sa.decrypt(o)
+                    except IPSecIntegrityError as e:
+                        check(False, f"{tag}: scapy rejects packet {i}: {e}")
+                        continue
+                    if check(raw(dec) == raw(inner[i]), f"{tag}: packet {i} inner bytes differ"):
+                        ok += 1
+                print(f"ok   ours->scapy {tag}: {ok}/{len(inner)} in UDP decrypted and equal")
+
+                # scapy encrypts in UDP from a NATed port to our 4500; with the ESP, the other things a NAT-T port
+                # receives.
+                key2 = keymat(cipher, outer + 30)
+                hdr = IP(src=OUTER[outer][1], dst=OUTER[outer][0]) if outer == 4 else \
+                    IPv6(src=OUTER[outer][1], dst=OUTER[outer][0])
+                sa2 = SecurityAssociation(ESP, spi=0x7008, crypt_algo=CIPHERS[cipher][0], crypt_key=key2,
+                                          tunnel_header=hdr, nat_t_header=UDP(sport=62000, dport=4500))
+                raw_sa = SecurityAssociation(ESP, spi=0x7008, crypt_algo=CIPHERS[cipher][0], crypt_key=key2,
+                                             tunnel_header=hdr.copy())
+                frames, expect = [], []
+                for i, p in enumerate(inner):
+                    e = sa2.encrypt(p)
+                    if outer == 4:
+                        # scapy 2.5.0 writes UDP length 8 here (the header is serialised before the ESP is put
+                        # behind it): such a datagram carries no ESP and is dropped. The length scapy meant:
+                        del e[UDP].len
+                    frames.append(eth() / e.__class__(raw(e)))
+                    expect.append(raw(p))
+                    if i == 3:
+                        frames.append(eth() / hdr.copy() / UDP(sport=62000, dport=4500) / Raw(b"\xff"))
+                    if i == 5:
+                        ike = b"\x00" * 4 + bytes(range(1, 29))   # non-ESP marker + an IKE header's worth
+                        frames.append(eth() / hdr.copy() / UDP(sport=62000, dport=4500) / Raw(ike))
+                        frames.append(eth() / hdr.copy() / UDP(sport=500, dport=500) / Raw(ike[4:]))
+                    if i == 7:
+                        raw_sa.seq_num = 1000
+                        r = raw_sa.encrypt(p)
+                        frames.append(eth() / r.__class__(raw(r)))
+                srcp = os.path.join(tmp, "scapy_natt.pcap")
+                dst = os.path.join(tmp, "natt_dec.pcap")
+                wrpcap(srcp, frames)
+                res = run_tool(tool, ["decrypt", "--sa", spec(cipher, 0x7008, key2, outer, engine, udp=(62000, 4500)),
+                                      srcp, dst])
+                d = res["drops"]
+                check(res["frames_out"] == len(inner), f"{tag}: {res['frames_out']} of {len(inner)} decrypted")
+                want = {"in_nat_keepalive": 1, "in_ike": 2, "in_encap_mismatch": 1}
+                check(d == want, f"{tag}: drops {d}, want {want}")
+                got = [raw(f.payload) for f in rdpcap(dst)]
+                check(got == expect, f"{tag}: decrypted inner packets differ from scapy's input")
+                print(f"ok   scapy->ours {tag}: {len(got)} decrypted from UDP; keepalive, IKE x2 and raw ESP counted")
+
+    tshark = shutil.which("tshark")
+    if not tshark:
+        print("SKIP tshark natt: not installed")
+        return
+    for outer in (4, 6):
+        key = keymat("aes-gcm-128", outer + 40)
+        out = os.path.join(tmp, "natt_ts.pcap")
+        run_tool(tool, ["encrypt", "--sa", spec("aes-gcm-128", 0x7009, key, outer, udp=(4500, 4500)), src, out])
+        fam = "IPv4" if outer == 4 else "IPv6"
+        uat = (f'"{fam}","{OUTER[outer][0]}","{OUTER[outer][1]}","0x00007009",'
+               f'"AES-GCM with 16 octet ICV [RFC4106]","0x{key.hex()}","NULL",""')
+        cmd = [tshark, "-n", "-r", out, "-o", "esp.enable_encryption_decode:TRUE", "-o", f"uat:esp_sa:{uat}",
+               "-T", "fields", "-E", "separator=/t", "-e", "frame.protocols", "-e", "esp.spi", "-e", "esp.sequence",
+               "-e", "udp.srcport"]
+        p = subprocess.run(cmd, capture_output=True, text=True)
+        if not check(p.returncode == 0, f"tshark natt v{outer}: exit {p.returncode}: {p.stderr.strip()}"):
+            continue
+        rows = [r.split("\t") for r in p.stdout.strip().splitlines()]
+        check(len(rows) == len(inner), f"tshark natt v{outer}: {len(rows)} rows")
+        good = 0
+        for i, (r, pk) in enumerate(zip(rows, inner)):
+            protos = r[0].split(":")
+            ok = ("udpencap" in protos and "esp" in protos and protos.index("udpencap") < protos.index("esp")
+                  and r[1] in ("0x00007009", "0x7009", str(0x7009)) and r[2] == str(i + 1))
+            # Inner ports: after the outer UDP's 4500 come the decrypted packet's own (ICMP has none).
+            want = str(pk[UDP].sport) if pk.haslayer(UDP) else None
+            if want is not None:
+                ok = ok and want in r[3].split(",")
+            if check(ok, f"tshark natt v{outer}: packet {i} not dissected as UDPENCAP + ESP and decrypted: {r}"):
+                good += 1
+        print(f"ok   tshark natt v{outer}: {good}/{len(inner)} dissected as UDPENCAP + ESP, inner decoded")
+
+
 def key_sources(tool, tmp):
     """The same encryption from a key file (hex or raw), standard input and the command line; only the last warns,
     and its key leaves /proc/PID/cmdline; bad key files and key sources are usage errors (exit 2)."""
@@ -300,7 +428,8 @@ def key_sources(tool, tmp):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--tool", required=True, help="path to meshgate-esp")
-    ap.add_argument("--part", choices=["all", "ours-to-scapy", "scapy-to-ours", "tshark", "keys"], default="all")
+    ap.add_argument("--part", choices=["all", "ours-to-scapy", "scapy-to-ours", "tshark", "keys", "natt"],
+                    default="all")
     a = ap.parse_args()
     global KEYDIR
     with tempfile.TemporaryDirectory(prefix="mg-interop-") as tmp:
@@ -314,6 +443,8 @@ def main():
             tshark_decodes(a.tool, tmp)
         if a.part in ("all", "keys"):
             key_sources(a.tool, tmp)
+        if a.part in ("all", "natt"):
+            natt(a.tool, tmp)
     if FAILS:
         print(f"{len(FAILS)} interop checks failed")
         return 1

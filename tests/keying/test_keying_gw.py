@@ -6,8 +6,8 @@ tests/keying/keyclient.py in the keying daemon's role; scapy is the oracle for e
   KeyingTest   while paced inside traffic runs: bad requests first (garbage, wrong version, SPI 0, wrong key length,
                unknown tunnel, a static tunnel's selector, padding), each refused with a reason and nothing changed;
                then GET_SPI, ADD_SA inbound (a fixed SPI, so ESP made beforehand can arrive), ADD_SA outbound #1, a
-               duplicate refused, QUERY_SA; then a rekey (ADD_SA outbound #2 with packet lifetimes soft 200, hard
-               1200; DEL_SA #1), EXPIRE soft then hard, QUERY, and DEL_SA #2.
+               duplicate refused, QUERY_SA; then a rekey (ADD_SA outbound #2, ESP in UDP 4500 -> 4501, with packet
+               lifetimes soft 200, hard 1200; DEL_SA #1), EXPIRE soft then hard, QUERY, and DEL_SA #2.
   Checked:     `meshgatectl show sa` between the two outbound SAs shows the inbound one, #1 replaced, #2 active;
                before the first outbound SA nothing leaves (no_tunnel); every ESP frame decrypts (scapy) under the
                key of its SPI, #1's frames all precede #2's (make-before-break: no packet under #1 after the
@@ -42,8 +42,9 @@ IN_FRAMES = 2000   # inbound ESP frames under IN_SPI, paced at 400/s
 SOFT2, HARD2 = 200, 1200   # packet lifetimes of the second outbound SA
 
 
-def scapy_sa(spi, key, src, dst):
-    return SecurityAssociation(ESP, spi=spi, crypt_algo="AES-GCM", crypt_key=key, tunnel_header=IP(src=src, dst=dst))
+def scapy_sa(spi, key, src, dst, nat_t=None):
+    return SecurityAssociation(ESP, spi=spi, crypt_algo="AES-GCM", crypt_key=key, tunnel_header=IP(src=src, dst=dst),
+                               nat_t_header=nat_t)
 
 
 class KeyingTest(op.OperatorCase):
@@ -125,7 +126,7 @@ class KeyingTest(op.OperatorCase):
             mg.wait_rx(4000)
             R["query1"] = c.query_sa(0x7001, kc.OUT)
             R["add_out2"] = c.add_sa(cls.sel, 0x7002, kc.OUT, cls.key2, reqid=8, soft_packets=SOFT2,
-                                     hard_packets=HARD2)
+                                     hard_packets=HARD2, encap=1, sport=4500, dport=4501)
             cls.marks["switched"] = mg.rx()
             t_end = time.monotonic() + 10   # the mirror is refreshed every 100 ms
             while time.monotonic() < t_end:
@@ -152,16 +153,23 @@ class KeyingTest(op.OperatorCase):
     # -- helpers
     def esp_frames(self):
         """(spi, seq, decrypted inner or None) of every out-a frame, in order."""
+        # #2 is ESP in UDP (NAT-T, RFC 3948) from port 4500 to 4501: the daemon's choice for this SA.
         sas = {0x7001: scapy_sa(0x7001, self.key1, self.inst_ip, self.dev_ip),
-               0x7002: scapy_sa(0x7002, self.key2, self.inst_ip, self.dev_ip)}
+               0x7002: scapy_sa(0x7002, self.key2, self.inst_ip, self.dev_ip, UDP(sport=4500, dport=4501))}
         res = []
         for fr in self.mg.out["out-a"] or []:
             ip = fr[14:]
             ihl = (ip[0] & 0x0f) * 4
-            if ip[9] != 50:
+            esp_at = ihl
+            if ip[9] == 17 and struct.unpack("!HH", ip[ihl:ihl + 4]) == (4500, 4501):
+                esp_at = ihl + 8
+            elif ip[9] != 50:
                 res.append((None, None, None))
                 continue
-            spi, seq = struct.unpack("!II", ip[ihl:ihl + 8])
+            spi, seq = struct.unpack("!II", ip[esp_at:esp_at + 8])
+            if (ip[9] == 17) != (spi == 0x7002):
+                res.append((spi, seq, None))   # each SA's own encapsulation only
+                continue
             inner = None
             if spi in sas:
                 try:
@@ -203,6 +211,9 @@ class KeyingTest(op.OperatorCase):
                      "del_out2"):
             self.assertEqual(R[name].status, kc.OK, (name, R[name]))
         self.assertGreaterEqual(R["get_spi"].spi, 0x100)
+        # #2 (ESP in UDP) took the tunnel's path MTU 8 bytes down: 1438 on the 1500-byte port, MSS 1398.
+        mtu = {x["name"]: x for x in self.mg.stats["tunnels"]}["a-1"]["mtu"]
+        self.assertEqual((mtu["path"], mtu["mss_clamp_v4"]), (1438, 1398), mtu)
 
     def test_every_frame_decrypts_in_order_from_1(self):
         fr = self.esp_frames()
