@@ -135,6 +135,7 @@ struct CounterDef {
   X(reflect_in, kCounter, "echo requests to our inner address, consumed to reflect")                           \
   X(reflected, kCounter, "echo replies sent back on the tunnel")                                               \
   X(probe_drops, kCounter, "probes or replies not sent (no mbuf, ESP refused, TX queue full too long)")        \
+  X(probe_esp_refused, kCounter, "tries of a probe or reply its SA refused (also in esp_drops: not data)")       \
   X(probes_deferred, kCounter, "probes or replies that found the TX queue full and waited")                    \
   X(probe_rtt_sum_us, kCounter, "round trips of answered probes, summed (average = sum / probe_replies_in)")   \
   X(probe_rtt_max_us, kMax, "longest round trip of an answered probe")                                         \

@@ -297,7 +297,7 @@ struct Dataplane::Impl {
   void probe_stop(Worker& w) noexcept;
   bool intercept(Worker& w, const State& st, rte_mbuf* m) noexcept;
   void send_one(Worker& w, const RtTunnel& rt, uint32_t t, rte_mbuf* m, bool reflect) noexcept;
-  bool try_send(Worker& w, const RtTunnel& rt, rte_mbuf* m) noexcept;
+  bool try_send(Worker& w, const RtTunnel& rt, TunnelCtr& tc, rte_mbuf* m) noexcept;
   void flush_ctl(Worker& w, const State& st) noexcept;
   void send_probes(Worker& w, const State& st) noexcept;
 

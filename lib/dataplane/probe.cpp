@@ -61,7 +61,7 @@ void Dataplane::Impl::probe_stop(Worker& w) noexcept {
 void Dataplane::Impl::send_one(Worker& w, const RtTunnel& rt, uint32_t t, rte_mbuf* m, bool reflect) noexcept {
   TunnelCtr& tc = w.tctr[t];
   rte_mbuf* keep = w.nctl < Worker::kCtlMax ? rte_pktmbuf_copy(m, pool, 0, UINT32_MAX) : nullptr;
-  if (w.nctl == 0 && try_send(w, rt, m)) {
+  if (w.nctl == 0 && try_send(w, rt, tc, m)) {
     if (keep) rte_pktmbuf_free(keep);
     ++(reflect ? tc.reflected : tc.probes_out);
     return;
@@ -78,13 +78,14 @@ void Dataplane::Impl::send_one(Worker& w, const RtTunnel& rt, uint32_t t, rte_mb
 }
 
 // Encrypts m (consumed in every case) and hands it to the TX queue of the tunnel's port.
-bool Dataplane::Impl::try_send(Worker& w, const RtTunnel& rt, rte_mbuf* m) noexcept {
+bool Dataplane::Impl::try_send(Worker& w, const RtTunnel& rt, TunnelCtr& tc, rte_mbuf* m) noexcept {
   if (rt.out == nullptr) {  // keyed by IKE, inbound SA installed, outbound not (yet): a reply cannot go back
     rte_pktmbuf_free(m);
     return false;
   }
   if (esp::encap_burst(*rt.out, w.id, &m, 1) != 1) {  // reason counted in the SA
     rte_pktmbuf_free(m);
+    ++tc.probe_esp_refused;  // so that the data's accounting can leave it out of the SA's drops
     return false;
   }
   uint8_t* l2 = reinterpret_cast<uint8_t*>(rte_pktmbuf_prepend(m, kEthLen));
@@ -119,7 +120,7 @@ void Dataplane::Impl::flush_ctl(Worker& w, const State& st) noexcept {
       continue;
     }
     rte_mbuf* e = k == 0 ? rte_pktmbuf_copy(c.m, pool, 0, UINT32_MAX) : nullptr;  // in order: none after a refusal
-    if (e != nullptr && try_send(w, st.tunnels[c.tunnel], e)) {
+    if (e != nullptr && try_send(w, st.tunnels[c.tunnel], tc, e)) {
       rte_pktmbuf_free(c.m);
       ++(c.reflect ? tc.reflected : tc.probes_out);
     } else if (now >= c.until) {
