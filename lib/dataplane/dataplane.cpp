@@ -55,6 +55,7 @@ int Dataplane::create(config::Gateway g, config::PmdConfig p, Options o, std::un
 Dataplane::~Dataplane() {
   if (!impl_) return;
   Impl& d = *impl_;
+  d.seq_stop();  // before anything it writes for goes
   d.unregister_telemetry();
   d.close_ports();
   delete d.state.exchange(nullptr);

@@ -19,6 +19,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
 #include <map>
 #include <cstring>
 #include <memory>
@@ -26,6 +27,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "ctrl/ctrl.h"
@@ -242,6 +244,23 @@ struct Dataplane::Impl {
   std::unique_ptr<seqstate::Store> seq_store;  // null with Options::unsafe_volatile_seq
   std::vector<std::unique_ptr<seqstate::Reservation>> seq_res;  // by tunnel: its outbound SA's reservation
   std::vector<uint8_t> seq_failing;            // by tunnel: the last extension failed (reported once)
+  // The durable writes of extensions run on their own thread (seq.cpp): a slow disk (an fsync can take seconds
+  // under other I/O) must not stall main's loop, which answers commands and runs liveness. One write in flight
+  // per tunnel; seq_gen[t] tells a finished write whether its reservation is still the tunnel's.
+  struct SeqSlot {
+    bool busy = false, done = false, ok = false;
+    uint64_t gen = 0, next = 0;
+    seqstate::Fingerprint fp{};
+    std::string err;
+  };
+  std::vector<SeqSlot> seq_slots;               // guarded by seq_mu
+  std::vector<uint64_t> seq_gen;                // main only
+  std::mutex seq_mu;
+  std::condition_variable seq_cv;
+  bool seq_quit = false;                        // guarded by seq_mu
+  std::thread seq_writer;
+  void seq_writer_main();
+  void seq_stop() noexcept;
   // keying.cpp: SAs of tunnels keyed by IKE, installed through the keying socket. sa_out[t] is the one in use (null
   // until the first is installed); ike_out_old[t] holds those a newer one replaced (make-before-break), kept, unused,
   // until the daemon deletes them; ike_in[t] every inbound SA installed (old and new during a rekey).

@@ -218,6 +218,7 @@ mg_keying_reply Dataplane::Impl::keying_handle(const keying::Request& r) {
           if (sa_out[t]) ike_out_old[t].push_back(std::move(sa_out[t]));
           sa_out[t] = std::move(sa);
           seq_res[t] = std::move(res);
+          ++seq_gen[t];  // a write still in flight belongs to the old reservation
           model.set_keyed(uint32_t(t), true);
           ike_info[key] = info;
         }
@@ -265,6 +266,7 @@ mg_keying_reply Dataplane::Impl::keying_handle(const keying::Request& r) {
           if (current) {
             gone = std::move(sa_out[t]);
             seq_res[t].reset();
+            ++seq_gen[t];
             model.set_keyed(uint32_t(t), false);  // no outbound SA left: its flows move to the other tunnels
           } else {
             gone = std::move(*it);

@@ -143,6 +143,7 @@ bool Dataplane::Impl::reset_instance(uint32_t inst, std::string* err) {
         nout[k]->set_seq_limit(sa_out[t]->seq_limit());  // the same reservation goes on
       } else if (nres[k]) {
         seq_res[t] = std::move(nres[k]);
+        ++seq_gen[t];  // a write still in flight belongs to the old reservation
       }
       if (ft.in.keymat.bytes() == ct.in.keymat.bytes()) nin[k]->adopt_replay(*sa_in[t]);
       const esp::SaStats so = sa_out[t]->stats(), si = sa_in[t]->stats();

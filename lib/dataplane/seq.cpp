@@ -47,7 +47,10 @@ bool Dataplane::Impl::seq_open(std::string* err) {
 bool Dataplane::Impl::seq_setup(std::string* err) {
   seq_res.resize(gw.tunnels.size());
   seq_failing.assign(gw.tunnels.size(), 0);
+  seq_slots.assign(gw.tunnels.size(), SeqSlot{});
+  seq_gen.assign(gw.tunnels.size(), 0);
   if (!seq_store) return true;
+  seq_writer = std::thread([this] { seq_writer_main(); });
   std::string e;
   for (size_t t = 0; t < gw.tunnels.size(); ++t) {
     if (!sa_out[t]) continue;  // keyed by IKE: each SA begins when it is installed (keying.cpp)
@@ -59,30 +62,75 @@ bool Dataplane::Impl::seq_setup(std::string* err) {
   return true;
 }
 
+void Dataplane::Impl::seq_writer_main() {
+  std::unique_lock lk(seq_mu);
+  for (;;) {
+    SeqSlot* job = nullptr;
+    for (SeqSlot& sl : seq_slots)
+      if (sl.busy && !sl.done) job = &sl;
+    if (job == nullptr) {
+      if (seq_quit) return;
+      seq_cv.wait(lk);
+      continue;
+    }
+    const seqstate::Fingerprint fp = job->fp;
+    const uint64_t next = job->next;
+    lk.unlock();
+    std::string e;
+    const bool ok = seq_store->save(fp, next, &e);  // the slow part, off main
+    lk.lock();
+    job->done = true;
+    job->ok = ok;
+    job->err = std::move(e);
+  }
+}
+
+void Dataplane::Impl::seq_stop() noexcept {
+  if (!seq_writer.joinable()) return;
+  {
+    std::lock_guard lk(seq_mu);
+    seq_quit = true;  // the writer finishes what is in flight, then leaves
+  }
+  seq_cv.notify_all();
+  seq_writer.join();
+}
+
+// Main, every loop: takes in the writes that finished (a limit is raised only once it is on disk), and hands the
+// writer the extensions now due. Never waits for the disk.
 void Dataplane::Impl::seq_poll(double now_s) {
   if (!seq_store) return;
+  bool wake = false;
+  std::lock_guard lk(seq_mu);
   for (size_t t = 0; t < seq_res.size(); ++t) {
+    SeqSlot& sl = seq_slots[t];
     seqstate::Reservation* r = seq_res[t].get();
-    if (r == nullptr || !sa_out[t]) continue;
-    uint64_t limit = 0;
-    std::string e;
-    switch (r->poll(sa_out[t]->last_seq(), now_s, &limit, &e)) {
-      case seqstate::Reservation::Poll::kExtended:
-        sa_out[t]->set_seq_limit(limit);  // durable by now: the workers may use it
-        if (seq_failing[t]) fmt::print(stderr, "meshgate: tunnel '{}': sequence reservation works again\n",
-                                       gw.tunnels[t].name);
-        seq_failing[t] = 0;
-        break;
-      case seqstate::Reservation::Poll::kError:
-        if (!seq_failing[t])
-          fmt::print(stderr, "meshgate: tunnel '{}': cannot reserve more sequence numbers ({}); past {} its packets "
-                     "drop as out_seq_unreserved until the write succeeds\n", gw.tunnels[t].name, e, r->limit());
-        seq_failing[t] = 1;
-        break;
-      case seqstate::Reservation::Poll::kNothing:
-        break;
+    if (sl.busy && sl.done) {
+      sl.busy = sl.done = false;
+      if (sl.gen == seq_gen[t] && r != nullptr && sa_out[t]) {
+        if (sl.ok) {
+          r->commit(sl.next);
+          sa_out[t]->set_seq_limit(sl.next);  // durable: the workers may use it
+          if (seq_failing[t])
+            fmt::print(stderr, "meshgate: tunnel '{}': sequence reservation works again\n", gw.tunnels[t].name);
+          seq_failing[t] = 0;
+        } else {
+          if (!seq_failing[t])
+            fmt::print(stderr, "meshgate: tunnel '{}': cannot reserve more sequence numbers ({}); past {} its packets "
+                       "drop as out_seq_unreserved until the write succeeds\n", gw.tunnels[t].name, sl.err, r->limit());
+          seq_failing[t] = 1;
+        }
+      }
     }
+    if (sl.busy || r == nullptr || !sa_out[t]) continue;
+    uint64_t next = 0;
+    if (!r->plan(sa_out[t]->last_seq(), now_s, &next)) continue;
+    sl.busy = true;
+    sl.gen = seq_gen[t];
+    sl.fp = r->key();
+    sl.next = next;
+    wake = true;
   }
+  if (wake) seq_cv.notify_one();
 }
 
 }  // namespace mg::dp

@@ -35,7 +35,7 @@ bool Reservation::begin(uint64_t* start, uint64_t* limit, std::string* err) {
   return true;
 }
 
-Reservation::Poll Reservation::poll(uint64_t used, double now_s, uint64_t* limit, std::string* err) {
+bool Reservation::plan(uint64_t used, double now_s, uint64_t* next) {
   // Rate over >= 10 ms windows: rises at once with the traffic (a durable write takes ~10-40 ms, so a fast SA
   // must get a big block within its first few of them), halves per window when it falls.
   if (sample_t_ < 0) {
@@ -48,18 +48,31 @@ Reservation::Poll Reservation::poll(uint64_t used, double now_s, uint64_t* limit
     sample_used_ = used;
   }
   const uint64_t end = space_end(esn_);
-  if (limit_ >= end) return Poll::kNothing;
+  if (limit_ >= end) return false;
   uint64_t block = block_size(policy_, rate_, esn_);
   // Workers waiting at the limit: the rate seen is the limit's, not the traffic's. Twice the last block each
   // time gets them going within a few writes whatever the rate.
   const uint64_t cap = esn_ ? policy_.max_block_64 : policy_.max_block_32;
   if (used >= limit_) block = std::max(block, std::min(last_block_ * 2, cap));
   const uint64_t left = used < limit_ ? limit_ - used : 0;
-  if (left >= block / 2) return Poll::kNothing;
-  const uint64_t next = add_sat(std::max(used, limit_), block - left, end);
+  if (left >= block / 2) return false;
+  *next = add_sat(std::max(used, limit_), block - left, end);
+  planned_block_ = block;
+  return true;
+}
+
+void Reservation::commit(uint64_t next) noexcept {
+  if (next <= limit_) return;
+  limit_ = next;
+  last_block_ = planned_block_;
+}
+
+Reservation::Poll Reservation::poll(uint64_t used, double now_s, uint64_t* limit, std::string* err) {
+  uint64_t next = 0;
+  if (!plan(used, now_s, &next)) return Poll::kNothing;
   if (!store_.save(fp_, next, err)) return Poll::kError;
-  limit_ = *limit = next;
-  last_block_ = block;
+  commit(next);
+  *limit = next;
   return Poll::kExtended;
 }
 

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <string>
 
@@ -43,7 +44,7 @@ class Store {
   // 0 for a key never seen. False with *err when another process holds the key, or the file cannot be read or
   // is corrupt: the numbers used before are then unknown and nothing is started lower than they may have been.
   bool load(const Fingerprint& fp, uint64_t* high, std::string* err);
-  // Durably records `high` as the key's mark. Returns only once it is on disk.
+  // Durably records `high` as the key's mark. Returns only once it is on disk. load() and save() are thread-safe.
   bool save(const Fingerprint& fp, uint64_t high, std::string* err);
   const std::string& dir() const noexcept { return dir_; }
   std::string path(const Fingerprint& fp) const;
@@ -52,6 +53,7 @@ class Store {
   Store() = default;
   std::string dir_;
   int dir_fd_ = -1;
+  std::mutex mu_;  // load() and save() may run on two threads (control and a writer)
   std::map<Fingerprint, int> locks_;  // claimed keys -> their lock file descriptors
 };
 
@@ -77,6 +79,11 @@ class Reservation {
   // remain below the limit, writes a new limit durably and returns kExtended with *limit set; the caller
   // publishes it to the workers only then. Found at the limit, the block is at least twice the last one.
   Poll poll(uint64_t used, double now_s, uint64_t* limit, std::string* err);
+  // poll() in two steps, for a caller that writes on another thread (a slow disk must not stall its loop): plan()
+  // says whether to extend and to what (no write); once store.save(key(), next) returned true, commit(next) makes
+  // it the limit. plan() again before commit() plans the same extension anew.
+  bool plan(uint64_t used, double now_s, uint64_t* next);
+  void commit(uint64_t next) noexcept;
   uint64_t limit() const noexcept { return limit_; }
   double rate() const noexcept { return rate_; }
   const Fingerprint& key() const noexcept { return fp_; }
@@ -88,6 +95,7 @@ class Reservation {
   Policy policy_;
   uint64_t limit_ = 0;
   uint64_t last_block_ = 0;
+  uint64_t planned_block_ = 0;
   uint64_t sample_used_ = 0;
   double sample_t_ = -1;
   double rate_ = 0;  // numbers per second, decaying slowly, rising at once

@@ -143,6 +143,7 @@ Store::~Store() {
 std::string Store::path(const Fingerprint& fp) const { return dir_ + "/" + fp.hex() + ".seq"; }
 
 bool Store::load(const Fingerprint& fp, uint64_t* high, std::string* err) {
+  std::lock_guard lk(mu_);
   const std::string name = fp.hex() + ".seq";
   if (!locks_.contains(fp)) {
     const std::string lname = fp.hex() + ".lock";
@@ -195,6 +196,7 @@ bool Store::load(const Fingerprint& fp, uint64_t* high, std::string* err) {
 }
 
 bool Store::save(const Fingerprint& fp, uint64_t high, std::string* err) {
+  std::lock_guard lk(mu_);
   const std::string name = fp.hex() + ".seq", tmp = name + ".tmp";
   const std::string body = body_of(fp, high);
   const std::string text = body + "check " + check_of(body) + "\n";

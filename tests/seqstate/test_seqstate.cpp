@@ -324,3 +324,30 @@ TEST(Reservation, UnwritableDirectoryIsAnError) {
   EXPECT_NE(err.find("cannot replace"), std::string::npos) << err;
   EXPECT_EQ(r.limit(), 65536u) << "the limit does not move without a durable write";
 }
+
+// plan() and commit(): the caller writes on another thread (meshgate's main must not wait for an fsync). plan()
+// writes nothing; the limit moves only at commit(), after the caller's durable save; until then the extension
+// stays due.
+TEST(Reservation, PlanWritesNothingCommitRaisesTheLimit) {
+  TempDir d;
+  const Fingerprint fp = mg::seqstate::fingerprint(key(11));
+  auto s = open_ok(d.path);
+  Reservation r(*s, fp, false);
+  uint64_t start = 1, limit = 0;
+  std::string err;
+  ASSERT_TRUE(r.begin(&start, &limit, &err)) << err;
+  ASSERT_EQ(limit, 65536u);
+  uint64_t next = 0, again = 0;
+  EXPECT_FALSE(r.plan(1000, 0.0, &next));
+  ASSERT_TRUE(r.plan(40000, 5.2, &next));
+  EXPECT_GE(next, 40000u + 65536u);
+  EXPECT_EQ(r.limit(), 65536u) << "planned, not yet durable";
+  EXPECT_NE(slurp(s->path(fp)).find("high 65536\n"), std::string::npos) << "plan() wrote nothing";
+  ASSERT_TRUE(r.plan(40000, 5.3, &again)) << "still due: nothing was committed";
+  ASSERT_TRUE(s->save(fp, next, &err)) << err;
+  r.commit(next);
+  EXPECT_EQ(r.limit(), next);
+  r.commit(next - 1);  // an older result never lowers it
+  EXPECT_EQ(r.limit(), next);
+  EXPECT_FALSE(r.plan(40001, 5.4, &again)) << "more than half a block left again";
+}
