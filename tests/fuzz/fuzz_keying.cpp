@@ -5,6 +5,7 @@
 // has a status and a reason that holds no run of the key bytes; a refused request keeps no key bytes; the reply
 // encodes to exactly header + reply.
 #include <cstdint>
+#include <algorithm>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -87,10 +88,21 @@ void one(const uint8_t* d, size_t n) {
   if (!ok) {
     CHECK(!why.empty() && status > 0 && status <= MG_KEY_E_BUSY);
     CHECK(zero(r.sa.key, sizeof r.sa.key));
-    // The key bytes of an ADD_SA-shaped body, when any 4 in a row are distinctive, never appear in the reason.
+    // The key bytes of an ADD_SA-shaped body never appear in the reason -- unless the reason stays the same with
+    // other key bytes (it is then the product's own text, such as "(magic)", that the key happens to hold).
     if (n >= sizeof(mg_keying_hdr) + sizeof(mg_keying_sa)) {
-      const uint8_t* key = d + sizeof(mg_keying_hdr) + offsetof(mg_keying_sa, key);
-      for (size_t i = 0; i + 6 <= MG_KEYING_MAX_KEY; ++i) {
+      const size_t at = sizeof(mg_keying_hdr) + offsetof(mg_keying_sa, key);
+      std::vector<uint8_t> other(d, d + n);
+      // The key proper (keylen bytes): flipping the zero tail after it would change which rule fails.
+      const size_t klen = std::min<size_t>(d[sizeof(mg_keying_hdr) + offsetof(mg_keying_sa, keylen)], MG_KEYING_MAX_KEY);
+      for (size_t i = 0; i < klen; ++i) other[at + i] ^= 0x5a;
+      k::Request r2;
+      int32_t st2 = 0;
+      std::string why2;
+      k::validate(other.data(), other.size(), &r2, &st2, &why2);
+      r2.wipe();
+      const uint8_t* key = why2 == why ? nullptr : d + at;
+      for (size_t i = 0; key != nullptr && i + 6 <= klen; ++i) {
         bool printable = true;
         for (size_t j = 0; j < 6; ++j) printable &= key[i + j] >= 0x21 && key[i + j] < 0x7f && key[i + j] != ' ';
         if (printable) CHECK(why.find(std::string(reinterpret_cast<const char*>(key + i), 6)) == std::string::npos);
