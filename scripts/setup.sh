@@ -9,7 +9,7 @@ PKGS=(
   libipsec-mb-dev libsodium-dev
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   libfmt-dev libtomlplusplus-dev libcli11-dev nlohmann-json3-dev
-  libpcap-dev libxxhash-dev
+  libpcap-dev libxxhash-dev libmnl-dev
   python3-scapy tshark iproute2 iputils-ping
   clang libclang-rt-14-dev
   # ike/: charon and its peer for the tests; what scripts/strongswan-src.sh needs to configure strongSwan's source

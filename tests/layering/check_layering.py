@@ -32,14 +32,15 @@ ALLOWED = {
     "config": {"crypto", "net"},
     "seqstate": set(),
     "keying": set(),
-    "dataplane": {"flow", "esp", "ctrl", "config", "seqstate", "keying", "crypto", "net"},
+    "hostif": {"net"},
+    "dataplane": {"flow", "esp", "ctrl", "config", "seqstate", "keying", "hostif", "crypto", "net"},
 }
 # The offline tools: no data plane, no ESP engine, no DPDK.
 APP_ALLOWED = {
     "meshgate-spread": {"flow", "config", "crypto", "net"},
     "meshgatectl": {"ctrl", "net"},
 }
-NO_DPDK_LIBS = ("net", "crypto", "config", "ctrl", "flow", "seqstate", "keying")
+NO_DPDK_LIBS = ("net", "crypto", "config", "ctrl", "flow", "seqstate", "keying", "hostif")
 # Headers that may include DPDK although their library must not: header-only helpers that no lib/ source
 # includes (checked below), so they are never part of the library.
 #   flow/hash_candidates.h: the flow hashes compared by tests/flow/test_hash.cpp and bench/flow (Toeplitz
@@ -111,7 +112,8 @@ DPDK_COMPILE = ("/include/dpdk", "rte_config.h")
 DPDK_LINK = re.compile(r"librte_|-lrte_|libmg_esp\.a|libmg_dataplane\.a")
 # Targets that must not see DPDK. The libraries must exist; the executables are optional build products.
 NO_DPDK_TARGETS = {"mg_net": True, "mg_crypto": True, "mg_config": True, "mg_ctrl": True, "mg_flow": True,
-                   "mg_seqstate": True, "mg_keying": True, "meshgate-spread": False, "meshgatectl": False, "test_config": False}
+                   "mg_seqstate": True, "mg_keying": True, "mg_hostif": True,
+                   "meshgate-spread": False, "meshgatectl": False, "test_config": False}
 
 
 def check_build(build):

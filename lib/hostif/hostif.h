@@ -1,0 +1,76 @@
+// mg::hostif — the kernel side of the exception path: configures an outside port's kernel twin (a net_tap
+// interface carrying the port's MAC and the instance's IP) and asks the kernel how it would reach a peer, over one
+// rtnetlink socket (libmnl). No DPDK.
+//
+// Main thread only (not thread-safe). Every public call is bounded: its requests share one deadline of
+// kCallTimeoutMs, after which it returns an error; nothing blocks main longer. Errors come back as text (the
+// operation, the address, the kernel's reason and its extended-ack message when it gives one); nothing is thrown
+// and nothing is logged here.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "net/net.h"
+
+namespace mg::hostif {
+
+inline constexpr int kCallTimeoutMs = 200;
+
+class Netlink {
+ public:
+  // A NETLINK_ROUTE socket (close-on-exec). nullptr and *err when the kernel refuses one.
+  static std::unique_ptr<Netlink> open(std::string* err);
+  ~Netlink();
+  Netlink(const Netlink&) = delete;
+  Netlink& operator=(const Netlink&) = delete;
+
+  // Adds addr/prefix_len to ifindex; the same address with the same prefix already there is a success. IPv6 gets
+  // IFA_F_NODAD: the twin carries the port's identity, the address is ours alone on that link, and a tentative
+  // address could not source the kernel's own packets for a second or more. An IPv6 address already there with
+  // another prefix length, or whose DAD failed, is an error (the kernel keys IPv6 addresses by address alone).
+  bool add_address(int ifindex, const net::IpAddr& addr, uint8_t prefix_len, std::string* err);
+  // Link up or down (IFF_UP) and the MTU (0 = leave it). net_tap usually brings its link up itself; this makes
+  // it certain.
+  bool set_link(int ifindex, bool up, uint32_t mtu, std::string* err);
+
+  enum class NhStatus : uint8_t { kKnown, kResolving, kNoRoute, kOtherInterface, kError };
+  struct NextHop {
+    NhStatus status = NhStatus::kError;
+    net::IpAddr via;      // the route's gateway, or dst itself when on-link (kKnown, kResolving, kOtherInterface)
+    uint8_t mac[6] = {};  // kKnown only
+    std::string err;      // kError: why; kNoRoute: the kernel's reason
+  };
+  // How the kernel would send a packet from src to dst (src may be unset: the kernel picks one):
+  //  1. RTM_GETROUTE with RTA_DST and RTA_SRC, so `ip rule from SRC` policy routing applies. Deliberately without
+  //     RTA_OIF (except for an IPv6 link-local dst, which means nothing without an interface): given an output
+  //     interface, IPv4 lookups skip every route out of other interfaces and, finding none, assume the dst is
+  //     on-link on that interface ("routing tables are wrong", ip_route_output_key_hash_rcu). A dst with no route,
+  //     or one routed out of another interface, or a policy route out of another interface, would all look on-link
+  //     here. Measured on 6.x: `ip route get 198.51.100.7 from 10.1.0.1 oif a0` says "dev a0" with no route at all.
+  //     So the lookup is the one the kernel makes for an unbound socket, and its result's interface is compared
+  //     with ifindex: another one = kOtherInterface (a local dst, out of lo, is one too).
+  //  2. The route's gateway (RTA_GATEWAY, or RTA_VIA: an IPv4 route via an IPv6 gateway), else dst = on-link.
+  //  3. RTM_GETNEIGH for that one address on ifindex: a lladdr in REACHABLE/STALE/DELAY/PROBE/PERMANENT/NOARP =
+  //     kKnown. Missing, NONE, INCOMPLETE or FAILED: asks the kernel to resolve it (RTM_NEWNEIGH with NTF_USE, see
+  //     neigh.cpp: the kernel then sends ARP / NS itself) and says kResolving; the caller asks again later.
+  // Unreachable/blackhole/prohibit routes and ENETUNREACH/EHOSTUNREACH/EACCES = kNoRoute.
+  NextHop next_hop(int ifindex, const net::IpAddr& src, const net::IpAddr& dst);
+
+  // Asks the kernel to (re)confirm an entry (NTF_USE): a STALE one goes to DELAY and is probed by unicast, so a
+  // device whose MAC changed is noticed (its probes fail, the entry fails, the next next_hop() resolves it anew).
+  // A REACHABLE entry is left alone; a missing one is created and resolved. Call it now and then for every via in
+  // use. False and *err (when given) if the kernel refused the request.
+  bool refresh(int ifindex, const net::IpAddr& via, std::string* err = nullptr);
+
+  struct Sock;  // the socket and its request/reply loop (sock.h)
+
+ private:
+  explicit Netlink(std::unique_ptr<Sock> s);
+  std::unique_ptr<Sock> s_;
+};
+
+const char* status_name(Netlink::NhStatus s) noexcept;
+
+}  // namespace mg::hostif
