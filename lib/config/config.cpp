@@ -221,6 +221,14 @@ std::string describe(const PmdConfig& p) {
   o += "ports (" + std::to_string(p.ports.size()) + "):\n";
   for (const PortSpec& s : p.ports) {
     o += "  " + s.name + "  " + (s.vdev ? "vdev " : "pci ") + devargs_text(s.devargs) + "\n";
+    if (!s.host.empty())
+      o += "    exception path: kernel twin " + s.host + ", at most " + std::to_string(s.host_pps) +
+           " frames/s per worker to it\n";
+    if (s.is_host) {
+      o += "    kernel twin (exception path): 1 RX / 1 TX queue, main lcore only  rx_desc " + std::to_string(s.rx_desc) +
+           "  tx_desc " + std::to_string(s.tx_desc) + "\n";
+      continue;
+    }
     o += "    rxq " + (s.rx_queues ? std::to_string(s.rx_queues) : std::string("per-worker")) + "  txq " +
          (s.tx_queues ? std::to_string(s.tx_queues) : std::string("per-worker")) + "  rx_desc " +
          std::to_string(s.rx_desc) + "  tx_desc " + std::to_string(s.tx_desc) + "  rss " + (s.rss ? "on" : "off") +

@@ -101,6 +101,8 @@ struct Instance {
   net::IpAddr ipv4;             // version 0 when absent; at least one of ipv4/ipv6
   net::IpAddr ipv6;
   std::string port;             // a [[port]] name of the pmd_config
+  uint8_t ipv4_prefix_len = 32; // the on-link prefix of `ipv4` on the port's kernel twin (exception path)
+  uint8_t ipv6_prefix_len = 128;
   bool standby = false;         // `role = "standby"`; without a role: the first instance active, the others
                                 // standby. Kept in either mode (mode may change at run time); used in
                                 // active-standby only
@@ -113,6 +115,9 @@ struct Device {
   net::IpAddr ipv6;
   std::string next_hop_mac;     // Ethernet destination for this device's tunnels; default ff:ff:ff:ff:ff:ff
   uint8_t mac[6] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+  // next_hop_mac given: used as is. Without it, a tunnel whose instance port has a kernel twin (exception path)
+  // takes its next hop's MAC from the kernel's neighbour table; other tunnels use the broadcast default.
+  bool mac_static = false;
   net::IpAddr probe_address;    // inner address answering ICMP echo for all its tunnels; version 0 = not set
   int line = 0;
 };
@@ -193,6 +198,13 @@ struct PortSpec {
   // How long start waits for a port that cannot start yet: a net_memif client needs its server's socket and a
   // link (the server may start after us). Other drivers that fail to start are retried as long.
   uint32_t start_wait_s = 10;
+  // Exception path: the [[port]] (a net_tap, or virtio_user on vhost-net) that is this outside port's kernel twin.
+  // It carries this port's MAC and its instance's addresses; IKE, ARP/ND and ICMP for the instance go up to it,
+  // what the kernel sends on it goes out this port. Empty: none (those packets are counted drops).
+  std::string host;
+  uint32_t host_pps = 10000;    // per worker: packets handed to the twin per second at most (a counted drop beyond)
+  bool is_host = false;         // set by load_pmd: another port names this one as its `host`
+  int host_line = 0;
   int line = 0;
 };
 
@@ -215,8 +227,9 @@ struct PmdConfig {
 //                liveness-range probe-address probe-version probe-source tunnel-mtu mss-clamp icmp-rate
 //                inside-address encap udp-port
 //   pmd_config   eal-lcores worker-lcores worker-lcore-unique worker-is-main worker-lcore-not-enabled mbufs
-//                ports-required devargs devargs-unique env-unset env-syntax queues descriptors mtu
-//   cross_check  port-unknown tx-queues tunnel-mtu
+//                ports-required devargs devargs-unique env-unset env-syntax queues descriptors mtu host-port
+//                host-rate
+//   cross_check  port-unknown tx-queues tunnel-mtu host-port
 // Messages never contain key material (not even from a TOML syntax error on a key line).
 struct Error {
   std::string file;

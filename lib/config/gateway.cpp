@@ -163,6 +163,8 @@ std::optional<Gateway> load_gateway(const std::string& path, std::vector<Error>*
       if (!r.table().get("ipv4") && !r.table().get("ipv6"))
         sink.add(r.line(), "instance-ip", r.where() + " needs a static public `ipv4` and/or `ipv6`");
       if (const auto port = r.name("port", opt.ports)) in.port = *port;
+      if (const auto v = r.ranged("ipv4_prefix_len", 1, 32, "prefix")) in.ipv4_prefix_len = uint8_t(*v);
+      if (const auto v = r.ranged("ipv6_prefix_len", 1, 128, "prefix")) in.ipv6_prefix_len = uint8_t(*v);
       bool given = false;
       if (const auto role = r.str("role")) {
         given = true;
@@ -196,6 +198,7 @@ std::optional<Gateway> load_gateway(const std::string& path, std::vector<Error>*
         sink.add(r.line(), "device-ip", r.where() + " needs an `ipv4` and/or `ipv6` address");
       d.next_hop_mac = detail::format_mac(d.mac);
       read_mac(r, sink, "next_hop_mac", d.mac, &d.next_hop_mac);
+      d.mac_static = r.table().get("next_hop_mac") != nullptr;
       bool bad_probe = false;
       if (const auto a = detail::read_probe_ip(r, sink, "probe_address", &bad_probe)) d.probe_address = *a;
       device_bad_probe.push_back(bad_probe);

@@ -255,6 +255,8 @@ std::optional<PmdConfig> load_pmd(const std::string& path, std::vector<Error>* e
       if (const auto v = r.boolean("rss")) s.rss = *v;
       if (const auto v = r.boolean("ipv4_cksum_offload")) s.ipv4_cksum_offload = *v;
       if (const auto v = r.ranged("start_wait_s", 0, 3600, "start-wait")) s.start_wait_s = uint32_t(*v);
+      if (const auto h = r.name("host")) s.host = *h, s.host_line = r.line("host");
+      if (const auto v = r.ranged("host_pps", 1, 10000000, "host-rate")) s.host_pps = uint32_t(*v);
       if (const auto v = r.integer("mtu")) {
         if (*v != 0 && (*v < 68 || *v > 16000))
           sink.add(r.line("mtu"), "mtu", r.where() + " `mtu` = " + std::to_string(*v) + " must be 0 (device default) or 68..16000");
@@ -277,6 +279,23 @@ std::optional<PmdConfig> load_pmd(const std::string& path, std::vector<Error>* e
   }
   top.finish();
 
+  // Kernel twins: each names another port, used by one port only, and is not itself a port with a twin.
+  for (PortSpec& s : p.ports) {
+    if (s.host.empty()) continue;
+    auto it = std::find_if(p.ports.begin(), p.ports.end(), [&](const PortSpec& o) { return o.name == s.host; });
+    if (it == p.ports.end()) {
+      sink.add(s.host_line, "host-port", "[[port]] \"" + s.name + "\" `host` = \"" + s.host + "\" is not a [[port]] of this file");
+    } else if (&*it == &s) {
+      sink.add(s.host_line, "host-port", "[[port]] \"" + s.name + "\" names itself as its `host`");
+    } else if (it->is_host) {
+      sink.add(s.host_line, "host-port", "[[port]] \"" + s.host + "\" is already the `host` of another port; each twin serves one port");
+    } else if (!it->host.empty()) {
+      sink.add(s.host_line, "host-port", "[[port]] \"" + s.host + "\" has a `host` of its own and cannot be a twin");
+    } else {
+      it->is_host = true;
+    }
+  }
+
   // The pool must fill every RX ring and TX ring, plus the per-lcore mempool caches and the bursts in flight;
   // fewer and a port starts with empty rings or the workers starve. Queues as the data plane sets them up
   // (0 = one per worker; a device may offer fewer RX queues, so this is an upper bound).
@@ -284,7 +303,9 @@ std::optional<PmdConfig> load_pmd(const std::string& path, std::vector<Error>* e
     const uint64_t workers = p.worker_lcores.size();
     uint64_t need = (workers + 1) * 256 + workers * 2 * 32 * 4;
     for (const PortSpec& s : p.ports)
-      need += uint64_t(s.rx_queues ? s.rx_queues : workers) * s.rx_desc + uint64_t(s.tx_queues ? s.tx_queues : workers) * s.tx_desc;
+      need += s.is_host ? uint64_t(s.rx_desc) + s.tx_desc + 1024  // one queue each way, and the ring to it
+                        : uint64_t(s.rx_queues ? s.rx_queues : workers) * s.rx_desc +
+                              uint64_t(s.tx_queues ? s.tx_queues : workers) * s.tx_desc;
     if (p.mbufs < need) {
       const toml::node* w = root.get("workers");
       const toml::table* wt = w ? w->as_table() : nullptr;
@@ -314,6 +335,21 @@ bool cross_check(const Gateway& g, const PmdConfig& p, std::vector<Error>* error
     if (!find(i.port))
       gs.add(i.line, "port-unknown",
              "instance \"" + i.name + "\" port \"" + i.port + "\" is not a [[port]] of " + p.source + " (it has: " + known + ")");
+  for (const PortSpec& s : p.ports) {
+    if (!s.is_host) continue;
+    if (s.name == g.inside_port)
+      ps.add(s.line, "host-port", "[[port]] \"" + s.name + "\" is a kernel twin (`host` of another port) and cannot be the inside port");
+    for (const Instance& i : g.instances)
+      if (i.port == s.name)
+        ps.add(s.line, "host-port", "[[port]] \"" + s.name + "\" is a kernel twin and cannot be instance \"" + i.name + "\"'s port");
+  }
+  for (const PortSpec& s : p.ports) {
+    if (s.host.empty()) continue;
+    bool outside = false;
+    for (const Instance& i : g.instances) outside |= i.port == s.name;
+    if (!outside)
+      ps.add(s.line, "host-port", "[[port]] \"" + s.name + "\" has a `host` twin but is no instance's port; only outside ports have one");
+  }
   const size_t workers = p.worker_lcores.size();
   for (const PortSpec& s : p.ports)
     if (s.tx_queues != 0 && s.tx_queues < workers)

@@ -19,7 +19,9 @@ void Dataplane::Impl::publish() {
     // Without an outbound SA the tunnel is effectively down (Model::keyed): no flow is placed on it, no pin holds.
     if (r.out == nullptr && model.effective(uint32_t(t)) != AdminState::kDown) std::abort();
     r.port = instance_port[ct.instance];
-    std::memcpy(r.l2, gw.devices[ct.device].mac, 6);
+    const bool learned = t < nh.size() && nh[t].learn;
+    std::memcpy(r.l2, learned ? nh[t].mac : gw.devices[ct.device].mac, 6);
+    r.no_next_hop = learned && !nh[t].known;
     std::memcpy(r.l2 + 6, ports[r.port].mac.addr_bytes, 6);
     const bool v6 = config::tunnel_ip_version(gw, ct) == 6;
     r.l2[12] = v6 ? 0x86 : 0x08;

@@ -53,14 +53,18 @@ enum class Drop : uint8_t {
   kTxFull,           // the TX queue did not take the packet
   kTooBig,           // inner packet over its tunnel's path MTU that may not be fragmented (IPv4 DF, IPv6)
   kFragFailed,       // inner IPv4 packet to fragment, but no mbuf for a fragment (or a header that cannot be split)
-  kToHost,           // IKE to an instance (UDP 500, or the zero non-ESP marker on a NAT-T port): the host's IKE
-                     // daemon's, dropped until the exception path hands it over (esp::HostList)
+  kToHost,           // the host's (IKE to an instance, ARP/ND/ICMP for it) on a port without a kernel twin
+                     // (pmd_config `host`): no exception path to hand it to
+  kHostRateLimited,  // the host's, over the port's `host_pps` (per worker): the kernel twin is not flooded
+  kHostQueueFull,    // the host's, but the ring to the main lcore (which writes to the twin) was full
+  kNoNextHop,        // the tunnel's next-hop MAC is to be learned from the kernel and is not known yet
   kCount
 };
 inline constexpr size_t kDropCount = size_t(Drop::kCount);
 inline constexpr const char* kDropNames[] = {"inside_not_ip", "inside_malformed", "not_routed", "no_tunnel",
                                              "outside_not_ip", "inner_selector", "tx_full", "too_big",
-                                             "frag_failed", "to_host"};
+                                             "frag_failed", "to_host", "host_rate_limited",
+                                             "host_queue_full", "no_next_hop"};
 static_assert(std::size(kDropNames) == kDropCount, "one name per Drop reason");
 const char* to_string(Drop d) noexcept;
 
@@ -168,7 +172,9 @@ struct CounterDef {
 #define MG_DP_PORT_WORKER_COUNTERS(X)                                                                         \
   X(rx_packets, kCounter, "packets the workers received from the port")                                        \
   X(tx_packets, kCounter, "packets the port's TX queues took")                                                 \
-  X(tx_refused, kCounter, "tries the port's TX queues refused (data: tx_full; a probe waits and tries again)")
+  X(tx_refused, kCounter, "tries the port's TX queues refused (data: tx_full; a probe waits and tries again)")   \
+  X(to_host, kCounter, "frames for the host handed toward the port's kernel twin (IKE, ARP/ND, ICMP)")          \
+  X(from_host, kCounter, "frames the kernel twin sent, put on this port's TX queue (also in tx_packets)")
 // Gateway totals gathered by main.
 #define MG_DP_GATEWAY_OTHER_COUNTERS(X)                                                                       \
   X(esp_out_drops, kCounter, "outbound ESP drops, every SA and reason")                                        \

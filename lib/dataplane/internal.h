@@ -16,6 +16,7 @@
 #include <rte_ethdev.h>
 #include <rte_mbuf.h>
 #include <rte_rcu_qsbr.h>
+#include <rte_ring.h>
 
 #include <algorithm>
 #include <atomic>
@@ -34,7 +35,9 @@
 #include "dataplane/dataplane.h"
 #include "dataplane/sa_config.h"
 #include "flow/flow.h"
+#include "hostif/hostif.h"
 #include "keying/keying.h"
+#include "net/local.h"
 #include "seqstate/seqstate.h"
 
 namespace mg::dp {
@@ -81,6 +84,7 @@ struct alignas(64) RtTunnel {
   uint16_t path_mtu;    // largest inner datagram that fits once encrypted (mtu.cpp)
   uint16_t mss4, mss6;  // MSS clamp of SYNs per inner IP version; 0 = off
   uint8_t held;         // an instance reset is replacing `out`: nothing more may be encrypted with it
+  uint8_t no_next_hop;  // the next-hop MAC comes from the kernel (exception path) and is not known yet: drop
   uint8_t probe_src[16], probe_dst[16];  // inner addresses of our probes (IPv4: the first 4 bytes)
   uint8_t local[16];    // reflector: our inner address on this tunnel (its probe_source)
   uint8_t icmp_src_ok;  // bit 0: icmp_src4 set, bit 1: icmp_src6 set
@@ -136,6 +140,7 @@ struct Worker {
   // Too-big ICMP token bucket (mtu.cpp): credit in 1/tsc_hz tokens, gaining icmp_rate per TSC cycle.
   uint64_t icmp_credit = 0, icmp_last = 0;
   std::vector<Pace> opace;   // per outside-port index
+  std::vector<Pace> hpace;   // per outside-port index: frames handed to the kernel twin (host_pps)
   uint32_t idle_loops = 0;   // loops in a row without a packet: the pin sweep runs in those
   // Probes: tunnels t with t % workers == id are this worker's to probe; due times in TSC cycles.
   std::vector<uint32_t> probe_tunnels;
@@ -276,6 +281,42 @@ struct Dataplane::Impl {
   };
   std::map<const esp::Sa*, IkeSaInfo> ike_info;
   std::map<uint32_t, std::pair<uint32_t, uint32_t>> spi_offered;  // GET_SPI: spi -> (tunnel, ms tick offered)
+
+  // host.cpp: the exception path. By outside index, that port's kernel twin (pmd_config `host`), if it has one.
+  // Workers hand the host's frames to main through `up` (many producers); main writes them to the twin, reads what
+  // the kernel sends and gives it to worker 0 through `down`, who sends it out the port on its own TX queue (the
+  // port's queues are the workers'). Set up before the workers run; only the rings change after.
+  struct HostPort {
+    uint16_t twin = UINT16_MAX;   // index into ports; UINT16_MAX: none
+    int ifindex = 0;              // the twin's kernel interface
+    rte_ring* up = nullptr;
+    rte_ring* down = nullptr;
+    net::LocalAddrs local;        // the instance's addresses on this port
+    uint64_t pps = 0;             // per worker
+  };
+  std::vector<HostPort> host;            // by outside index
+  std::vector<PortCtr> main_pctr;        // by port index: main's share of the port counters (the twins' traffic)
+  std::vector<uint64_t> host_ring_full;  // by outside index: kernel frames the ring to worker 0 refused (main)
+  bool any_host = false;
+  std::unique_ptr<hostif::Netlink> nl;
+  // Next hops learned from the kernel, by tunnel: a device without a static `next_hop_mac` whose tunnel's instance
+  // port has a twin. The MAC goes into RtTunnel::l2 at publish(); until one is known the tunnel drops (no_next_hop).
+  struct NextHop {
+    bool learn = false, known = false;
+    uint8_t mac[6] = {};
+    net::IpAddr via;
+    hostif::Netlink::NhStatus last = hostif::Netlink::NhStatus::kError;
+    std::string last_err;
+  };
+  std::vector<NextHop> nh;
+  uint64_t nh_next_tsc = 0, nh_refresh_tsc = 0;
+  int host_setup(std::string* err);  // after the ports started: twins' MAC, MTU, link, addresses; rings
+  void host_poll() noexcept;         // main loop: up -> twins, twins -> down
+  void host_tick();                  // main loop: next hops from the kernel (publishes a change)
+  void host_drain() noexcept;        // after the workers stopped: frames left in the rings go back to the pool
+  void host_send_down(Worker& w) noexcept;  // worker 0: frames from the kernel out their port
+  // A worker's frames for the host of outside port oidx (Ethernet header in place): rate limit, then the ring.
+  void host_up(Worker& w, uint16_t oidx, rte_mbuf* const pkts[], uint16_t n) noexcept;
 
   uint32_t now_ms() const noexcept { return uint32_t((rte_get_tsc_cycles() - start_tsc) * 1000 / tsc_hz); }
 

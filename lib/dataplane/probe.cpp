@@ -79,7 +79,8 @@ void Dataplane::Impl::send_one(Worker& w, const RtTunnel& rt, uint32_t t, rte_mb
 
 // Encrypts m (consumed in every case) and hands it to the TX queue of the tunnel's port.
 bool Dataplane::Impl::try_send(Worker& w, const RtTunnel& rt, TunnelCtr& tc, rte_mbuf* m) noexcept {
-  if (rt.out == nullptr) {  // keyed by IKE, inbound SA installed, outbound not (yet): a reply cannot go back
+  // Keyed by IKE with the inbound SA installed, outbound not (yet), or no next-hop MAC yet: nothing can go back.
+  if (rt.out == nullptr || rt.no_next_hop) {
     rte_pktmbuf_free(m);
     return false;
   }

@@ -95,6 +95,8 @@ int Dataplane::Impl::setup(std::string* err) {
     if (std::find(outside.begin(), outside.end(), pi) == outside.end()) outside.push_back(pi);
   }
 
+  if (const int rc = host_setup(err); rc != kExitOk) return rc;
+
   // Queues to workers: queue q of a port goes to worker q % workers.
   for (auto& w : workers) {
     for (uint16_t q = w->id; q < ports[inside].nrx; q += nw) w->inside_rxq.push_back(q);
@@ -180,9 +182,10 @@ int Dataplane::Impl::setup_ports(std::map<std::string, uint16_t>* by_name, std::
       *err = fmt::format("port '{}': no device info", ps.name);
       return kExitPort;
     }
-    pr.nrx = std::min<uint16_t>(ps.rx_queues ? ps.rx_queues : nw, info.max_rx_queues);
-    pr.ntx = ps.tx_queues ? ps.tx_queues : nw;
-    if (pr.ntx < nw || pr.ntx > info.max_tx_queues) {
+    // A kernel twin (exception path) is main's alone: one queue each way.
+    pr.nrx = ps.is_host ? 1 : std::min<uint16_t>(ps.rx_queues ? ps.rx_queues : nw, info.max_rx_queues);
+    pr.ntx = ps.is_host ? 1 : ps.tx_queues ? ps.tx_queues : nw;
+    if ((pr.ntx < nw && !ps.is_host) || pr.ntx > info.max_tx_queues) {
       *err = fmt::format("port '{}' has {} TX queues (device max {}); {} workers need one each", ps.name, pr.ntx,
                          info.max_tx_queues, nw);
       return kExitPort;

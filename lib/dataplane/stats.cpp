@@ -264,8 +264,14 @@ nlohmann::json Dataplane::Impl::port_stats() {
     for (const auto& c : kPortCounters) {
       uint64_t v = 0;
       for (const auto& w : workers) v += w->pctr[i].*c.member;
+      if (i < main_pctr.size()) v += main_pctr[i].*c.member;  // a kernel twin's traffic is main's
       j[c.name] = v;
     }
+    for (size_t o = 0; o < host.size(); ++o)
+      if (outside[o] == i && host[o].twin != UINT16_MAX) {
+        j["host"] = ports[host[o].twin].name;
+        j["host_ring_full"] = host_ring_full[o];  // kernel frames lost between main and worker 0
+      }
     out[p.name] = std::move(j);
     if (!opt.quiet && (es.imissed || es.ierrors || es.oerrors || es.rx_nombuf))
       fmt::print(stderr, "meshgate: port {}: imissed {} ierrors {} oerrors {} rx_nombuf {}\n", p.name, es.imissed,

@@ -108,9 +108,10 @@ uint16_t Dataplane::Impl::outbound(Worker& w, const State& st, uint16_t q) noexc
 void Dataplane::Impl::send_tunnel(Worker& w, const State& st, flow::TunnelId t, rte_mbuf** grp, uint16_t g) noexcept {
   const RtTunnel& rt = st.tunnels[t];
   TunnelCtr& tc = w.tctr[t];
-  if (rt.blackhole) [[unlikely]] {
+  if (rt.blackhole | rt.no_next_hop) [[unlikely]] {
     for (uint16_t j = 0; j < g; ++j) rte_pktmbuf_free(grp[j]);
-    tc.fault_drops += g;
+    if (rt.blackhole) tc.fault_drops += g;
+    else w.ctr.drops[size_t(Drop::kNoNextHop)] += g;
     return;
   }
   // ---- MTU step (mtu.cpp): SYNs clamped; packets over the path MTU fragmented, or dropped with an ICMP error.
@@ -146,10 +147,21 @@ uint16_t Dataplane::Impl::inbound(Worker& w, const State& st, uint16_t oidx, uin
   if (opt.pace_outside_pps) w.opace[oidx].tokens -= n;
   w.ctr.outside_rx += n;
   w.pctr[outside[oidx]].rx_packets += n;
+  const HostPort& hp = host[oidx];
+  const bool twin = hp.up != nullptr;
+  rte_mbuf* up[kBurst];
+  uint16_t nup = 0;
   uint16_t k = 0;
   for (uint16_t i = 0; i < n; ++i) {
     rte_mbuf* m = pkts[i];
-    if (rte_pktmbuf_data_len(m) < kEthLen || !is_ip_ethertype(rte_pktmbuf_mtod(m, const uint8_t*))) {
+    const uint8_t* e = rte_pktmbuf_mtod(m, const uint8_t*);
+    if (rte_pktmbuf_data_len(m) < kEthLen || !is_ip_ethertype(e)) [[unlikely]] {
+      if (rte_pktmbuf_data_len(m) >= kEthLen && net::load_be16(e + 12) == net::kEtherArp &&
+          net::arp_for_us(e + kEthLen, rte_pktmbuf_data_len(m) - kEthLen, hp.local)) {
+        if (twin) up[nup++] = m;
+        else ++w.ctr.drops[size_t(Drop::kToHost)], rte_pktmbuf_free(m);
+        continue;
+      }
       ++w.ctr.drops[size_t(Drop::kOutsideNotIp)];
       rte_pktmbuf_free(m);
       continue;
@@ -157,15 +169,25 @@ uint16_t Dataplane::Impl::inbound(Worker& w, const State& st, uint16_t oidx, uin
     rte_pktmbuf_adj(m, kEthLen);
     pkts[k++] = m;
   }
-  rte_mbuf* host[kBurst];
-  esp::HostList hl{host};
+  rte_mbuf* hostp[kBurst];
+  esp::HostList hl{hostp};
+  hl.local = &hp.local;
   const uint16_t d = esp::decap_burst(*st.in_table[oidx], w.id, pkts, k, &hl);
   for (uint16_t i = d; i < k - hl.n; ++i) rte_pktmbuf_free(pkts[i]);  // reason counted in the SA or the table
   if (hl.n) [[unlikely]] {
-    // IKE for the instance: where the exception path will hand it to the host's daemon.
-    w.ctr.drops[size_t(Drop::kToHost)] += hl.n;
-    for (uint16_t i = 0; i < hl.n; ++i) rte_pktmbuf_free(host[i]);
+    // The host's (IKE, ICMP, ND, fragments to the instance): Ethernet header back in place (adj only moved the
+    // start; decap does not write into packets it gives back), then to the kernel twin, or counted.
+    for (uint16_t i = 0; i < hl.n; ++i) {
+      if (twin) {
+        rte_pktmbuf_prepend(hostp[i], kEthLen);
+        up[nup++] = hostp[i];
+      } else {
+        rte_pktmbuf_free(hostp[i]);
+      }
+    }
+    if (!twin) w.ctr.drops[size_t(Drop::kToHost)] += hl.n;
   }
+  if (nup) [[unlikely]] host_up(w, oidx, up, nup);
   if (d == 0) return n;
   const uint32_t now = now_ms();
   uint16_t s = 0;
@@ -229,6 +251,7 @@ int Dataplane::Impl::worker_main(Worker& w) {
     // The clock is read every 16th loop only (a few tens of us apart at full rate, well inside the jitter).
     if ((++w.loops & 15) == 0) {
       if (probing && rte_get_tsc_cycles() >= w.probe_next) send_probes(w, *st);
+      if (w.id == 0 && any_host) host_send_down(w);
       if (got == 0 || (w.loops & 1023) == 0) w.pins->expire(now_ms(), kSweepBuckets);
     }
     // Nothing of `st` is held past this point: main may free it once every worker has said so.

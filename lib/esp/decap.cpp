@@ -1,6 +1,7 @@
 // Inbound bursts: outer classification (net::classify_outer), SPI lookup, encapsulation as the SA says, replay
 // pre-check, one AEAD burst per SA, then the verdicts, over chunks of packets.
 #include "esp/burst.h"
+#include "net/local.h"
 #include "net/natt.h"
 
 namespace mg::esp {
@@ -67,6 +68,11 @@ uint16_t decap_impl(Lookup&& lookup, NatTPort&& nat_t_port, uint64_t* pre_drops,
       const net::ParseStatus ps = net::parse_l3(p, rte_pktmbuf_pkt_len(m), &li);
       if (ps != net::ParseStatus::kOk) {
         count_drop(pre_drops, ps == net::ParseStatus::kTruncated ? Drop::kInTruncated : Drop::kInBadOuter);
+        continue;
+      }
+      if (host && host->local && net::host_bound(p, li, *host->local)) [[unlikely]] {
+        host->pkts[host->n++] = m;
+        bad[i] = kTaken;
         continue;
       }
       if (li.fragment) {

@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "crypto/aead.h"
+#include "net/local.h"
 #include "net/net.h"
 #include "net/outer_policy.h"
 
@@ -289,11 +290,14 @@ class SaTable {
 // sequence number; padding 1, 2, 3, ... to 4-byte alignment; next header 4 or 41.
 uint16_t encap_burst(Sa& sa, uint16_t worker, rte_mbuf* pkts[], uint16_t n) noexcept;
 
-// Where an inbound burst puts the packets that are the host's (net::OuterKind::kIke) instead of counting them as
-// kInIke: pkts must have room for the burst's n; n is set to how many were put there, in arrival order.
+// Where an inbound burst puts the packets that are the host's instead of counting them as drops: IKE
+// (net::OuterKind::kIke, else kInIke) and, with `local`, what net::host_bound says is the host's (ICMP to the
+// instance, ND, UDP fragments; else kInNotEsp / kInFragment). pkts must have room for the burst's n; n is set to
+// how many were put there, in arrival order.
 struct HostList {
   rte_mbuf** pkts;
   uint16_t n = 0;
+  const net::LocalAddrs* local = nullptr;
 };
 
 // Inbound through a table: outer checks, SPI lookup, replay, ICV, trailer and inner checks.

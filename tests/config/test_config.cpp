@@ -987,6 +987,58 @@ TEST_F(Config, CrossTxQueues) {
   EXPECT_TRUE(cross_check(g, *p, &errs));
 }
 
+// The exception path: an outside port's `host` names its kernel twin, another port of the file, used once.
+TEST_F(Config, PmdHostTwin) {
+  const std::string twin = base_pmd() + "\n[[port]]\nname = \"host-a\"\ndevargs = \"net_tap0,iface=mg-a\"\n";
+  const std::string with = edit(twin, "devargs = \"net_null1\"", "devargs = \"net_null1\"\nhost = \"host-a\"");
+  std::vector<Error> errs;
+  auto p = pmd(with, &errs);
+  ASSERT_TRUE(p.has_value()) << (errs.empty() ? "" : errs[0].format());
+  EXPECT_EQ(p->ports[1].host, "host-a");
+  EXPECT_EQ(p->ports[1].host_pps, 10000u);
+  EXPECT_TRUE(p->ports[3].is_host);
+  EXPECT_FALSE(p->ports[1].is_host);
+  EXPECT_TRUE(cross_check(good_gw(gateway()), *p, &errs)) << (errs.empty() ? "" : errs[0].format());
+
+  bad_pmd(edit(twin, "devargs = \"net_null1\"", "devargs = \"net_null1\"\nhost = \"nowhere\" #@"), "host-port",
+          "\"nowhere\" is not a [[port]]");
+  bad_pmd(edit(twin, "devargs = \"net_null1\"", "devargs = \"net_null1\"\nhost = \"out-a\" #@"), "host-port",
+          "names itself");
+  bad_pmd(edit(edit(twin, "devargs = \"net_null2\"", "devargs = \"net_null2\"\nhost = \"host-a\" #@"),
+               "devargs = \"net_null1\"", "devargs = \"net_null1\"\nhost = \"host-a\""),
+          "host-port", "already the `host` of another port");
+  bad_pmd(edit(with, "devargs = \"net_null1\"", "devargs = \"net_null1\"\nhost_pps = 0 #@"), "host-rate",
+          "1..10000000");
+
+  // A twin cannot be a port the gateway uses, and only outside ports have one.
+  errs.clear();
+  p = pmd(edit(twin, "devargs = \"net_null0\"", "devargs = \"net_null0\"\nhost = \"host-a\""), &errs);
+  ASSERT_TRUE(p.has_value()) << (errs.empty() ? "" : errs[0].format());
+  EXPECT_FALSE(cross_check(good_gw(gateway()), *p, &errs));
+  ASSERT_FALSE(errs.empty());
+  EXPECT_EQ(errs.back().rule, "host-port");
+  EXPECT_NE(errs.back().message.find("no instance's port"), std::string::npos) << errs.back().message;
+  errs.clear();
+  p = pmd(edit(base_pmd(), "devargs = \"net_null1\"", "devargs = \"net_null1\"\nhost = \"out-b\""), &errs);
+  ASSERT_TRUE(p.has_value()) << (errs.empty() ? "" : errs[0].format());
+  EXPECT_FALSE(cross_check(good_gw(gateway()), *p, &errs));
+  bool twin_used = false;
+  for (const Error& e : errs) twin_used |= e.rule == "host-port" && e.message.find("cannot be instance") != std::string::npos;
+  EXPECT_TRUE(twin_used) << "out-b is gw-b's port and cannot be a twin";
+}
+
+// The twin's on-link prefix of the instance address.
+TEST_F(Config, InstancePrefixLen) {
+  std::vector<Error> errs;
+  const std::string text = edit(gateway(), "name = \"gw-a\"", "name = \"gw-a\"\nipv4_prefix_len = 24");
+  const auto g = gw(text, &errs);
+  ASSERT_TRUE(g.has_value()) << (errs.empty() ? "" : errs[0].format());
+  EXPECT_EQ(g->instances[0].ipv4_prefix_len, 24);
+  EXPECT_EQ(g->instances[1].ipv4_prefix_len, 32);
+  EXPECT_EQ(g->instances[1].ipv6_prefix_len, 128);
+  bad_gw(edit(gateway(), "name = \"gw-a\"", "name = \"gw-a\"\nipv4_prefix_len = 33 #@"), "prefix", "1..32");
+}
+
 // ---- the shipped examples ----
 
 class Shipped : public ::testing::Test {
