@@ -187,7 +187,7 @@ struct PortSpec {
   std::string name;
   std::string devargs;          // e.g. "net_pcap0,rx_pcap=in.pcap" (vdev) or a PCI address "0000:3b:00.0";
                                 // ${VAR} is replaced from the environment (unset: an error)
-  bool vdev = true;             // devargs starts with "net_" / "crypto_"
+  bool vdev = true;             // devargs starts with "net_", "crypto_" or "virtio_user"
   uint16_t rx_queues = 0;       // 0 = one per worker
   uint16_t tx_queues = 0;       // 0 = one per worker
   uint16_t rx_desc = 1024;

@@ -243,7 +243,7 @@ std::optional<PmdConfig> load_pmd(const std::string& path, std::vector<Error>* e
           devname = s.devargs.substr(0, s.devargs.find(','));
           if (devname.empty())
             sink.add(r.line("devargs"), "devargs", r.where() + " `devargs` has no device name before its first ','");
-          s.vdev = devname.starts_with("net_") || devname.starts_with("crypto_");
+          s.vdev = devname.starts_with("net_") || devname.starts_with("crypto_") || devname.starts_with("virtio_user");
         } else {
           s.devargs = *d;
         }

@@ -4,6 +4,7 @@
 // net/local.h) and hand frames to main through a ring; main alone touches the twins. Next-hop MACs of devices
 // without a static `next_hop_mac` come from the kernel's route and neighbour tables (lib/hostif).
 #include <fmt/core.h>
+#include <net/if.h>
 #include <rte_errno.h>
 
 #include "dataplane/internal.h"
@@ -43,12 +44,20 @@ int Dataplane::Impl::host_setup(std::string* err) {
     const PortRt& tw = ports[hp.twin];
     rte_eth_dev_info info{};
     rte_eth_dev_info_get(tw.id, &info);
-    if (info.if_index == 0) {
-      *err = fmt::format("port '{}': `host` port '{}' ({}) has no kernel interface; the twin must be a net_tap "
-                         "(or virtio_user on vhost-net)", ps.name, ps.host, info.driver_name ? info.driver_name : "?");
+    hp.ifindex = int(info.if_index);
+    // net_tap reports its interface; virtio_user on vhost-net does not, but its devargs name it (iface=).
+    const std::string& da = pmd.ports[hp.twin].devargs;
+    if (const size_t at = da.find("iface="); hp.ifindex == 0 && at != std::string::npos) {
+      const std::string name = da.substr(at + 6, da.find(',', at) == std::string::npos ? std::string::npos
+                                                                                       : da.find(',', at) - at - 6);
+      hp.ifindex = int(if_nametoindex(name.c_str()));
+    }
+    if (hp.ifindex == 0) {
+      *err = fmt::format("port '{}': `host` port '{}' ({}) has no kernel interface; the twin must be a net_tap, "
+                         "or virtio_user on vhost-net with iface=NAME", ps.name, ps.host,
+                         info.driver_name ? info.driver_name : "?");
       return kExitPort;
     }
-    hp.ifindex = int(info.if_index);
     // The twin is the port as the kernel sees it: same MAC (ARP answers and IKE leave with it), same MTU.
     rte_ether_addr mac = ports[outside[o]].mac;
     if (int rc = rte_eth_dev_default_mac_addr_set(tw.id, &mac); rc != 0) {
