@@ -26,7 +26,8 @@ by itself because NTF_USE asked it to:
                           (both ifindexes); a dst routed out of another interface, a local dst: other_interface
   test_refresh_stale      a STALE entry stays STALE on its own; refresh -> the kernel probes it -> REACHABLE
   test_refresh_new_mac    the far end's MAC changes, entry forced STALE: refresh, then next_hop polls: the new MAC
-  test_errors             mixed IP versions, no dst, refresh on a bad ifindex or of no address: error texts
+  test_errors             mixed IP versions, no dst, an IPv4 src not of this host (the kernel's ENETUNREACH), a
+                          broadcast dst, refresh on a bad ifindex or of no address: error texts
 Waits are bounded (RESOLVE_S) and poll; nothing depends on speed.
 Exit: 0 passed, 1 a failure (also: not root), 77 (meson: skipped) when iproute2 is missing.
 Run: /usr/bin/python3 tests/hostif/test_hostif.py --driver build/tests/hostif/hostif_driver
@@ -350,6 +351,12 @@ class HostifTest(unittest.TestCase):
         h = self.nh("a0", "10.1.0.1", "nothing")
         self.assertEqual(h["status"], "error")
         self.assertIn("dst is not an address", h["err"])
+        h = self.nh("a0", "10.7.7.7", "10.1.0.2")     # the kernel says ENETUNREACH: not a missing route
+        self.assertEqual(h["status"], "error", h)
+        self.assertIn("src 10.7.7.7 is not an address of this host", h["err"])
+        h = self.nh("a0", "10.1.0.1", "10.1.0.255")
+        self.assertEqual(h["status"], "error", h)
+        self.assertIn("not a unicast route", h["err"])
         r = self.d.ask("refresh 999999 10.1.0.2")
         self.assertFalse(r["ok"])
         self.assertIn("No such device", r["err"])
