@@ -55,7 +55,9 @@ class Netlink {
   //  3. RTM_GETNEIGH for that one address on ifindex: a lladdr in REACHABLE/STALE/DELAY/PROBE/PERMANENT/NOARP =
   //     kKnown. Missing, NONE, INCOMPLETE or FAILED: asks the kernel to resolve it (RTM_NEWNEIGH with NTF_USE, see
   //     neigh.cpp: the kernel then sends ARP / NS itself) and says kResolving; the caller asks again later.
-  // Unreachable/blackhole/prohibit routes and ENETUNREACH/EHOSTUNREACH/EACCES = kNoRoute.
+  // Unreachable/blackhole/prohibit routes and ENETUNREACH/EHOSTUNREACH/EACCES = kNoRoute. An IPv4 src that is not
+  // an address of this host = kError (the kernel's ENETUNREACH for it is told apart by looking up src itself).
+  // A broadcast or multicast dst = kError.
   NextHop next_hop(int ifindex, const net::IpAddr& src, const net::IpAddr& dst);
 
   // Asks the kernel to (re)confirm an entry (NTF_USE): a STALE one goes to DELAY and is probed by unicast, so a

@@ -109,6 +109,22 @@ Reply use_neigh(Netlink::Sock* s, int ifindex, const net::IpAddr& via, Clock::ti
   return s->transact(n, deadline, {});
 }
 
+// RTM_GETROUTE for dst (from src when set; out of oif when non-zero).
+Reply get_route(Netlink::Sock* s, const net::IpAddr& src, const net::IpAddr& dst, int oif,
+                Clock::time_point deadline, Route* rt) {
+  nlmsghdr* n = s->start(RTM_GETROUTE, 0);
+  auto* rtm = static_cast<rtmsg*>(mnl_nlmsg_put_extra_header(n, sizeof(rtmsg)));
+  rtm->rtm_family = uint8_t(family_of(dst));
+  rtm->rtm_dst_len = uint8_t(addr_len(dst) * 8);
+  mnl_attr_put(n, RTA_DST, addr_len(dst), dst.bytes);
+  if (src.version != 0) {
+    rtm->rtm_src_len = uint8_t(addr_len(src) * 8);
+    mnl_attr_put(n, RTA_SRC, addr_len(src), src.bytes);
+  }
+  if (oif != 0) mnl_attr_put_u32(n, RTA_OIF, uint32_t(oif));
+  return s->transact(n, deadline, [rt](const nlmsghdr* m) { read_route(m, rt); });
+}
+
 NextHop fail(NhStatus st, std::string why) {
   NextHop h;
   h.status = st;
@@ -127,18 +143,16 @@ NextHop Netlink::next_hop(int ifindex, const net::IpAddr& src, const net::IpAddr
   if (ifindex <= 0) return fail(NhStatus::kError, what + ": no such interface index");
   const auto deadline = Clock::now() + std::chrono::milliseconds(kCallTimeoutMs);
 
-  nlmsghdr* n = s_->start(RTM_GETROUTE, 0);
-  auto* rtm = static_cast<rtmsg*>(mnl_nlmsg_put_extra_header(n, sizeof(rtmsg)));
-  rtm->rtm_family = uint8_t(family_of(dst));
-  rtm->rtm_dst_len = uint8_t(addr_len(dst) * 8);
-  mnl_attr_put(n, RTA_DST, addr_len(dst), dst.bytes);
-  if (src.version != 0) {
-    rtm->rtm_src_len = uint8_t(addr_len(src) * 8);
-    mnl_attr_put(n, RTA_SRC, addr_len(src), src.bytes);
+  Route rt;  // RTA_OIF only for a link-local dst: see hostif.h
+  Reply r = get_route(s_.get(), src, dst, link_local6(dst) ? ifindex : 0, deadline, &rt);
+  if (r.io.empty() && r.error == ENETUNREACH && src.version == 4) {
+    // IPv4 also says ENETUNREACH when src is not an address of this host (a twin not configured yet, say): that is
+    // the caller's problem, not the network's. The route to src itself tells: local or not.
+    Route self;
+    const Reply sr = get_route(s_.get(), {}, src, 0, deadline, &self);
+    if (sr.io.empty() && !(sr.error == 0 && self.seen && self.type == RTN_LOCAL))
+      return fail(NhStatus::kError, what + ": src " + ip_text(src) + " is not an address of this host");
   }
-  if (link_local6(dst)) mnl_attr_put_u32(n, RTA_OIF, uint32_t(ifindex));  // not for others: see hostif.h
-  Route rt;
-  Reply r = s_->transact(n, deadline, [&rt](const nlmsghdr* m) { read_route(m, &rt); });
   if (r.io.empty() && (r.error == ENETUNREACH || r.error == EHOSTUNREACH || r.error == EACCES))
     return fail(NhStatus::kNoRoute, describe(what, r));
   if (!r.ok()) return fail(NhStatus::kError, describe(what, r));
@@ -163,7 +177,7 @@ NextHop Netlink::next_hop(int ifindex, const net::IpAddr& src, const net::IpAddr
     return h;
   }
 
-  n = s_->start(RTM_GETNEIGH, 0);
+  nlmsghdr* n = s_->start(RTM_GETNEIGH, 0);
   auto* ndm = static_cast<ndmsg*>(mnl_nlmsg_put_extra_header(n, sizeof(ndmsg)));
   ndm->ndm_family = uint8_t(family_of(h.via));
   ndm->ndm_ifindex = ifindex;

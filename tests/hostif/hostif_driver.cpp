@@ -5,7 +5,9 @@
 //   nh IFINDEX SRC|- DST                  -> {"status":"known|resolving|no_route|other_interface|error",
 //                                             "via":"...","mac":"aa:bb:cc:dd:ee:ff","err":"..."}
 //   refresh IFINDEX VIA                   -> {"ok":bool,"err":"..."}
-// An address that does not parse is passed on unset, so the library's own check answers it.
+// An address that does not parse is passed on unset, so the library's own check answers it. Every answer also has
+// "us": how long the library call took (for figures; the test asserts nothing on it).
+#include <chrono>
 #include <cstdio>
 #include <iostream>
 #include <sstream>
@@ -46,6 +48,7 @@ int main() {
     in >> cmd >> ifindex >> a >> b >> c;
     nlohmann::json out;
     err.clear();
+    const auto t0 = std::chrono::steady_clock::now();
     if (cmd == "addr") {
       const bool ok = nl->add_address(ifindex, ip(a), uint8_t(std::stoi(b)), &err);
       out = {{"ok", ok}, {"err", err}};
@@ -65,6 +68,7 @@ int main() {
     } else {
       out = {{"fatal", "unknown command: " + line}};
     }
+    out["us"] = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count();
     std::cout << out.dump() << std::endl;
   }
   return 0;

@@ -6,8 +6,11 @@ pairs, and hostif_driver (one mg::hostif::Netlink, as main holds it) running in 
         a1 10.2.0.1/24            ---- c0 10.2.0.2/24                               other
         a2 (down, no address)     ---- b2                                           peer
         a3 10.4.0.1/24            ---- b3 10.4.0.2/24                               peer
-  gw routes: 10.9.0.0/24 via 10.1.0.3; fd09::/64 via fd01::3; fd0a::/64 via b0's link-local; 10.8.0.0/24 via inet6
+        a4 (link-local only)      ---- b4 (link-local only)                         peer
+  gw routes: 10.9.0.0/24 via 10.1.0.3; fd09::/64 via fd01::3; fd0a::/64 via b4's link-local; 10.8.0.0/24 via inet6
   fd01::6; `ip rule from 10.2.0.1 lookup 100`, table 100: default via 10.2.0.2 dev a1; main has no default route.
+  The link-local gateway has a link of its own: b0 learns a0's link-local from a0's NS and confirms it ~5 s later
+  by an NS from b0's link-local, which leaves a0 an entry for b0's link-local that no test asked for.
 
 Each next-hop test uses a neighbour nobody has used (checked: no entry before), nothing in the test sends a packet,
 so an entry that becomes REACHABLE with the far end's real MAC (from `ip -j link`) proves the kernel resolved it
@@ -17,12 +20,14 @@ by itself because NTF_USE asked it to:
   test_set_link           a2 up with MTU 1400, down (MTU kept); MTU above the device's maximum, bad ifindex: errors
   test_resolve_v4/_v6     on-link peer: first `resolving`, then `known` with b0's MAC (ARP / ND by the kernel)
   test_router_*           a destination behind a router (v4, v6, v6 link-local gateway, v4 via an IPv6 gateway):
-                          via = the router, MAC = the router's; no neighbour entry for the destination itself
+                          via = the router, MAC = the router's; no neighbour entry for the destination itself;
+                          a link-local dst is on-link on whichever interface is asked about
   test_policy_routing     src 10.2.0.1 goes out a1 via 10.2.0.2 (c0's MAC); src 10.1.0.1 to the same dst: no route
                           (both ifindexes); a dst routed out of another interface, a local dst: other_interface
   test_refresh_stale      a STALE entry stays STALE on its own; refresh -> the kernel probes it -> REACHABLE
   test_refresh_new_mac    the far end's MAC changes, entry forced STALE: refresh, then next_hop polls: the new MAC
-  test_errors             mixed IP versions, no dst, refresh on a bad ifindex or of no address: error texts
+  test_errors             mixed IP versions, no dst, an IPv4 src not of this host (the kernel's ENETUNREACH), a
+                          broadcast dst, refresh on a bad ifindex or of no address: error texts
 Waits are bounded (RESOLVE_S) and poll; nothing depends on speed.
 Exit: 0 passed, 1 a failure (also: not root), 77 (meson: skipped) when iproute2 is missing.
 Run: /usr/bin/python3 tests/hostif/test_hostif.py --driver build/tests/hostif/hostif_driver
@@ -76,6 +81,17 @@ def neigh(addr, dev="a0"):
     return None
 
 
+def history(seq):
+    """'resolving x40, known' rather than forty entries."""
+    out = []
+    for x in seq:
+        if out and out[-1][0] == x:
+            out[-1][1] += 1
+        else:
+            out.append([x, 1])
+    return ", ".join(f"{x} x{n}" if n > 1 else str(x) for x, n in out)
+
+
 def sysctl(ns, key, value):
     subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-qw", f"{key}={value}"], check=True)
 
@@ -116,7 +132,8 @@ class HostifTest(unittest.TestCase):
 
     @classmethod
     def _topology(cls):
-        for a, b, far in (("a0", "b0", PEER), ("a1", "c0", OTHER), ("a2", "b2", PEER), ("a3", "b3", PEER)):
+        for a, b, far in (("a0", "b0", PEER), ("a1", "c0", OTHER), ("a2", "b2", PEER), ("a3", "b3", PEER),
+                          ("a4", "b4", PEER)):
             ip("link", "add", a, "type", "veth", "peer", "name", b, "netns", far, ns=GW)
         # Probing a STALE entry starts after delay_first_probe_time: 1 s instead of 5 keeps the test short.
         for fam in ("ipv4", "ipv6"):
@@ -132,24 +149,25 @@ class HostifTest(unittest.TestCase):
             ip("addr", "add", f"fd01::{n}/64", "dev", "b0", "nodad", ns=PEER)
         ip("addr", "add", "10.4.0.2/24", "dev", "b3", ns=PEER)
         ip("addr", "add", "10.2.0.2/24", "dev", "c0", ns=OTHER)
-        for ns, dev in ((GW, "a0"), (GW, "a1"), (GW, "a3"), (PEER, "b0"), (PEER, "b2"), (PEER, "b3"), (OTHER, "c0")):
+        for ns, dev in ((GW, "a0"), (GW, "a1"), (GW, "a3"), (GW, "a4"), (PEER, "b0"), (PEER, "b2"), (PEER, "b3"),
+                        (PEER, "b4"), (OTHER, "c0")):
             ip("link", "set", dev, "up", ns=ns)
-        # The kernel's own NS needs a usable link-local source, and b0's link-local is a gateway below: wait
-        # until duplicate address detection is over on both ends.
+        # The kernel's own NS needs a usable link-local source, and b4's link-local is a gateway below: wait
+        # until duplicate address detection is over on all of them.
         deadline = time.monotonic() + RESOLVE_S
         while True:
-            lls = [a for ns, dev in ((GW, "a0"), (PEER, "b0"))
+            lls = [a for ns, dev in ((GW, "a0"), (GW, "a4"), (PEER, "b4"))
                    for a in ipj("-6", "addr", "show", "dev", dev, "scope", "link", ns=ns)[0]["addr_info"]
                    if a.get("local")]   # ip -j leaves {} for the addresses the scope filter drops
-            if len(lls) == 2 and not any(a.get("tentative") for a in lls):
+            if len(lls) == 3 and not any(a.get("tentative") for a in lls):
                 break
             if time.monotonic() > deadline:
                 raise RuntimeError(f"link-local addresses still tentative after {RESOLVE_S} s: {lls}")
             time.sleep(0.1)
-        cls.b0_ll = lls[1]["local"]
+        cls.b4_ll = lls[2]["local"]
         ip("route", "add", "10.9.0.0/24", "via", "10.1.0.3", "dev", "a0", ns=GW)
         ip("-6", "route", "add", "fd09::/64", "via", "fd01::3", "dev", "a0", ns=GW)
-        ip("-6", "route", "add", "fd0a::/64", "via", cls.b0_ll, "dev", "a0", ns=GW)
+        ip("-6", "route", "add", "fd0a::/64", "via", cls.b4_ll, "dev", "a4", ns=GW)
         ip("route", "add", "10.8.0.0/24", "via", "inet6", "fd01::6", "dev", "a0", ns=GW)
         ip("route", "add", "default", "via", "10.2.0.2", "dev", "a1", "table", "100", ns=GW)
         ip("rule", "add", "from", "10.2.0.1", "lookup", "100", ns=GW)
@@ -179,7 +197,7 @@ class HostifTest(unittest.TestCase):
             if h["status"] == "known":
                 break
             self.assertEqual(h["status"], "resolving", h)
-            self.assertLess(time.monotonic(), deadline, f"{via} not resolved in {RESOLVE_S} s: {seen}, {neigh(via, dev)}")
+            self.assertLess(time.monotonic(), deadline, f"{via} not resolved in {RESOLVE_S} s: {history(seen)}; entry {neigh(via, dev)}")
             time.sleep(0.05)
         self.assertEqual(h["via"], via)
         self.assertEqual(h["mac"], mac(far_ns, far_dev))
@@ -263,7 +281,13 @@ class HostifTest(unittest.TestCase):
         self.assertIsNone(neigh("fd09::5"))
 
     def test_router_v6_link_local_gateway(self):
-        self.resolve("a0", "fd01::1", "fd0a::5", self.b0_ll, PEER, "b0")
+        h = self.resolve("a4", "fd01::1", "fd0a::5", self.b4_ll, PEER, "b4")
+        # A link-local dst is on-link on the interface asked about (every link has fe80::/64: RTA_OIF decides).
+        for dev in ("a4", "a0"):
+            d = self.nh(dev, "-", self.b4_ll)
+            self.assertEqual((d["via"], d["status"]), (self.b4_ll, "known" if dev == "a4" else "resolving"), d)
+        self.assertEqual(d["mac"], "")
+        self.assertEqual(self.nh("a4", "-", self.b4_ll)["mac"], h["mac"])
 
     def test_router_v4_via_ipv6_gateway(self):
         self.resolve("a0", "10.1.0.1", "10.8.0.5", "fd01::6", PEER, "b0")
@@ -312,12 +336,11 @@ class HostifTest(unittest.TestCase):
         seen = []
         while True:
             h = self.nh("a3", "10.4.0.1", "10.4.0.2")
-            if not seen or seen[-1] != (h["status"], h["mac"]):
-                seen.append((h["status"], h["mac"]))
+            seen.append((h["status"], h["mac"]))
             if h["status"] == "known" and h["mac"] == new:
                 break
             self.assertIn(h["status"], ("known", "resolving"), h)
-            self.assertLess(time.monotonic(), deadline, f"new MAC never seen: {seen}, {neigh('10.4.0.2', 'a3')}")
+            self.assertLess(time.monotonic(), deadline, f"new MAC never seen: {history(seen)}; entry {neigh('10.4.0.2', 'a3')}")
             time.sleep(0.05)
 
     def test_errors(self):
@@ -328,6 +351,12 @@ class HostifTest(unittest.TestCase):
         h = self.nh("a0", "10.1.0.1", "nothing")
         self.assertEqual(h["status"], "error")
         self.assertIn("dst is not an address", h["err"])
+        h = self.nh("a0", "10.7.7.7", "10.1.0.2")     # the kernel says ENETUNREACH: not a missing route
+        self.assertEqual(h["status"], "error", h)
+        self.assertIn("src 10.7.7.7 is not an address of this host", h["err"])
+        h = self.nh("a0", "10.1.0.1", "10.1.0.255")
+        self.assertEqual(h["status"], "error", h)
+        self.assertIn("not a unicast route", h["err"])
         r = self.d.ask("refresh 999999 10.1.0.2")
         self.assertFalse(r["ok"])
         self.assertIn("No such device", r["err"])
