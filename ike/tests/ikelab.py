@@ -74,8 +74,8 @@ charon {{
   }}
   # IKE on the veth only; no DNS, no interfaces to guess from
   interfaces_use = {iface}
-  retransmit_timeout = 1.0
-  retransmit_tries = 3
+  retransmit_timeout = {retransmit_timeout}
+  retransmit_tries = {retransmit_tries}
   delete_rekeyed_delay = {delete_delay}
   filelog {{
     lab {{
@@ -101,7 +101,8 @@ swanctl {{
 class Charon:
     """One charon in namespace ns, in a private mount namespace whose /run is a tmpfs."""
 
-    def __init__(self, lab, name, ns, iface, extra_plugins, swanctl_conf, delete_delay=5, plugin_dir=None):
+    def __init__(self, lab, name, ns, iface, extra_plugins, swanctl_conf, delete_delay=5, plugin_dir=None,
+                 retransmit=(1.0, 3)):
         self.lab, self.name, self.ns = lab, name, ns
         self.dir = os.path.join(lab.dir, name)
         os.makedirs(os.path.join(self.dir, "swanctl"), exist_ok=True)
@@ -109,7 +110,8 @@ class Charon:
         self.conf = os.path.join(self.dir, "strongswan.conf")
         with open(self.conf, "w") as f:
             f.write(STRONGSWAN_CONF.format(extra_plugins=extra_plugins, iface=iface, log=self.log,
-                                           delete_delay=delete_delay))
+                                           delete_delay=delete_delay, retransmit_timeout=retransmit[0],
+                                           retransmit_tries=retransmit[1]))
         with open(os.path.join(self.dir, "swanctl", "swanctl.conf"), "w") as f:
             f.write(swanctl_conf)
         # The plugin under test is not installed: a copy of charon's plugin directory with it added is mounted
