@@ -429,11 +429,11 @@ class Meshgate:
 
 
 def esp_headers(pcap):
-    """(outer src, outer dst, SPI, sequence, IV) of every ESP-in-UDP packet of an Ethernet capture, read with scapy's
-    pcap reader; IKE (zero marker) and keepalives left out."""
+    """(time, outer src, outer dst, SPI, sequence, IV) of every ESP-in-UDP packet of an Ethernet capture, read with
+    scapy's pcap reader; IKE (zero marker) and keepalives left out."""
     from scapy.utils import RawPcapReader
     out = []
-    for data, _ in RawPcapReader(pcap):
+    for data, meta in RawPcapReader(pcap):
         if len(data) < 14 + 20 + 8 + 16 or data[12:14] != b"\x08\x00" or data[23] != 17:
             continue
         ihl = (data[14] & 0x0F) * 4
@@ -443,7 +443,7 @@ def esp_headers(pcap):
             continue
         src, dst = ".".join(map(str, data[26:30])), ".".join(map(str, data[30:34]))
         spi, seq = struct.unpack("!II", esp[:8])
-        out.append((src, dst, spi, seq, bytes(esp[8:16])))
+        out.append((meta.sec + meta.usec / 1e6, src, dst, spi, seq, bytes(esp[8:16])))
     return out
 
 

@@ -17,16 +17,12 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import e2elab  # noqa: E402
 import ikelab  # noqa: E402
+from e2eload import Load, check_iv_unique, dev_hosts  # noqa: E402
 from e2elab import DEVICES, INSIDE_HOSTS, TUNNELS  # noqa: E402
 
 SOAK_S = float(os.environ.get("E2E_SOAK_S", "62"))
 REKEY_EVERY = 3.0
-RATE = 40         # datagrams a second per flow
-UDP_PORT, TCP_DEV, TCP_IN = 6000, 5001, 5002
-
-
-def dev_hosts():
-    return [h for _, _, _, hosts in DEVICES.values() for h in hosts]
+TCP_DEV, TCP_IN = 5001, 5002
 
 
 def check_ping(lab):
@@ -71,57 +67,6 @@ def check_tcp(lab, nbytes=300000):
     return len(specs_in), sum(len(s) for _, s in senders[1:]), total, took
 
 
-def udp_flows():
-    """Inside -> every device host (8 flows per inside host), each device host -> the inside hosts."""
-    out, back = [], {}
-    for k, h in enumerate(dev_hosts() * 4):
-        out.append("%s:%d>%s:%d" % (INSIDE_HOSTS[k % len(INSIDE_HOSTS)], 20000 + k, h, UDP_PORT))
-    for dev, (key, _, _, hosts) in DEVICES.items():
-        back[key] = ["%s:%d>%s:%d" % (h, 21000 + k, INSIDE_HOSTS[k % len(INSIDE_HOSTS)], UDP_PORT)
-                     for k, h in enumerate(hosts * 2)]
-    return out, back
-
-
-class Load:
-    """Sequence-numbered UDP flows both ways; check() says what every flow lost and duplicated."""
-
-    def __init__(self, lab, seconds, tag, rate=RATE):
-        self.lab, self.tag = lab, tag
-        d = lab.dir
-        self.recv = {key: lab.traffic(key, "udp-recv", UDP_PORT, os.path.join(d, "%s-recv-%s.json" % (tag, key)),
-                                      name="%s-recv-%s" % (tag, key)) for key in ("in", "d1", "d2")}
-        out, back = udp_flows()
-        self.send = {"in": lab.traffic("in", "udp-send", rate, seconds, os.path.join(d, "%s-send-in.json" % tag),
-                                       *out, name="%s-send-in" % tag)}
-        for key, flows in back.items():
-            self.send[key] = lab.traffic(key, "udp-send", rate, seconds, os.path.join(d, "%s-send-%s.json" % (tag, key)),
-                                         *flows, name="%s-send-%s" % (tag, key))
-
-    def stop_senders(self):
-        for p in self.send.values():
-            self.lab.stop(p)
-
-    def wait(self, timeout):
-        for p in self.send.values():
-            p.wait(timeout)
-
-    def results(self, grace=3.0):
-        """{flow: (sent, unique received, duplicates)} once the senders are done and the receivers had grace s."""
-        time.sleep(grace)
-        for p in self.recv.values():
-            self.lab.stop(p)
-        got = {}
-        for key in self.recv:
-            got.update(json.load(open(os.path.join(self.lab.dir, "%s-recv-%s.json" % (self.tag, key)))))
-        res = {}
-        for key in self.send:
-            s = json.load(open(os.path.join(self.lab.dir, "%s-send-%s.json" % (self.tag, key))))
-            for flow, n in s["sent"].items():
-                g = got.get(flow, {"unique": 0, "dups": 0, "max_seq": -1})
-                res[flow] = (n, g["unique"], g["dups"])
-        return res
-
-
 def out_spis(mg):
     return {n: t["out_spi"] for n, t in mg.tunnels().items()}
 
@@ -152,21 +97,6 @@ def rekey_soak(lab, mg, gwc, devs):
     for p, _ in caps:
         lab.stop(p)
     return res, done, seen, caps
-
-
-def check_iv_unique(lab, caps):
-    """No (outer src, outer dst, SPI, IV) twice in either capture; returns (packets read, SAs seen, tcpdump drops)."""
-    seen, n, sas, drops = set(), 0, set(), 0
-    for _, pcap in caps:
-        for src, dst, spi, seq, iv in e2elab.esp_headers(pcap):
-            key = (src, dst, spi, iv)
-            assert key not in seen, "(SPI %#x, IV %s) twice from %s to %s (seq %d)" % (spi, iv.hex(), src, dst, seq)
-            seen.add(key)
-            sas.add((src, dst, spi))
-            n += 1
-        d = e2elab.tcpdump_drops(pcap[:-5] + ".log")
-        drops += d or 0
-    return n, len(sas), drops
 
 
 def main():
@@ -201,7 +131,7 @@ def main():
               "%d flows, %d datagrams, lost %d, duplicated %d; meshgate ESP drops %s (before the soak %s)"
               % (sum(done.values()), done["gateway"], done["device"], rekeys, SOAK_S, len(res), sent,
                  sum(lost.values()), sum(dups.values()), esp, before))
-        n, sas, drops = check_iv_unique(lab, caps)
+        n, sas, drops = check_iv_unique(caps)
         print("   captures: %d ESP packets of %d SAs, no (SPI, IV) twice; tcpdump dropped %d" % (n, sas, drops))
         assert not lost, "flows lost datagrams during the rekeys: %s" % lost
         assert not dups, "flows got duplicates: %s" % dups

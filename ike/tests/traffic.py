@@ -16,7 +16,6 @@ Each role prints READY once its sockets are bound, so a caller can start the oth
 import hashlib
 import json
 import random
-import selectors
 import signal
 import socket
 import struct
