@@ -72,8 +72,8 @@ def out_spis(mg):
 
 
 def rekey_soak(lab, mg, gwc, devs):
-    load = Load(lab, SOAK_S, "soak")
     caps = [lab.capture("rt", "ra", "cap-a"), lab.capture("rt", "rb", "cap-b")]
+    load = Load(lab, SOAK_S, "soak")
     t0 = time.monotonic()
     names = list(TUNNELS)
     k, seen, done = 0, {n: {s} for n, s in out_spis(mg).items()}, {"gateway": 0, "device": 0}
