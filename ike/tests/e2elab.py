@@ -19,16 +19,11 @@ installed SAs running in meshgate (test_e2e_restart), so the daemon is not what 
 one instance is reset in meshgate (`meshgatectl instance X reset` leaves IKE tunnels alone) and its IKE is reset
 with `swanctl --terminate --ike` on its connections.
 
-IKE_E2E_KEEP=1 keeps the lab's directory (configs, logs, captures, traffic results)."""
-import json
+IKE_LAB_KEEP=1 keeps the lab's directory (configs, logs, captures, traffic results)."""
 import os
-import shutil
 import signal
-import struct
 import subprocess
 import sys
-import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ikelab  # noqa: E402
@@ -61,26 +56,38 @@ INTERIM = os.environ.get("E2E_INTERIM") == "1"   # TEMPORARY: IKE over the kerne
 RT_MACS = {"gw-a": "02:00:00:0b:00:01", "gw-b": "02:00:00:0b:00:01" if INTERIM else "02:00:00:0b:00:02"}
 
 
-def meshgate_paths():
-    mg, ctl = os.environ.get("MESHGATE"), os.environ.get("MESHGATECTL")
-    if not (mg and os.path.isfile(mg) and ctl and os.path.isfile(ctl)):
-        print("FAIL: MESHGATE / MESHGATECTL do not name the built programs")
-        sys.exit(1)
-    for tool, pkg in (("/usr/sbin/ethtool", "ethtool"), ("/usr/bin/tcpdump", "tcpdump"), ("/usr/sbin/tc", "iproute2")):
-        if not os.path.exists(tool):
-            print("SKIP: missing Debian package " + pkg)
-            sys.exit(ikelab.SKIP)
-    return mg, ctl
+def _conn(name, local, remote, local_id, remote_id, local_ts, remote_ts, esp, ike_extra="", child_extra=""):
+    """One swanctl connection with its one CHILD_SA of the same name; rekeys only when asked (the tests drive them)."""
+    return """
+  %s {
+    version = 2
+    local_addrs = %s
+    remote_addrs = %s
+    proposals = aes128gcm16-prfsha256-ecp256
+    %s
+    local { auth = psk
+      id = %s.lab }
+    remote { auth = psk
+      id = %s.lab }
+    children {
+      %s {
+        local_ts = %s
+        remote_ts = %s
+        esp_proposals = %s
+        rekey_time = 0
+        %s
+      }
+    }
+  }""" % (name, local, remote, ike_extra, local_id, remote_id, name, local_ts, remote_ts, esp, child_extra)
 
 
-class Lab:
+class Lab(ikelab.LabBase):
     def __init__(self, gw_dpd_delay=0):
+        super().__init__("ike-e2e-")
         tag = str(os.getpid())
         self.tag = tag
         self.ns = {k: "e2e-%s-%s" % (k, tag) for k in ("gw", "rt", "d1", "d2", "in")}
-        self.dir = tempfile.mkdtemp(prefix="ike-e2e-")
-        self.keep = os.environ.get("IKE_E2E_KEEP") == "1"
-        self.charons, self.procs = [], []
+        self.procs = []
         self.gw_dpd_delay = gw_dpd_delay
         self.mg = None
         try:
@@ -171,68 +178,16 @@ class Lab:
             self.sh("gw", "ip", "route", "replace", "default", "via", rtr, "dev", tap, "table", str(table))
 
     # ---- charons
-    def plugin_dir(self, so):
-        d = os.path.join(self.dir, "plugins")
-        if not os.path.isdir(d):
-            os.makedirs(d)
-            for f in os.listdir(ikelab.PLUGINS):
-                shutil.copy2(os.path.join(ikelab.PLUGINS, f), d)
-            shutil.copy2(so, os.path.join(d, "libstrongswan-kernel-meshgate.so"))
-        return d
-
     def gw_swanctl_conf(self):
-        conns = ""
-        for t, (inst, dev, if_id, esp) in TUNNELS.items():
-            dpd = "dpd_delay = %ds" % self.gw_dpd_delay if self.gw_dpd_delay else ""
-            conns += """
-  %s {
-    version = 2
-    local_addrs = %s
-    remote_addrs = %s
-    proposals = aes128gcm16-prfsha256-ecp256
-    %s
-    local { auth = psk
-      id = %s.lab }
-    remote { auth = psk
-      id = %s.lab }
-    children {
-      %s {
-        local_ts = %s
-        remote_ts = %s
-        esp_proposals = %s
-        if_id_in = %d
-        if_id_out = %d
-        rekey_time = 0
-        dpd_action = clear
-      }
-    }
-  }""" % (t, INSTANCES[inst][0], DEVICES[dev][1], dpd, inst, dev, t, INSIDE_NET, SITE, esp, if_id, if_id)
+        dpd = "dpd_delay = %ds" % self.gw_dpd_delay if self.gw_dpd_delay else ""
+        conns = "".join(_conn(t, INSTANCES[inst][0], DEVICES[dev][1], inst, dev, INSIDE_NET, SITE, esp, dpd,
+                              "if_id_in = %d\n        if_id_out = %d\n        dpd_action = clear" % (if_id, if_id))
+                        for t, (inst, dev, if_id, esp) in TUNNELS.items())
         return "connections {%s\n}\n%s" % (conns, self._secrets())
 
     def dev_swanctl_conf(self, dev):
-        conns = ""
-        for t, (inst, d, _, esp) in TUNNELS.items():
-            if d != dev:
-                continue
-            conns += """
-  %s {
-    version = 2
-    local_addrs = %s
-    remote_addrs = %s
-    proposals = aes128gcm16-prfsha256-ecp256
-    local { auth = psk
-      id = %s.lab }
-    remote { auth = psk
-      id = %s.lab }
-    children {
-      %s {
-        local_ts = %s
-        remote_ts = %s
-        esp_proposals = %s
-        rekey_time = 0
-      }
-    }
-  }""" % (t, DEVICES[dev][1], INSTANCES[inst][0], dev, inst, t, SITE, INSIDE_NET, esp)
+        conns = "".join(_conn(t, DEVICES[dev][1], INSTANCES[inst][0], dev, inst, SITE, INSIDE_NET, esp)
+                        for t, (inst, d, _, esp) in TUNNELS.items() if d == dev)
         return "connections {%s\n}\n%s" % (conns, self._secrets())
 
     @staticmethod
@@ -293,187 +248,16 @@ class Lab:
                 os.killpg(p.pid, signal.SIGKILL)
                 p.wait(10)
 
-    def close(self):
+    def namespaces(self):
+        return list(self.ns.values())
+
+    def stop_processes(self):
         if self.mg is not None:
             self.mg.stop()
         for p in self.procs:
             if p.poll() is None:
                 os.killpg(p.pid, signal.SIGKILL)
                 p.wait(10)
-        for c in self.charons:
-            c.stop()
-        for ns in self.ns.values():
-            run(["ip", "netns", "del", ns], check=False)
-        if self.keep:
-            print("lab files kept in " + self.dir)
-        else:
-            shutil.rmtree(self.dir, ignore_errors=True)
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        if exc[0] is not None:
-            for c in self.charons:
-                print("---- %s log (last 40 lines) ----" % c.name)
-                print("\n".join(c.log_text().splitlines()[-40:]))
-            if self.mg is not None:
-                print("---- meshgate log (last 40 lines) ----")
-                print("\n".join(self.mg.log_text().splitlines()[-40:]))
-        self.close()
-        return False
-
-
-class Meshgate:
-    """meshgate in the gw namespace: two instances on net_af_packet, each with its exception tap, one worker."""
-
-    def __init__(self, lab, mg_bin, ctl):
-        self.lab, self.bin, self.ctl = lab, mg_bin, ctl
-        self.name = "e2e%s" % lab.tag
-        self.sock = os.path.join(lab.dir, "keying.sock")
-        self.state = os.path.join(lab.dir, "state")
-        os.makedirs(self.state, exist_ok=True)
-        self.cfg = self._config()
-        self.proc, self.runs = None, 0
-        lab.mg = self
-
-    def _config(self):
-        d = self.lab.dir
-        pmd = os.path.join(d, "pmd.toml")
-        ports = ['[[port]]\nname = "inside"\ndevargs = "net_af_packet0,iface=gi,framecnt=4096"\n']
-        k = 1
-        for name, (_, _, _, _, veth, tap, _) in INSTANCES.items():
-            if INTERIM:
-                ports.append('[[port]]\nname = "out-%s"\ndevargs = "net_af_packet%d,iface=%s,framecnt=4096"\n'
-                             % (name, k, veth))
-            else:
-                ports.append('[[port]]\nname = "out-%s"\ndevargs = "net_af_packet%d,iface=%s,framecnt=4096"\n'
-                             'host = "%s"\n' % (name, k, veth, tap))
-                ports.append('[[port]]\nname = "%s"\ndevargs = "net_tap%d,iface=%s"\n' % (tap, k - 1, tap))
-            k += 1
-        with open(pmd, "w") as f:
-            f.write('[eal]\nargs = ["--no-huge", "-m", "1024", "--no-pci", "-l", "0-1", "--file-prefix", "%s"]\n'
-                    '[workers]\nlcores = [1]\nmbufs = 16383\n\n%s' % (self.name, "\n".join(ports)))
-        cfg = os.path.join(d, "gateway.toml")
-        out = ['[gateway]', 'name = "%s"' % self.name, 'mode = "active-active"', 'pmd_config = "%s"' % pmd,
-               'state_dir = "%s"' % self.state, '', '[keying]', 'socket = "%s"' % self.sock, '', '[inside]',
-               'port = "inside"', 'prefixes = ["%s"]' % SITE, 'next_hop_mac = "%s"' % INSIDE_MAC, '',
-               '[flow]', 'seed = 11', 'table_size = 65537', 'pin_idle_timeout_ms = 60000', 'pin_capacity = 65536', '']
-        for name, (addr, _, plen, _, _, _, _) in INSTANCES.items():
-            out += ['[[instance]]', 'name = "%s"' % name, 'ipv4 = "%s"' % addr,
-                    'port = "out-%s"' % name, '']
-            if not INTERIM:
-                out.insert(-2, 'ipv4_prefix_len = %d' % plen)
-        for name, (_, addr, _, _) in DEVICES.items():   # no next_hop_mac: the kernel's neighbour table gives it
-            out += ['[[device]]', 'name = "%s"' % name, 'ipv4 = "%s"' % addr, '']
-            if INTERIM:
-                out.insert(-1, 'next_hop_mac = "%s"' % RT_MACS["gw-a"])
-        for t, (inst, dev, if_id, _) in TUNNELS.items():
-            out += ['[[tunnel]]', 'name = "%s"' % t, 'instance = "%s"' % inst, 'device = "%s"' % dev, 'weight = 1',
-                    'keying = "ike"', 'if_id = %d' % if_id, '']
-        with open(cfg, "w") as f:
-            f.write("\n".join(out))
-        return cfg
-
-    def log_text(self):
-        try:
-            return "".join(open(os.path.join(self.lab.dir, "meshgate-%d.log" % k)).read() for k in range(self.runs))
-        except OSError:
-            return ""
-
-    def start(self):
-        log = open(os.path.join(self.lab.dir, "meshgate-%d.log" % self.runs), "w")
-        self.runs += 1
-        self.proc = subprocess.Popen(["ip", "netns", "exec", self.lab.ns["gw"], self.bin, "-c", self.cfg,
-                                      "--control-name", self.name, "--duration", "900",
-                                      "--stats-json", os.path.join(self.lab.dir, "stats-%d.json" % (self.runs - 1))],
-                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        wait_for(lambda: self.proc.poll() is not None or (os.path.exists(self.sock) and self.ctl_json("show",
-                 "tunnels") is not None), 60, "meshgate's keying socket and control block")
-        assert self.proc.poll() is None, "meshgate exited at start:\n" + self.log_text()[-3000:]
-        self.lab.policy_routes()
-
-    def kill9(self):
-        os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(10)
-        shutil.rmtree("/var/run/dpdk/" + self.name, ignore_errors=True)
-
-    def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        shutil.rmtree("/var/run/dpdk/" + self.name, ignore_errors=True)
-
-    def ctl_json(self, *args):
-        r = subprocess.run([self.ctl, "--gateway", self.name, "--json"] + list(args), capture_output=True, text=True,
-                           timeout=20)
-        if r.returncode != 0:
-            return None
-        return json.loads(r.stdout)
-
-    def tunnels(self):
-        return {t["name"]: t for t in (self.ctl_json("show", "tunnels") or [])}
-
-    def sas(self):
-        return self.ctl_json("show", "sa") or []
-
-    def errors(self):
-        return self.ctl_json("show", "errors") or {}
-
-    def gateway(self):
-        return self.ctl_json("show", "gateway") or {}
-
-
-def esp_headers(pcap):
-    """(time, outer src, outer dst, SPI, sequence, IV) of every ESP-in-UDP packet of an Ethernet capture, read with
-    scapy's pcap reader; IKE (zero marker) and keepalives left out."""
-    from scapy.utils import RawPcapReader
-    out = []
-    for data, meta in RawPcapReader(pcap):
-        if len(data) < 14 + 20 + 8 + 16 or data[12:14] != b"\x08\x00" or data[23] != 17:
-            continue
-        ihl = (data[14] & 0x0F) * 4
-        u = 14 + ihl
-        esp = data[u + 8:]
-        if len(esp) < 16 or esp[:4] == b"\0\0\0\0":
-            continue
-        src, dst = ".".join(map(str, data[26:30])), ".".join(map(str, data[30:34]))
-        spi, seq = struct.unpack("!II", esp[:8])
-        out.append((meta.sec + meta.usec / 1e6, src, dst, spi, seq, bytes(esp[8:16])))
-    return out
-
-
-def tcpdump_drops(log):
-    """Packets tcpdump says the kernel dropped (its closing line), so a reader knows how complete a capture is."""
-    for line in open(log):
-        if "dropped by kernel" in line:
-            return int(line.split()[0])
-    return None
-
-
-def bring_up(lab, gw_charon, devs, timeout=60):
-    """All four tunnels keyed at once: a-1 and b-2 started by the gateway, a-2 and b-1 by the devices. Returns the
-    seconds from the first initiation to meshgate holding an outbound SA on every tunnel, all four up."""
-    t0 = time.monotonic()
-    jobs = []
-    for t, (inst, dev, _, _) in TUNNELS.items():
-        who = gw_charon if t in ("a-1", "b-2") else devs[dev]
-        jobs.append(subprocess.Popen(["nsenter", "-t", str(who.proc.pid), "-m", "-n", "env",
-                                      "STRONGSWAN_CONF=" + who.conf, "swanctl", "--initiate", "--child", t,
-                                      "--timeout", "30", "--uri", "unix:///run/charon.vici"],
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
-    mg = lab.mg
-
-    def all_up():
-        ts = mg.tunnels()
-        return len(ts) == 4 and all(x["state"] == "up" and x["out_spi"] != 0 for x in ts.values())
-    wait_for(all_up, timeout, "all four tunnels keyed and up in meshgate", step=0.02)
-    took = time.monotonic() - t0
-    for j in jobs:
-        out, _ = j.communicate(timeout=40)
-        assert j.returncode == 0, "swanctl --initiate failed:\n" + out
-    return took
+    def logs(self):
+        return super().logs() + ([("meshgate", self.mg.log_text())] if self.mg is not None else [])

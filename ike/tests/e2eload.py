@@ -3,11 +3,11 @@
 (SPI, IV) check of the router-side captures."""
 import json
 import os
+import struct
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import e2elab  # noqa: E402
 from e2elab import DEVICES, INSIDE_HOSTS  # noqa: E402
 
 RATE = 40         # datagrams a second per flow
@@ -76,12 +76,39 @@ def check_iv_unique(caps):
     """No (outer src, outer dst, SPI, IV) twice in either capture; returns (packets read, SAs seen, tcpdump drops)."""
     seen, n, sas, drops = set(), 0, set(), 0
     for _, pcap in caps:
-        for _, src, dst, spi, seq, iv in e2elab.esp_headers(pcap):
+        for _, src, dst, spi, seq, iv in esp_headers(pcap):
             key = (src, dst, spi, iv)
             assert key not in seen, "(SPI %#x, IV %s) twice from %s to %s (seq %d)" % (spi, iv.hex(), src, dst, seq)
             seen.add(key)
             sas.add((src, dst, spi))
             n += 1
-        d = e2elab.tcpdump_drops(pcap[:-5] + ".log")
+        d = tcpdump_drops(pcap[:-5] + ".log")
         drops += d or 0
     return n, len(sas), drops
+
+
+def esp_headers(pcap):
+    """(time, outer src, outer dst, SPI, sequence, IV) of every ESP-in-UDP packet of an Ethernet capture, read with
+    scapy's pcap reader; IKE (zero marker) and keepalives left out."""
+    from scapy.utils import RawPcapReader
+    out = []
+    for data, meta in RawPcapReader(pcap):
+        if len(data) < 14 + 20 + 8 + 16 or data[12:14] != b"\x08\x00" or data[23] != 17:
+            continue
+        ihl = (data[14] & 0x0F) * 4
+        u = 14 + ihl
+        esp = data[u + 8:]
+        if len(esp) < 16 or esp[:4] == b"\0\0\0\0":
+            continue
+        src, dst = ".".join(map(str, data[26:30])), ".".join(map(str, data[30:34]))
+        spi, seq = struct.unpack("!II", esp[:8])
+        out.append((meta.sec + meta.usec / 1e6, src, dst, spi, seq, bytes(esp[8:16])))
+    return out
+
+
+def tcpdump_drops(log):
+    """Packets tcpdump says the kernel dropped (its closing line), so a reader knows how complete a capture is."""
+    for line in open(log):
+        if "dropped by kernel" in line:
+            return int(line.split()[0])
+    return None

@@ -15,8 +15,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import e2elab  # noqa: E402
-import ikelab  # noqa: E402
+import e2egw  # noqa: E402
 from e2eload import Load, check_iv_unique, dev_hosts  # noqa: E402
 from e2elab import DEVICES, INSIDE_HOSTS, TUNNELS  # noqa: E402
 
@@ -100,16 +99,10 @@ def rekey_soak(lab, mg, gwc, devs):
 
 
 def main():
-    ikelab.need_packages()
-    so = ikelab.plugin_path()
-    mg_bin, ctl = e2elab.meshgate_paths()
-    with e2elab.Lab() as lab:
-        mg = e2elab.Meshgate(lab, mg_bin, ctl)
-        mg.start()
-        devs = {d: lab.start_device(d) for d in DEVICES}
-        gwc = lab.start_gw_charon(so, mg.sock)
-        keyed_s = e2elab.bring_up(lab, gwc, devs)
-        print("1. four tunnels keyed in %.0f ms (a-1, b-2 by the gateway; a-2, b-1 by the devices)" % (keyed_s * 1000))
+    with e2egw.started() as up:
+        lab, mg = up.lab, up.mg
+        print("1. four tunnels keyed in %.0f ms (a-1, b-2 by the gateway; a-2, b-1 by the devices)"
+              % (up.keyed_s * 1000))
 
         check_ping(lab)
         n_out, n_back, nbytes, took = check_tcp(lab)
@@ -121,7 +114,7 @@ def main():
                  {n: t["packets_in"] for n, t in ts.items()}))
 
         before = mg.errors().get("esp", {})
-        res, done, seen, caps = rekey_soak(lab, mg, gwc, devs)
+        res, done, seen, caps = rekey_soak(lab, mg, up.gw, up.devs)
         sent = sum(s for s, _, _ in res.values())
         lost = {f: s - u for f, (s, u, _) in res.items() if s != u}
         dups = {f: d for f, (_, _, d) in res.items() if d}

@@ -16,9 +16,9 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import e2egw  # noqa: E402
 import e2elab  # noqa: E402
 import ikelab  # noqa: E402
-from e2elab import DEVICES  # noqa: E402
 from e2eload import Load  # noqa: E402
 
 DPD_S = 2
@@ -31,15 +31,8 @@ def flows(mg):
 
 
 def main():
-    ikelab.need_packages()
-    so = ikelab.plugin_path()
-    mg_bin, ctl = e2elab.meshgate_paths()
-    with e2elab.Lab(gw_dpd_delay=DPD_S) as lab:
-        mg = e2elab.Meshgate(lab, mg_bin, ctl)
-        mg.start()
-        devs = {d: lab.start_device(d) for d in DEVICES}
-        gwc = lab.start_gw_charon(so, mg.sock)
-        e2elab.bring_up(lab, gwc, devs)
+    with e2egw.started(gw_dpd_delay=DPD_S) as up:
+        lab, mg, devs = up.lab, up.mg, up.devs
         load = Load(lab, LOAD_S, "dpd", rate=25, back_from=("d1",))
         n_flows = len(load.flows_out)
         ikelab.wait_for(lambda: flows(mg)["flows_new"] >= n_flows, 20, "every inside flow pinned")

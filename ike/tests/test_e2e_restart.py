@@ -17,9 +17,10 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import e2elab  # noqa: E402
+import e2egw  # noqa: E402
 import ikelab  # noqa: E402
 from e2elab import DEVICES, INSIDE_HOSTS, INSTANCES, TUNNELS  # noqa: E402
+import e2eload  # noqa: E402
 from e2eload import Load, check_iv_unique, dev_hosts  # noqa: E402
 
 KEYED_S = 15.0     # meshgate restarted -> all four tunnels keyed again (the plugin retries every 0.5 s)
@@ -76,15 +77,8 @@ def device_spis(devs):
 
 
 def main():
-    ikelab.need_packages()
-    so = ikelab.plugin_path()
-    mg_bin, ctl = e2elab.meshgate_paths()
-    with e2elab.Lab() as lab:
-        mg = e2elab.Meshgate(lab, mg_bin, ctl)
-        mg.start()
-        devs = {d: lab.start_device(d) for d in DEVICES}
-        gwc = lab.start_gw_charon(so, mg.sock)
-        e2elab.bring_up(lab, gwc, devs)
+    with e2egw.started() as up:
+        lab, mg, devs, gwc = up.lab, up.mg, up.devs, up.gw
         caps = [lab.capture("rt", "ra", "cap-a"), lab.capture("rt", "rb", "cap-b")]
         load = Load(lab, LOAD_S, "charon", rate=20)
         time.sleep(2)
@@ -95,7 +89,7 @@ def main():
         gwc.proc.wait(10)
         out, inb = assert_flowing(mg, 4, "charon dead")
         print("charon killed: meshgate forwards on the installed SAs (4 s: out %s, in %s)" % (out, inb))
-        gwc = lab.start_gw_charon(so, mg.sock, name="gw-charon-2")
+        gwc = lab.start_gw_charon(up.so, mg.sock, name="gw-charon-2")
         old_out = {n: t["out_spi"] for n, t in mg.tunnels().items()}
         t0 = time.monotonic()
         for t in TUNNELS:   # what start_action = start would do
@@ -147,7 +141,7 @@ def main():
         n, sas, drops = check_iv_unique(caps)
         print("captures: %d ESP packets of %d SAs, no (SPI, IV) twice; tcpdump dropped %d" % (n, sas, drops))
         addrs = {v[0] for v in INSTANCES.values()}
-        late = [(src, spi) for pcap in caps for ts_, src, _, spi, _, _ in e2elab.esp_headers(pcap[1])
+        late = [(src, spi) for pcap in caps for ts_, src, _, spi, _, _ in e2eload.esp_headers(pcap[1])
                 if src in addrs and ts_ > t_restart and spi in before]
         assert not late, "ESP sent under SPIs of before meshgate's restart: %s" % late[:5]
         assert mg.proc.poll() is None, "meshgate exited"
