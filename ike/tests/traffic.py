@@ -45,7 +45,10 @@ def parse_flow(s):
 
 def udp_recv(port, out):
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+    try:   # past net.core.rmem_max (we are root): a stalled reader must not be where datagrams go missing
+        s.setsockopt(socket.SOL_SOCKET, 33, 8 << 20)  # SO_RCVBUFFORCE
+    except OSError:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
     s.setsockopt(socket.IPPROTO_IP, 8, 1)  # IP_PKTINFO: the destination of each datagram, for the flow's name
     s.bind(("0.0.0.0", port))
     s.settimeout(0.2)
