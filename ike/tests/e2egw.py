@@ -113,6 +113,21 @@ class Meshgate:
                 self.proc.wait()
         shutil.rmtree("/var/run/dpdk/" + self.name, ignore_errors=True)
 
+    def stop_and_check(self):
+        """Stops meshgate (SIGTERM) and checks its exit: status 0, every mbuf back, and IKE and ARP carried by the
+        exception path both ways on both outside ports, none lost between main and the worker. Returns the
+        --stats-json report."""
+        self.stop()
+        assert self.proc.returncode == 0, "meshgate exit %s:\n%s" % (self.proc.returncode, self.log_text()[-2000:])
+        with open(os.path.join(self.lab.dir, "stats-%d.json" % (self.runs - 1))) as f:
+            st = json.load(f)
+        assert st["mbufs_in_use_at_exit"] == 0, "mbufs not returned: %d" % st["mbufs_in_use_at_exit"]
+        if not INTERIM:
+            for name in INSTANCES:
+                p = st["ports"]["out-" + name]
+                assert p["to_host"] > 0 and p["from_host"] > 0 and p["host_ring_full"] == 0, (name, p)
+        return st
+
     def ctl_json(self, *args):
         r = subprocess.run([self.ctl, "--gateway", self.name, "--json"] + list(args), capture_output=True, text=True,
                            timeout=20)

@@ -131,6 +131,9 @@ def main():
         assert esp.get("in_auth", 0) == 0 and esp.get("in_replay", 0) == 0, "ICV failures or replays: %s" % esp
         assert all(r >= 3 for r in rekeys.values()), "too few rekeys seen in meshgate: %s" % rekeys
         assert mg.proc.poll() is None, "meshgate exited"
+        st = mg.stop_and_check()
+        print("   meshgate exit 0, mbufs all back; exception path (frames to / from the kernel): %s"
+              % {p: (v.get("to_host"), v.get("from_host")) for p, v in st["ports"].items() if "host" in v})
     print("1 passed, 0 failed")
 
 

@@ -77,6 +77,7 @@ def main():
         for f, (s, u, _) in res.items():
             assert s - u < 25 * (detect_s + 3), "%s lost %d: more than the time to the verdict" % (f, s - u)
         assert mg.proc.poll() is None, "meshgate exited"
+        mg.stop_and_check()
     print("1 passed, 0 failed")
 
 

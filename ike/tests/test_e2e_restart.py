@@ -145,6 +145,7 @@ def main():
                 if src in addrs and ts_ > t_restart and spi in before]
         assert not late, "ESP sent under SPIs of before meshgate's restart: %s" % late[:5]
         assert mg.proc.poll() is None, "meshgate exited"
+        mg.stop_and_check()
     print("1 passed, 0 failed")
 
 
