@@ -13,7 +13,7 @@ import types
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ikelab  # noqa: E402
-from e2elab import DEVICES, INSIDE_MAC, INSTANCES, INTERIM, RT_MACS, SITE, TUNNELS, Lab  # noqa: E402
+from e2elab import DEVICES, INSIDE_MAC, INSTANCES, SITE, TUNNELS, Lab  # noqa: E402
 from ikelab import wait_for  # noqa: E402
 
 
@@ -48,13 +48,9 @@ class Meshgate:
         ports = ['[[port]]\nname = "inside"\ndevargs = "net_af_packet0,iface=gi,framecnt=4096"\n']
         k = 1
         for name, (_, _, _, _, veth, tap, _) in INSTANCES.items():
-            if INTERIM:
-                ports.append('[[port]]\nname = "out-%s"\ndevargs = "net_af_packet%d,iface=%s,framecnt=4096"\n'
-                             % (name, k, veth))
-            else:
-                ports.append('[[port]]\nname = "out-%s"\ndevargs = "net_af_packet%d,iface=%s,framecnt=4096"\n'
-                             'host = "%s"\n' % (name, k, veth, tap))
-                ports.append('[[port]]\nname = "%s"\ndevargs = "net_tap%d,iface=%s"\n' % (tap, k - 1, tap))
+            ports.append('[[port]]\nname = "out-%s"\ndevargs = "net_af_packet%d,iface=%s,framecnt=4096"\n'
+                         'host = "%s"\n' % (name, k, veth, tap))
+            ports.append('[[port]]\nname = "%s"\ndevargs = "net_tap%d,iface=%s"\n' % (tap, k - 1, tap))
             k += 1
         with open(pmd, "w") as f:
             f.write('[eal]\nargs = ["--no-huge", "-m", "1024", "--no-pci", "-l", "0-1", "--file-prefix", "%s"]\n'
@@ -65,14 +61,10 @@ class Meshgate:
                'port = "inside"', 'prefixes = ["%s"]' % SITE, 'next_hop_mac = "%s"' % INSIDE_MAC, '',
                '[flow]', 'seed = 11', 'table_size = 65537', 'pin_idle_timeout_ms = 60000', 'pin_capacity = 65536', '']
         for name, (addr, _, plen, _, _, _, _) in INSTANCES.items():
-            out += ['[[instance]]', 'name = "%s"' % name, 'ipv4 = "%s"' % addr,
+            out += ['[[instance]]', 'name = "%s"' % name, 'ipv4 = "%s"' % addr, 'ipv4_prefix_len = %d' % plen,
                     'port = "out-%s"' % name, '']
-            if not INTERIM:
-                out.insert(-2, 'ipv4_prefix_len = %d' % plen)
         for name, (_, addr, _, _) in DEVICES.items():   # no next_hop_mac: the kernel's neighbour table gives it
             out += ['[[device]]', 'name = "%s"' % name, 'ipv4 = "%s"' % addr, '']
-            if INTERIM:
-                out.insert(-1, 'next_hop_mac = "%s"' % RT_MACS["gw-a"])
         for t, (inst, dev, if_id, _) in TUNNELS.items():
             out += ['[[tunnel]]', 'name = "%s"' % t, 'instance = "%s"' % inst, 'device = "%s"' % dev, 'weight = 1',
                     'keying = "ike"', 'if_id = %d' % if_id, '']
@@ -122,10 +114,9 @@ class Meshgate:
         with open(os.path.join(self.lab.dir, "stats-%d.json" % (self.runs - 1))) as f:
             st = json.load(f)
         assert st["mbufs_in_use_at_exit"] == 0, "mbufs not returned: %d" % st["mbufs_in_use_at_exit"]
-        if not INTERIM:
-            for name in INSTANCES:
-                p = st["ports"]["out-" + name]
-                assert p["to_host"] > 0 and p["from_host"] > 0 and p["host_ring_full"] == 0, (name, p)
+        for name in INSTANCES:
+            p = st["ports"]["out-" + name]
+            assert p["to_host"] > 0 and p["from_host"] > 0 and p["host_ring_full"] == 0, (name, p)
         return st
 
     def ctl_json(self, *args):

@@ -51,9 +51,8 @@ TUNNELS = {  # name: (instance, device, if_id, ESP proposal)
     "b-2": ("gw-b", "onprem-2", 4, "aes128gcm16"),
 }
 PSK = ikelab.PSK
-INTERIM = os.environ.get("E2E_INTERIM") == "1"   # TEMPORARY: IKE over the kernel on oa/ob until the exception path
 # The router's MACs on the instances' links: distinct, so a next hop resolved for the wrong instance is lost.
-RT_MACS = {"gw-a": "02:00:00:0b:00:01", "gw-b": "02:00:00:0b:00:01" if INTERIM else "02:00:00:0b:00:02"}
+RT_MACS = {"gw-a": "02:00:00:0b:00:01", "gw-b": "02:00:00:0b:00:02"}
 
 
 def _conn(name, local, remote, local_id, remote_id, local_ts, remote_ts, esp, ike_extra="", child_extra=""):
@@ -145,10 +144,7 @@ class Lab(ikelab.LabBase):
             self._veth("gw", veth, "rt", rif, a_mac=mac, b_mac=RT_MACS[name])
             self._no_tx_csum("gw", veth)
             self._no_tx_csum("rt", rif)
-            if INTERIM:
-                self.sh("gw", "ip", "addr", "add", "%s/%d" % (addr, plen), "dev", veth)
-            else:
-                self._dpdk_owned(veth)
+            self._dpdk_owned(veth)
             self.sh("rt", "ip", "addr", "add", "%s/%d" % (rtr, plen), "dev", rif)
         # the devices, the router and the site link between the devices
         for name, (key, addr, rtr, hosts) in DEVICES.items():
@@ -168,9 +164,7 @@ class Lab(ikelab.LabBase):
     def policy_routes(self):
         """Each instance's own traffic (IKE, ICMP) leaves through its own tap to its own next hop. The routes live
         on the taps, which meshgate makes: after each meshgate start (a restart takes them with the taps)."""
-        for name, (addr, rtr, plen, table, veth, tap, _) in INSTANCES.items():
-            if INTERIM:
-                tap = veth
+        for name, (addr, rtr, plen, table, _, tap, _) in INSTANCES.items():
             wait_for(lambda: addr in self.sh("gw", "ip", "-4", "-o", "addr", "show", "dev", tap, check=False).stdout,
                      30, "meshgate to put %s on %s" % (addr, tap))
             if self.sh("gw", "ip", "rule", "list", "from", addr, "table", str(table)).stdout.strip() == "":
@@ -206,7 +200,7 @@ class Lab(ikelab.LabBase):
         snippet = os.path.join(HERE, "..", "kernel-meshgate", "kernel-meshgate.conf")
         plugins = ("    include %s\n    kernel-meshgate {\n      socket = %s\n      timeout = 2000\n    }\n"
                    % (snippet, sock))
-        taps = ",".join(v[4 if INTERIM else 5] for v in INSTANCES.values())
+        taps = ",".join(v[5] for v in INSTANCES.values())
         c = ikelab.Charon(self, name, self.ns["gw"], taps, plugins, self.gw_swanctl_conf(), delete_delay=2,
                           plugin_dir=self.plugin_dir(so), retransmit=(1.0, 2))
         c.load()
