@@ -9,7 +9,11 @@
            charon rekey every CHILD_SA meshgate lost; all four are keyed again within KEYED_S, meshgate holds no
            SPI it held before, no ESP leaves an instance under an SPI of before the restart, and no (SPI, IV)
            appears twice in the captures across both restarts.
-Prints the figures (time to re-key, what the load lost around each restart, SAs the dead charon left)."""
+Prints the figures (time to re-key, what the load lost around each restart, SAs the dead charon left). Loss is
+reported, not failed: around the charon restart a device, on the new charon's INITIAL_CONTACT, destroys the old
+IKE_SA and CHILD_SAs before the gateway has its IKE_AUTH response and switches meshgate to the new outbound SA (about
+one round trip of datagrams on each re-established tunnel); around meshgate's restart nothing is forwarded until
+it runs and the tunnels are keyed again."""
 import os
 import signal
 import subprocess
