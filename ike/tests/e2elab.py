@@ -194,6 +194,11 @@ class Lab(ikelab.LabBase):
         c = ikelab.Charon(self, dev, self.ns[key], "wan", "    kernel-libipsec {\n      load = 2\n    }\n",
                           self.dev_swanctl_conf(dev), delete_delay=2)
         c.load()
+        # kernel-libipsec's TUN device: its queue holds what the device's hosts send while charon (userspace ESP)
+        # is off the CPU on this busy box; the default 500 is the device's weak spot, not the gateway's.
+        wait_for(lambda: self.sh(key, "ip", "link", "show", "ipsec0", check=False).returncode == 0, 20,
+                 "%s's ipsec0" % dev)
+        self.sh(key, "ip", "link", "set", "ipsec0", "txqueuelen", "10000")
         return c
 
     def start_gw_charon(self, so, sock, name="gw-charon"):

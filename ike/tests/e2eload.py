@@ -10,7 +10,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from e2elab import DEVICES, INSIDE_HOSTS  # noqa: E402
 
-RATE = 40         # datagrams a second per flow
+RATE = 60         # datagrams a second per flow
 UDP_PORT = 6000
 
 

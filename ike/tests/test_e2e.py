@@ -71,30 +71,42 @@ def out_spis(mg):
 
 
 def rekey_soak(lab, mg, gwc, devs):
+    """A rekey every REKEY_EVERY s. Each device sends all its traffic on one of its two CHILD_SAs (the newest), so
+    the tunnel is picked from meshgate's inbound counters: in turn each device's busy tunnel and its idle one, each
+    started by the gateway and by the device (every 8 rekeys make every combination)."""
     caps = [lab.capture("rt", "ra", "cap-a"), lab.capture("rt", "rb", "cap-b")]
     load = Load(lab, SOAK_S, "soak")
     t0 = time.monotonic()
-    names = list(TUNNELS)
-    k, seen, done = 0, {n: {s} for n, s in out_spis(mg).items()}, {"gateway": 0, "device": 0}
+    k, done, kinds = 0, {"gateway": 0, "device": 0}, set()
+    ts = mg.tunnels()
+    seen = {n: {t["out_spi"]} for n, t in ts.items()}
+    last_in = [(time.monotonic(), {n: t["packets_in"] for n, t in ts.items()})]
     next_rekey = t0 + 2.0
     while time.monotonic() - t0 < SOAK_S - 2:
         now = time.monotonic()
+        ts = mg.tunnels()
+        for n, t in ts.items():
+            seen[n].add(t["out_spi"])
+        last_in = [x for x in last_in if now - x[0] < 1.0] + [(now, {n: t["packets_in"] for n, t in ts.items()})]
         if now >= next_rekey:
-            t = names[k % 4]
-            side = "gateway" if (k // 4 + k) % 2 == 0 else "device"
-            who = gwc if side == "gateway" else devs[TUNNELS[t][1]]
+            dev = list(DEVICES)[k % 2]
+            mine = sorted(n for n, v in TUNNELS.items() if v[1] == dev)
+            busy = max(mine, key=lambda n: last_in[-1][1][n] - last_in[0][1][n])
+            t = busy if (k // 2) % 2 == 0 else [n for n in mine if n != busy][0]
+            side = "gateway" if (k // 4) % 2 == 0 else "device"
+            who = gwc if side == "gateway" else devs[dev]
             r = who.swanctl("--rekey", "--child", t, check=False)
             assert r.returncode == 0, "swanctl --rekey %s on the %s: %s%s" % (t, side, r.stdout, r.stderr)
             done[side] += 1
+            kinds.add((dev, t == busy, side))
             k += 1
             next_rekey += REKEY_EVERY
-        for n, s in out_spis(mg).items():
-            seen[n].add(s)
         time.sleep(0.2)
     load.wait(SOAK_S + 60)
     res = load.results()
     for p, _ in caps:
         lab.stop(p)
+    assert len(kinds) == 8, "not every kind of rekey was done: %s" % sorted(kinds)
     return res, done, seen, caps
 
 
