@@ -74,8 +74,8 @@ charon {{
   }}
   # IKE on the veth only; no DNS, no interfaces to guess from
   interfaces_use = {iface}
-  retransmit_timeout = 1.0
-  retransmit_tries = 3
+  retransmit_timeout = {retransmit_timeout}
+  retransmit_tries = {retransmit_tries}
   delete_rekeyed_delay = {delete_delay}
   filelog {{
     lab {{
@@ -101,7 +101,8 @@ swanctl {{
 class Charon:
     """One charon in namespace ns, in a private mount namespace whose /run is a tmpfs."""
 
-    def __init__(self, lab, name, ns, iface, extra_plugins, swanctl_conf, delete_delay=5, plugin_dir=None):
+    def __init__(self, lab, name, ns, iface, extra_plugins, swanctl_conf, delete_delay=5, plugin_dir=None,
+                 retransmit=(1.0, 3)):
         self.lab, self.name, self.ns = lab, name, ns
         self.dir = os.path.join(lab.dir, name)
         os.makedirs(os.path.join(self.dir, "swanctl"), exist_ok=True)
@@ -109,7 +110,8 @@ class Charon:
         self.conf = os.path.join(self.dir, "strongswan.conf")
         with open(self.conf, "w") as f:
             f.write(STRONGSWAN_CONF.format(extra_plugins=extra_plugins, iface=iface, log=self.log,
-                                           delete_delay=delete_delay))
+                                           delete_delay=delete_delay, retransmit_timeout=retransmit[0],
+                                           retransmit_tries=retransmit[1]))
         with open(os.path.join(self.dir, "swanctl", "swanctl.conf"), "w") as f:
             f.write(swanctl_conf)
         # The plugin under test is not installed: a copy of charon's plugin directory with it added is mounted
@@ -176,18 +178,66 @@ class Charon:
                 self.proc.wait(10)
 
 
-class Lab:
+class LabBase:
+    """What every lab has: a directory (kept with IKE_LAB_KEEP=1), its charons, and on the way out, failure or not,
+    its processes stopped and its namespaces deleted; the logs' tails printed when it ends by an exception."""
+
+    def __init__(self, prefix):
+        self.dir = tempfile.mkdtemp(prefix=prefix)
+        self.charons = []
+        self.keep = os.environ.get("IKE_LAB_KEEP") == "1"
+
+    def namespaces(self):
+        return []
+
+    def stop_processes(self):
+        """Everything but the charons (a lab's own processes), before they stop."""
+
+    def logs(self):
+        return [(c.name, c.log_text()) for c in self.charons]
+
+    def plugin_dir(self, so):
+        d = os.path.join(self.dir, "plugins")
+        if not os.path.isdir(d):
+            os.makedirs(d)
+            for f in os.listdir(PLUGINS):
+                shutil.copy2(os.path.join(PLUGINS, f), d)
+            shutil.copy2(so, os.path.join(d, "libstrongswan-kernel-meshgate.so"))
+        return d
+
+    def close(self):
+        self.stop_processes()
+        for c in self.charons:
+            c.stop()
+        for ns in self.namespaces():
+            run(["ip", "netns", "del", ns], check=False)
+        if self.keep:
+            print("lab files kept in " + self.dir)
+        else:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if exc[0] is not None:
+            for name, text in self.logs():
+                print("---- %s log (last 60 lines) ----" % name)
+                print("\n".join(text.splitlines()[-60:]))
+        self.close()
+        return False
+
+
+class Lab(LabBase):
     """Namespaces "dev" (the on-premises device) and "gw" (charon with kernel-meshgate) joined by a veth pair."""
 
     DEV_OUTER, GW_OUTER = "192.0.2.1", "192.0.2.2"
 
     def __init__(self):
+        super().__init__("ike-lab-")
         tag = "%d" % os.getpid()
         self.dev_ns, self.gw_ns = "ike-dev-" + tag, "ike-gw-" + tag
         self.dev_if, self.gw_if = "ikd" + tag[-8:], "ikg" + tag[-8:]
-        self.dir = tempfile.mkdtemp(prefix="ike-lab-")
-        self.charons = []
-        self.keep = os.environ.get("IKE_LAB_KEEP") == "1"
         try:
             for ns in (self.dev_ns, self.gw_ns):
                 run(["ip", "netns", "add", ns])
@@ -201,38 +251,11 @@ class Lab:
             self.close()
             raise
 
+    def namespaces(self):
+        return [self.dev_ns, self.gw_ns]
+
     def ns(self, ns, *cmd, check=True, timeout=30):
         return run(["ip", "netns", "exec", ns] + list(cmd), check=check, timeout=timeout)
-
-    def plugin_dir(self, so):
-        d = os.path.join(self.dir, "plugins")
-        if not os.path.isdir(d):
-            os.makedirs(d)
-            for f in os.listdir(PLUGINS):
-                shutil.copy2(os.path.join(PLUGINS, f), d)
-            shutil.copy2(so, os.path.join(d, "libstrongswan-kernel-meshgate.so"))
-        return d
-
-    def close(self):
-        for c in self.charons:
-            c.stop()
-        for ns in (self.dev_ns, self.gw_ns):
-            run(["ip", "netns", "del", ns], check=False)
-        if self.keep:
-            print("lab files kept in " + self.dir)
-        else:
-            shutil.rmtree(self.dir, ignore_errors=True)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        if exc[0] is not None:
-            for c in self.charons:
-                print("---- %s log (last 60 lines) ----" % c.name)
-                print("\n".join(c.log_text().splitlines()[-60:]))
-        self.close()
-        return False
 
 
 # The device and the gateway agree on two CHILD_SAs: one per cipher meshgate takes from a strongSwan peer.
