@@ -84,6 +84,12 @@ static bool hello(private_kernel_meshgate_conn_t *this, int fd) {
     return FALSE;
   }
   got = recv(fd, buf, sizeof(buf), 0);
+  if (got <= 0) {
+    /* meshgate closed the connection (or died) between our HELLO and its answer: say so, not "malformed" */
+    DBG1(DBG_KNL, "kernel-meshgate: meshgate at %s closed the connection before answering HELLO (%s)", this->path,
+         got == 0 ? "end of file" : strerror(errno));
+    return FALSE;
+  }
   if (!hdr_ok(hdr, got) || hdr->type != (MG_KEY_HELLO | MG_KEY_REPLY) ||
       got != (ssize_t)(sizeof(*hdr) + sizeof(reply))) {
     DBG1(DBG_KNL, "kernel-meshgate: meshgate at %s answered HELLO with a malformed message (%zd bytes)", this->path,

@@ -278,6 +278,8 @@ struct Dataplane::Impl {
     uint32_t last_change_ms = 0;
     bool used = false, soft_sent = false, hard_sent = false;
     uint32_t installed_ms = 0;
+    uint64_t conn = 0;          // the keying connection that installed it (keying::Server::Peer::conn)
+    uint32_t orphan_ms = 0;     // when it was first seen replaced while its daemon was gone (0: not yet)
   };
   std::map<const esp::Sa*, IkeSaInfo> ike_info;
   std::map<uint32_t, std::pair<uint32_t, uint32_t>> spi_offered;  // GET_SPI: spi -> (tunnel, ms tick offered)
@@ -384,6 +386,11 @@ struct Dataplane::Impl {
   bool keying_open(std::string* err);   // setup: the socket, when a tunnel is keyed by IKE or [keying] names one
   void keying_poll();                   // main loop: requests, last-use sampling, lifetimes -> EXPIRE
   mg_keying_reply keying_handle(const keying::Request& r);
+  uint64_t keying_conn = 0;             // the connection whose request keying_handle is answering
+  // Deletes tunnel t's SA (direction, SPI): out of the tables, published, counters kept, key wiped. False: none.
+  bool keying_delete(size_t t, bool out, uint32_t spi, const char* why);
+  void keying_orphans();                // SAs of a daemon that is gone, once the tunnel has newer ones
+  uint32_t orphans_next_ms = 0;
   // Every SA of tunnel t (static, current, replaced, inbound ones): fn(sa, outbound).
   template <class F>
   void for_each_sa(size_t t, F fn) const {

@@ -64,7 +64,11 @@ bool Dataplane::Impl::keying_open(std::string* err) {
 
 void Dataplane::Impl::keying_poll() {
   if (!keying) return;
-  keying->poll([this](const keying::Request& r, const keying::Server::Peer&) { return keying_handle(r); });
+  keying->poll([this](const keying::Request& r, const keying::Server::Peer& p) {
+    keying_conn = p.conn;
+    return keying_handle(r);
+  });
+  keying_orphans();
   // Last use and lifetimes, from the SAs' own counters (no per-packet clock on the workers).
   const uint32_t now = now_ms();
   for (size_t t = 0; t < gw.tunnels.size(); ++t) {
@@ -208,6 +212,7 @@ mg_keying_reply Dataplane::Impl::keying_handle(const keying::Request& r) {
       info.soft_packets = m.soft_packets;
       info.hard_packets = m.hard_packets;
       info.installed_ms = info.last_change_ms = now_ms();
+      info.conn = keying_conn;
       const esp::Sa* key = sa.get();
       std::string msg;
       if (out) {
@@ -258,32 +263,7 @@ mg_keying_reply Dataplane::Impl::keying_handle(const keying::Request& r) {
           rep.seq = out ? sa.last_seq() : sa.replay().top();
           return rep;
         }
-        std::unique_ptr<esp::Sa> gone;
-        std::string e;
-        {
-          std::lock_guard lk(snap_mu);
-          ike_info.erase(&sa);
-          if (current) {
-            gone = std::move(sa_out[t]);
-            seq_res[t].reset();
-            ++seq_gen[t];
-            model.set_keyed(uint32_t(t), false);  // no outbound SA left: its flows move to the other tunnels
-          } else {
-            gone = std::move(*it);
-            list->erase(it);
-          }
-          const esp::SaStats st = gone->stats();
-          esp::SaStats& ret = out ? retired_out[t] : retired_in[t];
-          ret.packets += st.packets;
-          ret.bytes += st.bytes;
-          for (size_t k = 0; k < esp::kDropCount; ++k) ret.drops[k] += st.drops[k];
-        }
-        if (!out && !build_tables(&e)) fmt::print(stderr, "meshgate: keying: {}\n", e);
-        publish();  // after it no worker holds `gone`
-        retire_tables();
-        fmt::print("meshgate: keying: tunnel {} {} SA SPI {:#x} deleted{}\n", gw.tunnels[t].name,
-                   out ? "outbound" : "inbound", r.ref.spi, current ? " (the tunnel has no outbound SA now)" : "");
-        gone.reset();  // wipes its key
+        keying_delete(t, out, r.ref.spi, "");
         return keying::reply(MG_KEY_OK, r.ref.spi, "");
       }
       return refuse(MG_KEY_E_NOT_FOUND, fmt::format("no {} SA with SPI {:#x}", out ? "outbound" : "inbound", r.ref.spi));
@@ -294,6 +274,71 @@ mg_keying_reply Dataplane::Impl::keying_handle(const keying::Request& r) {
       return refuse(MG_KEY_E_REFUSED, "changing an installed SA's addresses or ports is not supported: rekey it");
     default:
       return refuse(MG_KEY_E_MALFORMED, "not a request");
+  }
+}
+
+bool Dataplane::Impl::keying_delete(size_t t, bool out, uint32_t spi, const char* why) {
+  std::vector<std::unique_ptr<esp::Sa>>* list = out ? &ike_out_old[t] : &ike_in[t];
+  const bool current = out && sa_out[t] && sa_out[t]->spi() == spi;
+  auto it = std::find_if(list->begin(), list->end(), [&](const auto& s) { return s->spi() == spi; });
+  if (!current && it == list->end()) return false;
+  std::unique_ptr<esp::Sa> gone;
+  std::string e;
+  {
+    std::lock_guard lk(snap_mu);
+    if (current) {
+      ike_info.erase(sa_out[t].get());
+      gone = std::move(sa_out[t]);
+      seq_res[t].reset();
+      ++seq_gen[t];
+      model.set_keyed(uint32_t(t), false);  // no outbound SA left: its flows move to the other tunnels
+    } else {
+      ike_info.erase(it->get());
+      gone = std::move(*it);
+      list->erase(it);
+    }
+    const esp::SaStats st = gone->stats();
+    esp::SaStats& ret = out ? retired_out[t] : retired_in[t];
+    ret.packets += st.packets;
+    ret.bytes += st.bytes;
+    for (size_t k = 0; k < esp::kDropCount; ++k) ret.drops[k] += st.drops[k];
+  }
+  if (!out && !build_tables(&e)) fmt::print(stderr, "meshgate: keying: {}\n", e);
+  publish();  // after it no worker holds `gone`
+  retire_tables();
+  fmt::print("meshgate: keying: tunnel {} {} SA SPI {:#x} deleted{}{}\n", gw.tunnels[t].name,
+             out ? "outbound" : "inbound", spi, current ? " (the tunnel has no outbound SA now)" : "", why);
+  gone.reset();  // wipes its key
+  return true;
+}
+
+// A keying daemon that dies (charon killed) cannot delete what it installed, and its successor does not know those
+// SAs. They keep the tunnel running meanwhile. Once the tunnel's outbound SA comes from a daemon still connected,
+// the dead one's replaced outbound SAs are unused and go at once; its inbound ones go 10 s later (the device may
+// still send on its old SA for a moment, as after any rekey). A tunnel whose current outbound SA is the dead
+// daemon's keeps everything: it still carries traffic.
+void Dataplane::Impl::keying_orphans() {
+  const uint32_t now = now_ms();
+  if (int32_t(now - orphans_next_ms) < 0) return;
+  orphans_next_ms = now + 100;
+  constexpr uint32_t kInboundGraceMs = 10000;
+  for (size_t t = 0; t < gw.tunnels.size(); ++t) {
+    if (!gw.tunnels[t].ike || !sa_out[t]) continue;
+    const auto cur = ike_info.find(sa_out[t].get());
+    if (cur == ike_info.end() || !keying->connected(cur->second.conn)) continue;
+    std::vector<std::pair<bool, uint32_t>> doomed;
+    for (const auto& s : ike_out_old[t]) {
+      const auto it = ike_info.find(s.get());
+      if (it != ike_info.end() && !keying->connected(it->second.conn)) doomed.emplace_back(true, s->spi());
+    }
+    for (const auto& s : ike_in[t]) {
+      const auto it = ike_info.find(s.get());
+      if (it == ike_info.end() || keying->connected(it->second.conn)) continue;
+      if (it->second.orphan_ms == 0) it->second.orphan_ms = now | 1;
+      else if (now - it->second.orphan_ms >= kInboundGraceMs) doomed.emplace_back(false, s->spi());
+    }
+    for (const auto& [out, spi] : doomed)
+      keying_delete(t, out, spi, " (its keying daemon is gone and the tunnel has newer SAs)");
   }
 }
 

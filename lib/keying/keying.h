@@ -53,6 +53,7 @@ class Server {
   struct Peer {
     pid_t pid = 0;
     uid_t uid = 0;
+    uint64_t conn = 0;  // this connection's number (from 1, never reused while the server lives)
   };
   // Answers one request; returns the reply. The request's key bytes are wiped after it returns.
   using Handler = std::function<mg_keying_reply(const Request&, const Peer&)>;
@@ -80,6 +81,9 @@ class Server {
   };
   const Counters& counters() const noexcept { return c_; }
   size_t clients() const noexcept { return clients_.size(); }
+  // Whether connection `conn` (Peer::conn) is still open: SAs a daemon installed outlive it, and the caller tells
+  // the ones whose daemon is gone from the others.
+  bool connected(uint64_t conn) const noexcept;
 
  private:
   struct Client {
@@ -90,6 +94,7 @@ class Server {
   std::string path_;
   std::vector<Client> clients_;
   Counters c_;
+  uint64_t next_conn_ = 0;
 };
 
 }  // namespace mg::keying

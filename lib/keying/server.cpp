@@ -104,6 +104,12 @@ void Server::close() noexcept {
   }
 }
 
+bool Server::connected(uint64_t conn) const noexcept {
+  for (const Client& c : clients_)
+    if (c.peer.conn == conn) return true;
+  return false;
+}
+
 int Server::poll(const Handler& h) {
   if (fd_ < 0) return 0;
   for (;;) {
@@ -118,7 +124,7 @@ int Server::poll(const Handler& h) {
       continue;
     }
     ++c_.connections;
-    clients_.push_back(Client{c, Peer{cr.pid, cr.uid}});
+    clients_.push_back(Client{c, Peer{cr.pid, cr.uid, ++next_conn_}});
   }
   int handled = 0;
   alignas(8) uint8_t buf[MG_KEYING_MAX_MSG + 1];
