@@ -206,7 +206,16 @@ METHOD(kernel_ipsec_t, update_sa, status_t, private_kernel_meshgate_ipsec_t *thi
   up.family = sel.family;
   memcpy(up.local, sel.local, sizeof(up.local));
   memcpy(up.remote, sel.remote, sizeof(up.remote));
+  memset(&reply, 0, sizeof(reply));
   status = call(this, MG_KEY_UPDATE_SA, &up, sizeof(up), &reply, "UPDATE_SA", spi);
+  if (status == FAILED && reply.status == MG_KEY_E_REFUSED) {
+    /* meshgate cannot move an installed SA (its outer header is precomputed, its key gone): NOT_SUPPORTED is what
+     * makes charon rekey the CHILD_SA with the new addresses and ports instead (ike_sa.c update_hosts); FAILED
+     * would leave the SA sending to the old NAT mapping. */
+    DBG1(DBG_KNL, "kernel-meshgate: SPI %.8x moved to %H / %H: charon rekeys the CHILD_SA", spi, data->new_src,
+         data->new_dst);
+    return NOT_SUPPORTED;
+  }
   if (status != SUCCESS) {
     return status;
   }

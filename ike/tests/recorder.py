@@ -18,7 +18,7 @@ HELLO, GET_SPI, ADD_SA, UPDATE_SA, DEL_SA, QUERY_SA, EXPIRE, REPLY = 1, 2, 3, 4,
 NAMES = {HELLO: "HELLO", GET_SPI: "GET_SPI", ADD_SA: "ADD_SA", UPDATE_SA: "UPDATE_SA", DEL_SA: "DEL_SA",
          QUERY_SA: "QUERY_SA", EXPIRE: "EXPIRE"}
 DIR_IN, DIR_OUT = 1, 2
-OK, E_NOT_FOUND = 0, 5
+OK, E_NOT_FOUND, E_REFUSED = 0, 5, 6
 
 HDR = struct.Struct("<IHHII")
 SEL = "I B 3x 16s 16s"
@@ -71,6 +71,7 @@ class Recorder:
         self.thread = None
         self.sas = set()  # (dir, spi) given by ADD_SA since this incarnation started
         self.query = {}   # (dir, spi) -> (packets, bytes, last_use_ms_ago) for QUERY_SA replies
+        self.refuse_updates = False  # answer UPDATE_SA as meshgate does (E_REFUSED) instead of OK
 
     def start(self):
         if os.path.exists(self.path):
@@ -139,11 +140,14 @@ class Recorder:
             if (m["dir"], m["spi"]) not in self.sas:
                 status = E_NOT_FOUND
             self.sas.discard((m["dir"], m["spi"]))
+        elif typ == UPDATE_SA and self.refuse_updates:
+            status = E_REFUSED  # as meshgate: an installed SA is not moved, it is rekeyed
         elif typ == QUERY_SA:
             if (m["dir"], m["spi"]) not in self.sas:
                 status = E_NOT_FOUND
             packets, nbytes, last = self.query.get((m["dir"], m["spi"]), (0, 0, 2**64 - 1))
-        reason = b"recorder: not given this SA" if status else b""
+        reason = (b"recorder: not moved, rekey it" if status == E_REFUSED else b"recorder: not given this SA") \
+            if status else b""
         body = REPLY_S.pack(status, spi, packets, nbytes, last, 0, 0, b"recorder", reason)
         self._record(m)
         conn.send(HDR.pack(MAGIC, VERSION, typ | REPLY, seq, HDR.size + len(body)) + body)
