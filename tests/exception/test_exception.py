@@ -20,37 +20,20 @@ Needs root (namespaces, taps). Exit 77 only when a Debian package it needs is mi
 import argparse
 import json
 import os
-import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
+from labutil import run, wait_for  # noqa: E402
+
 SKIP = 77
 KEY_OUT = "cac50a7dade96ed1ec61a4e4385bd81f7acb2005"  # test keys, published here
 KEY_IN = "38614b8c7db9090e5e8a68dcb3a793ae5b1a187b"
 HOST_PPS = 100
-
-
-def run(cmd, check=True, timeout=30, **kw):
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
-    if check and r.returncode != 0:
-        raise RuntimeError("%s: exit %d\n%s%s" % (" ".join(cmd), r.returncode, r.stdout, r.stderr))
-    return r
-
-
-def wait_for(pred, timeout, what, step=0.1):
-    end = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > end:
-            raise AssertionError("timed out after %.0f s waiting for %s" % (timeout, what))
-        time.sleep(step)
 
 
 class Lab:
