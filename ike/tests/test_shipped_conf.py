@@ -33,7 +33,6 @@ def main():
         out = c.load().stdout
         assert re.search(r"successfully loaded 4 connections, 0 unloaded", out), out
         assert re.search(r"loaded ike secret 'ike-onprem-1'", out) and re.search(r"ike-onprem-2", out), out
-        listed = c.swanctl("--list-conns").stdout
         raw = c.swanctl("--list-conns", "--raw").stdout
         inst = {i["name"]: i["ipv4"] for i in gw["instance"]}
         dev = {d["name"]: d["ipv4"] for d in gw["device"]}
