@@ -89,13 +89,15 @@ def check_iv_unique(caps, raw=False):
 
 def esp_headers(pcap, raw=False):
     """(time, outer src, outer dst, SPI, sequence, IV) of every ESP-in-UDP packet (raw: every raw ESP packet, IP
-    protocol 50) of an Ethernet capture, read with scapy's pcap reader; IKE (zero marker) and keepalives left out."""
+    protocol 50) of an Ethernet capture, read with scapy's pcap reader; IKE (UDP 500, or 4500 with the zero marker) and keepalives left out."""
     from scapy.utils import RawPcapReader
     out = []
     for data, meta in RawPcapReader(pcap):
         if len(data) < 14 + 20 + 8 + 16 or data[12:14] != b"\x08\x00" or data[23] != (50 if raw else 17):
             continue
         ihl = (data[14] & 0x0F) * 4
+        if not raw and 4500 not in struct.unpack("!HH", data[14 + ihl:14 + ihl + 4]):
+            continue   # IKE on UDP 500
         esp = data[14 + ihl:] if raw else data[14 + ihl + 8:]
         if len(esp) < 16 or esp[:4] == b"\0\0\0\0":
             continue
