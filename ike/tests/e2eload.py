@@ -42,6 +42,7 @@ class Load:
             recv_keys = ("in", "d1", "d2")
         else:
             recv_keys = tuple(flows)
+        self.flows_out = flows.get("in", [])
         self.recv = {key: lab.traffic(key, "udp-recv", UDP_PORT, os.path.join(d, "%s-recv-%s.json" % (tag, key)),
                                       name="%s-recv-%s" % (tag, key)) for key in recv_keys}
         self.send = {key: lab.traffic(key, "udp-send", rate, seconds, os.path.join(d, "%s-send-%s.json" % (tag, key)),
