@@ -32,18 +32,20 @@ def meshgate_paths():
 class Meshgate:
     """meshgate in the gw namespace: two instances on net_af_packet, each with its exception tap, one worker."""
 
-    def __init__(self, lab, mg_bin, ctl):
-        self.lab, self.bin, self.ctl = lab, mg_bin, ctl
-        self.name = "e2e%s" % lab.tag
-        self.sock = os.path.join(lab.dir, "keying.sock")
-        self.state = os.path.join(lab.dir, "state")
+    def __init__(self, lab, mg_bin, ctl, key="gw", suffix=""):
+        """key: the lab's namespace; suffix names a second meshgate of the lab (its files in a folder of that name)."""
+        self.lab, self.bin, self.ctl, self.key = lab, mg_bin, ctl, key
+        self.name = "e2e%s%s" % (lab.tag, suffix)
+        self.dir = os.path.join(lab.dir, suffix) if suffix else lab.dir
+        self.sock = os.path.join(self.dir, "keying.sock")
+        self.state = os.path.join(self.dir, "state")
         os.makedirs(self.state, exist_ok=True)
         self.cfg = self._config()
         self.proc, self.runs = None, 0
         lab.mg = self
 
     def _config(self):
-        d = self.lab.dir
+        d = self.dir
         pmd = os.path.join(d, "pmd.toml")
         ports = ['[[port]]\nname = "inside"\ndevargs = "net_af_packet0,iface=gi,framecnt=4096"\n']
         k = 1
@@ -74,21 +76,21 @@ class Meshgate:
 
     def log_text(self):
         try:
-            return "".join(open(os.path.join(self.lab.dir, "meshgate-%d.log" % k)).read() for k in range(self.runs))
+            return "".join(open(os.path.join(self.dir, "meshgate-%d.log" % k)).read() for k in range(self.runs))
         except OSError:
             return ""
 
     def start(self):
-        log = open(os.path.join(self.lab.dir, "meshgate-%d.log" % self.runs), "w")
+        log = open(os.path.join(self.dir, "meshgate-%d.log" % self.runs), "w")
         self.runs += 1
-        self.proc = subprocess.Popen(["ip", "netns", "exec", self.lab.ns["gw"], self.bin, "-c", self.cfg,
+        self.proc = subprocess.Popen(["ip", "netns", "exec", self.lab.ns[self.key], self.bin, "-c", self.cfg,
                                       "--control-name", self.name, "--duration", "900",
-                                      "--stats-json", os.path.join(self.lab.dir, "stats-%d.json" % (self.runs - 1))],
+                                      "--stats-json", os.path.join(self.dir, "stats-%d.json" % (self.runs - 1))],
                                      stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         wait_for(lambda: self.proc.poll() is not None or (os.path.exists(self.sock) and self.ctl_json("show",
                  "tunnels") is not None), 60, "meshgate's keying socket and control block")
         assert self.proc.poll() is None, "meshgate exited at start:\n" + self.log_text()[-3000:]
-        self.lab.policy_routes()
+        self.lab.policy_routes(self)
 
     def kill9(self):
         os.killpg(self.proc.pid, signal.SIGKILL)
@@ -105,17 +107,20 @@ class Meshgate:
                 self.proc.wait()
         shutil.rmtree("/var/run/dpdk/" + self.name, ignore_errors=True)
 
+    def outside_ports(self):
+        return ["out-" + name for name in INSTANCES]
+
     def stop_and_check(self):
         """Stops meshgate (SIGTERM) and checks its exit: status 0, every mbuf back, and IKE and ARP carried by the
         exception path both ways on both outside ports, none lost between main and the worker. Returns the
         --stats-json report."""
         self.stop()
         assert self.proc.returncode == 0, "meshgate exit %s:\n%s" % (self.proc.returncode, self.log_text()[-2000:])
-        with open(os.path.join(self.lab.dir, "stats-%d.json" % (self.runs - 1))) as f:
+        with open(os.path.join(self.dir, "stats-%d.json" % (self.runs - 1))) as f:
             st = json.load(f)
         assert st["mbufs_in_use_at_exit"] == 0, "mbufs not returned: %d" % st["mbufs_in_use_at_exit"]
-        for name in INSTANCES:
-            p = st["ports"]["out-" + name]
+        for name in self.outside_ports():
+            p = st["ports"][name]
             assert p["to_host"] > 0 and p["from_host"] > 0 and p["host_ring_full"] == 0, (name, p)
         return st
 

@@ -111,13 +111,13 @@ class Lab(ikelab.LabBase):
         # Frames that cross net_af_packet must carry whole checksums: a veth hands on the kernel's partial ones.
         self.sh(key, "ethtool", "-K", ifc, "tx", "off")
 
-    def _dpdk_owned(self, ifc):
+    def _dpdk_owned(self, ifc, key="gw"):
         # The gw namespace's kernel must not answer on the ports meshgate owns (a NIC bound to DPDK is not the
         # kernel's at all): no ARP on them, and strict reverse-path filtering drops IP for the instance addresses
         # arriving there (their routes go out of the taps), so IKE reaches charon only through meshgate. Packet
         # sockets (net_af_packet) still see every frame. (No tc drop: this kernel has no gact/matchall.)
-        self.sh("gw", "ip", "link", "set", ifc, "arp", "off")
-        self.sh("gw", "sysctl", "-qw", "net.ipv4.conf.%s.rp_filter=1" % ifc)
+        self.sh(key, "ip", "link", "set", ifc, "arp", "off")
+        self.sh(key, "sysctl", "-qw", "net.ipv4.conf.%s.rp_filter=1" % ifc)
 
     def _topology(self):
         for ns in self.ns.values():
@@ -161,7 +161,7 @@ class Lab(ikelab.LabBase):
         self.sh("d1", "ip", "route", "add", "10.1.2.0/24", "via", "169.254.12.2")
         self.sh("d2", "ip", "route", "add", "10.1.1.0/24", "via", "169.254.12.1")
 
-    def policy_routes(self):
+    def policy_routes(self, mg=None):
         """Each instance's own traffic (IKE, ICMP) leaves through its own tap to its own next hop. The routes live
         on the taps, which meshgate makes: after each meshgate start (a restart takes them with the taps)."""
         for name, (addr, rtr, plen, table, _, tap, _) in INSTANCES.items():
@@ -228,10 +228,10 @@ class Lab(ikelab.LabBase):
     def traffic(self, key, role, *args, name):
         return self.spawn(key, [PY, TRAFFIC, role] + [str(a) for a in args], name)
 
-    def capture(self, key, ifc, name):
-        """tcpdump of ESP in UDP and IKE on ifc, headers only (outer + SPI, sequence and IV)."""
+    def capture(self, key, ifc, name, what="udp port 4500"):
+        """tcpdump of what (default ESP in UDP and IKE) on ifc, headers only (outer + SPI, sequence and IV)."""
         pcap = os.path.join(self.dir, name + ".pcap")
-        p = self.spawn(key, ["tcpdump", "-i", ifc, "-s", "96", "-B", "16384", "-U", "-n", "-w", pcap, "udp port 4500"],
+        p = self.spawn(key, ["tcpdump", "-i", ifc, "-s", "96", "-B", "16384", "-U", "-n", "-w", pcap, what],
                        name, ready=False)
         wait_for(lambda: "listening on" in open(os.path.join(self.dir, name + ".log")).read() or p.poll() is not None,
                  15, "tcpdump on " + ifc)

@@ -32,20 +32,21 @@ def udp_flows():
 class Load:
     """Sequence-numbered UDP flows both ways; results() says what every flow sent, received and got twice."""
 
-    def __init__(self, lab, seconds, tag, rate=RATE, back_from=("d1", "d2")):
+    def __init__(self, lab, seconds, tag, rate=RATE, back_from=("d1", "d2"), flows=None):
+        """flows: {namespace key: flows it sends} (each key also receives); default the e2e lab's udp_flows()."""
         self.lab, self.tag = lab, tag
         d = lab.dir
+        if flows is None:
+            out, back = udp_flows()
+            flows = dict([("in", out)] + [(k, f) for k, f in back.items() if k in back_from])
+            recv_keys = ("in", "d1", "d2")
+        else:
+            recv_keys = tuple(flows)
+        self.flows_out = flows.get("in", [])
         self.recv = {key: lab.traffic(key, "udp-recv", UDP_PORT, os.path.join(d, "%s-recv-%s.json" % (tag, key)),
-                                      name="%s-recv-%s" % (tag, key)) for key in ("in", "d1", "d2")}
-        out, back = udp_flows()
-        self.flows_out = out
-        self.send = {"in": lab.traffic("in", "udp-send", rate, seconds, os.path.join(d, "%s-send-in.json" % tag),
-                                       *out, name="%s-send-in" % tag)}
-        for key, flows in back.items():
-            if key not in back_from:
-                continue
-            self.send[key] = lab.traffic(key, "udp-send", rate, seconds, os.path.join(d, "%s-send-%s.json" % (tag, key)),
-                                         *flows, name="%s-send-%s" % (tag, key))
+                                      name="%s-recv-%s" % (tag, key)) for key in recv_keys}
+        self.send = {key: lab.traffic(key, "udp-send", rate, seconds, os.path.join(d, "%s-send-%s.json" % (tag, key)),
+                                      *f, name="%s-send-%s" % (tag, key)) for key, f in flows.items()}
 
     def stop_senders(self):
         for p in self.send.values():
@@ -72,11 +73,11 @@ class Load:
         return res
 
 
-def check_iv_unique(caps):
+def check_iv_unique(caps, raw=False):
     """No (outer src, outer dst, SPI, IV) twice in either capture; returns (packets read, SAs seen, tcpdump drops)."""
     seen, n, sas, drops = set(), 0, set(), 0
     for _, pcap in caps:
-        for _, src, dst, spi, seq, iv in esp_headers(pcap):
+        for _, src, dst, spi, seq, iv in esp_headers(pcap, raw):
             key = (src, dst, spi, iv)
             assert key not in seen, "(SPI %#x, IV %s) twice from %s to %s (seq %d)" % (spi, iv.hex(), src, dst, seq)
             seen.add(key)
@@ -87,17 +88,18 @@ def check_iv_unique(caps):
     return n, len(sas), drops
 
 
-def esp_headers(pcap):
-    """(time, outer src, outer dst, SPI, sequence, IV) of every ESP-in-UDP packet of an Ethernet capture, read with
-    scapy's pcap reader; IKE (zero marker) and keepalives left out."""
+def esp_headers(pcap, raw=False):
+    """(time, outer src, outer dst, SPI, sequence, IV) of every ESP-in-UDP packet (raw: every raw ESP packet, IP
+    protocol 50) of an Ethernet capture, read with scapy's pcap reader; IKE (UDP 500, or 4500 with the zero marker) and keepalives left out."""
     from scapy.utils import RawPcapReader
     out = []
     for data, meta in RawPcapReader(pcap):
-        if len(data) < 14 + 20 + 8 + 16 or data[12:14] != b"\x08\x00" or data[23] != 17:
+        if len(data) < 14 + 20 + 8 + 16 or data[12:14] != b"\x08\x00" or data[23] != (50 if raw else 17):
             continue
         ihl = (data[14] & 0x0F) * 4
-        u = 14 + ihl
-        esp = data[u + 8:]
+        if not raw and 4500 not in struct.unpack("!HH", data[14 + ihl:14 + ihl + 4]):
+            continue   # IKE on UDP 500
+        esp = data[14 + ihl:] if raw else data[14 + ihl + 8:]
         if len(esp) < 16 or esp[:4] == b"\0\0\0\0":
             continue
         src, dst = ".".join(map(str, data[26:30])), ".".join(map(str, data[30:34]))

@@ -232,10 +232,12 @@ struct TunnelStats : TunnelWorkerCounters, TunnelOtherCounters {
     uint64_t seq = 0;              // outbound: last number used; inbound: highest accepted
   };
   std::vector<SaView> sas;
-  // NAT traversal of the running SAs: raw ESP or ESP in UDP, with the ports of each SA's packets on the wire.
+  // NAT traversal of the running SAs: raw ESP or ESP in UDP, with the ports of each SA's packets on the wire; and
+  // whether each uses extended sequence numbers, which nothing on the wire shows (an IKE peer negotiated them).
   struct Encap {
     net::Encap mode = net::Encap::kNone;
     uint16_t sport = 0, dport = 0;
+    bool esn = false;
   } encap_out, encap_in;
 };
 

@@ -104,7 +104,7 @@ Stats Dataplane::Impl::collect() const {
                          std::pair{in_sa, &ts.encap_in}}) {
       if (sa == nullptr) continue;
       const esp::SaConfig& c = sa->config();
-      *e = TunnelStats::Encap{c.encap, c.udp_sport, c.udp_dport};
+      *e = TunnelStats::Encap{c.encap, c.udp_sport, c.udp_dport, c.esn};
     }
     for (size_t r = 0; r < esp::kDropCount; ++r) {
       const uint64_t out = o.drops[r] + ro.drops[r], in = i.drops[r] + ri.drops[r];
@@ -200,6 +200,7 @@ nlohmann::json to_json(const Stats& s) {
       return nlohmann::json{{"mode", "udp"}, {"sport", x.sport}, {"dport", x.dport}};
     };
     e["encap"] = {{"out", encap(t.encap_out)}, {"in", encap(t.encap_in)}};
+    e["esn"] = {{"out", t.encap_out.esn}, {"in", t.encap_in.esn}};
     if (t.live_enabled) {
       e["liveness"] = {{"state", to_string(t.live)}, {"last_proof_ms_ago", t.last_proof_ms_ago},
                        {"flaps", t.flaps}, {"suppressions", t.suppressions}, {"penalty", t.penalty},
