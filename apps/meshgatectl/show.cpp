@@ -316,20 +316,23 @@ void show(const c::Block& b, const Options& o, const std::string& what) {
           const c::SaRow& a = r.sas[k];
           j.push_back({{"tunnel", FIELD(r.name)}, {"keying", r.keying ? "ike" : "static"},
                        {"direction", a.flags & 1 ? "out" : "in"}, {"spi", a.spi}, {"state", state(a.flags)},
-                       {"packets", a.packets}, {"bytes", a.bytes}, {"seq", a.seq}});
+                       {"packets", a.packets}, {"bytes", a.bytes}, {"seq", a.seq}, {"esn", (a.flags & 2) != 0},
+                       {"encap", a.flags & 4 ? "udp" : "none"}, {"age_ms", a.age_ms}});
         }
       }
       fmt::print("{}\n", j.dump(2));
       return;
     }
-    Table t({"TUNNEL", "KEYING", "DIR", "SPI", "STATE", "PACKETS", "BYTES", "SEQ"});
+    Table t({"TUNNEL", "KEYING", "DIR", "SPI", "STATE", "AGE", "ESN", "ENCAP", "PACKETS", "BYTES", "SEQ"});
     for (uint32_t i = 0; i < s.tunnels.size(); ++i) {
       const auto& r = s.tunnels[i];
-      if (r.n_sas == 0) t.row({FIELD(r.name), r.keying ? "ike" : "static", "-", "-", "no SA", "-", "-", "-"});
+      if (r.n_sas == 0)
+        t.row({FIELD(r.name), r.keying ? "ike" : "static", "-", "-", "no SA", "-", "-", "-", "-", "-", "-"});
       for (uint32_t k = 0; k < std::min(r.n_sas, c::kMaxSaRows); ++k) {
         const c::SaRow& a = r.sas[k];
         t.row({FIELD(r.name), r.keying ? "ike" : "static", a.flags & 1 ? "out" : "in", fmt::format("{:#010x}", a.spi),
-               state(a.flags), num(a.packets), num(a.bytes), num(a.seq)});
+               state(a.flags), a.age_ms < 0 ? std::string("-") : fmt::format("{:.1f}s", double(a.age_ms) / 1000),
+               a.flags & 2 ? "yes" : "no", a.flags & 4 ? "udp" : "none", num(a.packets), num(a.bytes), num(a.seq)});
       }
     }
     t.print();

@@ -35,7 +35,7 @@
 namespace mg::ctrl {
 
 inline constexpr uint64_t kMagic = 0x6d65736867617465ull;  // "meshgate"
-inline constexpr uint32_t kLayoutVersion = 3;  // 2: counters by name, doorbell; 3: SAs per tunnel
+inline constexpr uint32_t kLayoutVersion = 4;  // 2: counters by name, doorbell; 3: SAs per tunnel; 4: SA age, ESN, encap
 inline constexpr uint32_t kRingSlots = 64;      // power of two
 inline constexpr uint32_t kReplySlots = 64;
 inline constexpr uint32_t kMaxTunnels = mg::kMaxTunnels;      // net/limits.h: the product's limits
@@ -148,14 +148,16 @@ struct InstanceInfo {
   uint32_t resets;
 };
 
-// One SA of a tunnel (meshgatectl show sa). flags: bit 0 outbound; bits 8..15 state (0 active, 1 replaced by a
-// newer outbound SA and not yet deleted, 2 ended: its sequence numbers or hard lifetime ran out).
+// One SA of a tunnel (meshgatectl show sa). flags: bit 0 outbound, bit 1 extended sequence numbers, bit 2 ESP in
+// UDP (NAT-T); bits 8..15 state (0 active, 1 replaced by a newer outbound SA and not yet deleted, 2 ended: its
+// sequence numbers or hard lifetime ran out).
 inline constexpr uint32_t kMaxSaRows = 4;
 struct SaRow {
   uint32_t spi;
   uint32_t flags;
   uint64_t packets, bytes;
   uint64_t seq;                  // outbound: last number used; inbound: highest accepted
+  int64_t age_ms;                // since its keying daemon installed it; -1: a static SA (from the file)
 };
 
 struct TunnelInfo {

@@ -230,6 +230,8 @@ struct TunnelStats : TunnelWorkerCounters, TunnelOtherCounters {
     const char* state = "active";  // active | replaced (outbound, a newer one took over, not yet deleted) | ended
     uint64_t packets = 0, bytes = 0;
     uint64_t seq = 0;              // outbound: last number used; inbound: highest accepted
+    bool esn = false, udp = false;  // extended sequence numbers; ESP in UDP (NAT-T)
+    int64_t age_ms = -1;           // since the keying daemon installed it; -1: a static SA (as old as the run)
   };
   std::vector<SaView> sas;
   // NAT traversal of the running SAs: raw ESP or ESP in UDP, with the ports of each SA's packets on the wire; and

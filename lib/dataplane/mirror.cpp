@@ -79,7 +79,8 @@ void Dataplane::Impl::refresh_mirror() {
       ctrl::SaRow& row = r.sas[r.n_sas++];
       row.spi = v.spi;
       const uint32_t st = std::string_view(v.state) == "replaced" ? 1 : std::string_view(v.state) == "ended" ? 2 : 0;
-      row.flags = (v.outbound ? 1u : 0u) | st << 8;
+      row.flags = (v.outbound ? 1u : 0u) | (v.esn ? 2u : 0u) | (v.udp ? 4u : 0u) | st << 8;
+      row.age_ms = v.age_ms;
       row.packets = v.packets;
       row.bytes = v.bytes;
       row.seq = v.seq;

@@ -38,6 +38,9 @@ Stats Dataplane::Impl::collect() const {
         v.packets = st.packets;
         v.bytes = st.bytes;
         v.seq = out ? sa.last_seq() : sa.replay().top();
+        v.esn = sa.config().esn;
+        v.udp = sa.config().encap == net::Encap::kUdp;
+        if (const auto it = ike_info.find(&sa); it != ike_info.end()) v.age_ms = int64_t(now_ms() - it->second.installed_ms);
         if (out && &sa != sa_out[t].get()) v.state = "replaced";
         else if (out && sa.needs_rekey()) v.state = "ended";
         ts.sas.push_back(v);
@@ -193,7 +196,8 @@ nlohmann::json to_json(const Stats& s) {
     nlohmann::json sas = nlohmann::json::array();
     for (const auto& v : t.sas)
       sas.push_back({{"direction", v.outbound ? "out" : "in"}, {"spi", v.spi}, {"state", v.state},
-                     {"packets", v.packets}, {"bytes", v.bytes}, {"seq", v.seq}});
+                     {"packets", v.packets}, {"bytes", v.bytes}, {"seq", v.seq}, {"esn", v.esn},
+                     {"encap", v.udp ? "udp" : "none"}, {"age_ms", v.age_ms}});
     e["sas"] = sas;
     auto encap = [](const TunnelStats::Encap& x) {
       if (x.mode != net::Encap::kUdp) return nlohmann::json{{"mode", "none"}};

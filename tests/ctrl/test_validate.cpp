@@ -61,7 +61,7 @@ TEST(CtrlValidate, OneRowPerRule) {
       {"targets ignored where none", cmd(Op::kMode, 99, 0), Limits{}, Status::kOk, ""},
       // version
       {"version", cmd(Op::kNop, 0, 0, 0, [](Command& c) { c.version = kLayoutVersion + 1; }), kGw,
-       Status::kBadVersion, "layout version 4 (this gateway speaks 3)"},
+       Status::kBadVersion, "layout version 5 (this gateway speaks 4)"},
       // length (checked after the version)
       {"length", cmd(Op::kNop, 0, 0, 0, [](Command& c) { c.length = 32; }), kGw, Status::kBadLength,
        "length 32 (expected 64)"},

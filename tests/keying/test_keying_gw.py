@@ -204,6 +204,14 @@ class KeyingTest(op.OperatorCase):
         rows = sorted((x["direction"], x["spi"], x["state"], x["keying"]) for x in self.shown_sa or [])
         self.assertEqual(rows, [("in", IN_SPI, "active", "ike"), ("out", 0x7001, "replaced", "ike"),
                                 ("out", 0x7002, "active", "ike")], self.shown_sa)
+        # Per SA: its own encapsulation (#2 was installed as ESP in UDP, the others raw), no ESN (none asked for
+        # it), and an age since its install, older for the first ones.
+        by = {(x["direction"], x["spi"]): x for x in self.shown_sa}
+        self.assertEqual({k: v["encap"] for k, v in by.items()},
+                         {("in", IN_SPI): "none", ("out", 0x7001): "none", ("out", 0x7002): "udp"})
+        self.assertFalse(any(v["esn"] for v in by.values()), self.shown_sa)
+        self.assertTrue(all(v["age_ms"] >= 0 for v in by.values()), self.shown_sa)
+        self.assertGreaterEqual(by[("out", 0x7001)]["age_ms"], by[("out", 0x7002)]["age_ms"], self.shown_sa)
 
     def test_installs_accepted(self):
         R = self.replies
