@@ -2,8 +2,8 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """kernel-meshgate against meshgate itself (no recorder): the device (charon + kernel-libipsec) brings up a CHILD_SA
 with the gateway's charon, whose plugin installs it in a running meshgate (a separate process, over the keying
-socket; meshgate's ports are vdevs here: the exception path that would carry IKE through them is not built yet, so
-IKE runs over the lab's veth). Checked with `meshgatectl --json show sa`:
+socket; meshgate's ports are vdevs here, so IKE runs over the lab's veth; the ike-e2e suite carries it through
+meshgate's own ports and its exception path). Checked with `meshgatectl --json show sa`:
   - the SPIs meshgate holds are the device's (our inbound = the device's outbound and the reverse), ESP in UDP
     4500 -> 4500 as the device requires, the tunnel up (it has an outbound SA);
   - a rekey started by the device: meshgate holds the new pair, and the old SAs disappear (old outbound at once,
