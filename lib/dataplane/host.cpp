@@ -119,7 +119,8 @@ void Dataplane::Impl::host_up(Worker& w, uint16_t oidx, rte_mbuf* const pkts[], 
   Pace& p = w.hpace[oidx];
   const uint64_t t = rte_get_tsc_cycles();
   // A token bucket of pps per second, 64 deep: an IKE exchange or an ARP storm's first frames pass, a flood does not.
-  p.tokens = std::min<uint64_t>(p.tokens + (t - p.last) * hp.pps / tsc_hz, 64);
+  // Elapsed time capped at 64 s: (t - last) * pps would overflow 64 bits after an hour idle at the highest rate.
+  p.tokens = std::min<uint64_t>(p.tokens + std::min<uint64_t>(t - p.last, 64 * tsc_hz) * hp.pps / tsc_hz, 64);
   if (p.tokens || t - p.last > tsc_hz) p.last = t;
   uint16_t k = uint16_t(std::min<uint64_t>(p.tokens, n));
   p.tokens -= k;

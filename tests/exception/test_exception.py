@@ -265,7 +265,8 @@ print(esp, bad_mac, ok, arp_req)
         esp, bad_mac, ok, arp_req = map(int, out.split())
         print("capture: esp %d bad_mac %d ok %d arp %d" % (esp, bad_mac, ok, arp_req))
         assert arp_req >= 1, "the twin's kernel asked for the device's MAC through meshgate's port"
-        assert esp >= 500 and ok == esp and bad_mac == 0, (esp, ok, bad_mac)
+        # 600 sent 20 ms apart; up to 4 s of them may meet no_next_hop on a busy host before the MAC is learned.
+        assert esp >= 400 and ok == esp and bad_mac == 0, (esp, ok, bad_mac)
         print("next hop learned: %d ESP frames to the device's MAC, all decrypted by scapy; %d ARP requests" %
               (esp, arp_req))
 
