@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""The layering of DESIGN.md "Layout", checked on the sources and on the build.
+"""The layering of docs/ARCHITECTURE.md "Layers", checked on the sources and on the build.
 
   apps -> dataplane -> {flow, esp, ctrl, config} -> {crypto, net}
 
@@ -22,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 
-# What each library may include besides itself. Mirrors DESIGN.md; ctrl takes net/limits.h (the product's limits).
+# What each library may include besides itself. Mirrors docs/ARCHITECTURE.md; ctrl takes net/limits.h (the product's limits).
 ALLOWED = {
     "net": set(),
     "crypto": set(),
@@ -75,7 +75,7 @@ def check_sources(root):
     lib_includers = {}  # "lib/header" -> lib sources that include it
     for lib in libs:
         if lib not in ALLOWED:
-            problems.append(f"lib/{lib}: no layering rule for this library (add it to ALLOWED and DESIGN.md)")
+            problems.append(f"lib/{lib}: no layering rule for this library (add it to ALLOWED and docs/ARCHITECTURE.md)")
             continue
         for path in sources(os.path.join(libdir, lib)):
             rel = os.path.relpath(path, root)
@@ -84,7 +84,7 @@ def check_sources(root):
                 target = inc.split("/", 1)[0] if "/" in inc else None
                 if kind == '"' and target in libs and target != lib and target not in ALLOWED[lib]:
                     problems.append(f"{rel}:{line}: includes \"{inc}\": lib/{lib} may include only "
-                                    f"{sorted(ALLOWED[lib]) or 'nothing'} (DESIGN.md: {DAG_LINE})")
+                                    f"{sorted(ALLOWED[lib]) or 'nothing'} (docs/ARCHITECTURE.md: {DAG_LINE})")
                 if kind == '"' and target in libs:
                     lib_includers.setdefault(inc, []).append(rel)
                 if (lib in NO_DPDK_LIBS and os.path.basename(inc).startswith("rte_")
@@ -182,11 +182,10 @@ def main():
     ap.add_argument("--build-root", default="")
     a = ap.parse_args()
     problems = self_test()
-    with open(os.path.join(a.source_root, "DESIGN.md") if os.path.exists(os.path.join(a.source_root, "DESIGN.md"))
-              else os.devnull) as f:
+    with open(os.path.join(a.source_root, "docs", "ARCHITECTURE.md")) as f:
         design = f.read()
-    if design and DAG_LINE not in design:
-        problems.append(f"DESIGN.md no longer states '{DAG_LINE}': update ALLOWED in {__file__} with it")
+    if DAG_LINE not in design:
+        problems.append(f"docs/ARCHITECTURE.md no longer states '{DAG_LINE}': update ALLOWED in {__file__} with it")
     problems += check_sources(a.source_root)
     if a.build_root:
         problems += check_build(a.build_root)
