@@ -13,8 +13,11 @@ on DPDK virtual devices (net_pcap), no NIC needed.
 import json, logging, os, shutil, subprocess, sys, tempfile, time, tomllib
 
 logging.getLogger("scapy.runtime").setLevel(logging.ERROR)
-from scapy.all import Ether, IP, IPv6, TCP, UDP, Raw, wrpcap, rdpcap, raw  # noqa: E402
+from scapy.all import IP, wrpcap, rdpcap  # noqa: E402
 from scapy.layers.ipsec import SecurityAssociation, ESP  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import make_pcaps  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.environ.get("BUILD", os.path.join(ROOT, "build"))
@@ -33,33 +36,14 @@ def main():
     out = os.path.join(work, "out")
     os.mkdir(out)
 
-    # Inner traffic: FLOWS flows, PER_FLOW packets each, interleaved.
-    eth = dict(src="02:00:00:00:00:09", dst="02:00:00:00:00:0a")  # explicit: no ARP lookups
-    pk = []
-    for r in range(PER_FLOW):
-        for f in range(FLOWS):
-            size = (64, 200, 576, 1200, 1400)[(f + r) % 5]
-            if f % 3 == 0:
-                p = IPv6(src="2001:db8:a::%x" % (f + 1), dst="2001:db8:b::1") / TCP(sport=1024 + f, dport=443)
-            else:
-                p = IP(src="10.0.%d.%d" % (f // 250, f % 250 + 1), dst="10.128.0.%d" % (f % 7 + 1)) / \
-                    (UDP(sport=1024 + f, dport=4789) if f % 3 == 1 else TCP(sport=1024 + f, dport=80))
-            p = p / Raw(bytes(max(0, size - len(p))))
-            pk.append(Ether(**eth) / p)
+    # Inner traffic: FLOWS flows, PER_FLOW packets each, interleaved (scripts/make_pcaps.py, which operators use too).
+    pk = make_pcaps.inside_packets(FLOWS, PER_FLOW)
     plain = os.path.join(work, "plain.pcap")
     wrpcap(plain, pk)
     print(f"demo: {len(pk)} inside packets in {FLOWS} flows (IPv4/IPv6, TCP/UDP, 64-1400 B)")
 
     # Inbound: each device sends 200 packets on each of its tunnels (device -> instance, the tunnel's in SA).
-    rx = {"gw-a": [], "gw-b": []}
-    for t in cfg["tunnel"]:
-        i, d = inst[t["instance"]], dev[t["device"]]
-        key = bytes.fromhex(t["in"]["key"])
-        sa = SecurityAssociation(ESP, spi=t["in"]["spi"], crypt_algo="AES-GCM", crypt_key=key,
-                                 tunnel_header=IP(src=d["ipv4"], dst=i["ipv4"]), esn_en=t["in"].get("esn", False))
-        for n in range(200):
-            inner = IP(src="10.128.0.%d" % (n % 7 + 1), dst="10.0.0.%d" % (n % 200 + 1)) / UDP(sport=53, dport=1000 + n) / Raw(b"r" * 100)
-            rx[t["instance"]].append(Ether(src="02:00:00:00:01:01", dst="02:00:00:00:00:0b") / sa.encrypt(inner))
+    rx = make_pcaps.inbound_esp(cfg, os.path.dirname(CONFIG), 200)
     env = dict(os.environ, MESHGATE_INSIDE_PCAP=plain, MESHGATE_OUT=out)
     for name, var in (("gw-a", "MESHGATE_OUT_A_RX"), ("gw-b", "MESHGATE_OUT_B_RX")):
         path = os.path.join(work, f"rx-{name}.pcap")
