@@ -23,6 +23,7 @@
 #include <nlohmann/json.hpp>
 
 #include "config/config.h"
+#include "config/hugepages.h"
 #include "config/liveness_overrides.h"
 #include "ctrl/ctrl.h"
 #include "dataplane/dataplane.h"
@@ -239,6 +240,14 @@ int main(int argc, char** argv) {
   }
   if (check) {
     fmt::print("{}\n{}", mg::config::describe(*gw, &*pmd), mg::config::describe(*pmd));
+    // The host, not the files: without hugepages the EAL would fail later with a message that names no fix.
+    const auto need = mg::config::hugepage_need(pmd->eal_args);
+    const auto host = mg::config::read_huge_host();
+    fmt::print("{}systemd: {}\n", mg::config::describe_hugepages(need, host), mg::dp::notify_support());
+    if (const auto huge_err = mg::config::check_hugepages(need, host)) {
+      fmt::print(stderr, "{}: {}\n", pmd_path, *huge_err);
+      return mg::dp::kExitConfig;
+    }
     fmt::print("meshgate: {} is valid\n", config_path);
     return mg::dp::kExitOk;
   }
