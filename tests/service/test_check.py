@@ -5,6 +5,7 @@
   HugeTest       the same pmd_config without --no-huge (-m 64): this test reads /proc/mounts and
                  /sys/kernel/mm/hugepages itself; no hugetlbfs mounted or under 64 MB free -> exit 2, the message
                  names the fix (dpdk-hugepages.py --setup 2G, NR_2M_PAGES); else exit 0 with "hugepages: needed".
+                 Also pmd_config/nic-mlx5.toml (--socket-mem 2048) with its MESHGATE_PCI_* variables unset.
   SystemdTest    --check says whether this build notifies systemd (libsystemd found at build time or not).
 
 Run: /usr/bin/python3 tests/service/test_check.py --meshgate BUILD/apps/meshgate/meshgate --source-root .
@@ -82,6 +83,24 @@ class HugeTest(unittest.TestCase):
             self.assertIn("NR_2M_PAGES", err)
             self.assertIn(pmd, err, "the message names the pmd_config")
             self.assertNotIn("is valid", out)
+
+
+    def test_nic_config_without_its_variables(self):
+        """pmd_config/nic-mlx5.toml (--socket-mem 2048) with MESHGATE_PCI_* unset, as an operator checks it first."""
+        cfg = os.path.join(ARGS.source_root, "configs", "gateway-dual.toml")
+        pmd = os.path.join(ARGS.source_root, "pmd_config", "nic-mlx5.toml")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MESHGATE_")}
+        p = subprocess.run([ARGS.meshgate, "-c", cfg, "--pmd", pmd, "--check"], capture_output=True, text=True,
+                           timeout=60, env=env)
+        mounted, free = host_free_mb()
+        if mounted and free >= 2048:
+            self.assertEqual(p.returncode, 0, p.stderr[-500:])
+            self.assertTrue("hugepages: needed (2048 MB)" in p.stdout, p.stdout[-400:])
+        else:
+            self.assertEqual(p.returncode, 2, f"host: hugetlbfs mounted {mounted}, {free} MB free; exit "
+                                              f"{p.returncode}\n{p.stderr[-500:]}")
+            self.assertIn("dpdk-hugepages.py --setup 2G", p.stderr)
+            self.assertIn("MESHGATE_PCI_INSIDE", p.stderr, "the unset variables are still noted")
 
 
 class SystemdTest(unittest.TestCase):
