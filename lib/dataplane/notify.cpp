@@ -45,7 +45,7 @@ void Dataplane::Impl::notify_start() noexcept {
   uint64_t usec = 0;
   // > 0 only when WATCHDOG_USEC is set and WATCHDOG_PID, if set, is this process.
   if (notify.on && sd_watchdog_enabled(0, &usec) > 0 && usec > 0) {
-    notify.wd_period = std::max<uint64_t>(1, usec * tsc_hz / 2000000);
+    notify.wd_period = std::max<uint64_t>(1, uint64_t(double(usec) / 2e6 * double(tsc_hz)));  // half, in TSC
     notify.wd_next = rte_get_tsc_cycles();
   }
 #endif

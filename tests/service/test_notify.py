@@ -127,7 +127,7 @@ class Scenario:
               f"--eal=--file-prefix=mg-svc-notify-{os.getpid()}", "--duration", "300"]
         # WATCHDOG_PID is the pid of the process that is to ping: the shell's, which exec makes meshgate's.
         self.log = open(os.path.join(d, "meshgate.out"), "w+")
-        self.proc = subprocess.Popen(["/bin/sh", "-c", 'WATCHDOG_PID=$$ exec "$@"', "sh"] + gw, env=env,
+        self.proc = subprocess.Popen(["/bin/sh", "-c", 'export WATCHDOG_PID=$$; exec "$@"', "sh"] + gw, env=env,
                                      stdout=self.log, stderr=subprocess.STDOUT)
         self.events = {}
         try:

@@ -157,6 +157,7 @@ class ContentsTest(PackageCase):
         for f in glob.glob(os.path.join(ARGS.source_root, "pmd_config", "*.toml")):
             self.assertIn("/etc/meshgate/pmd_config/" + os.path.basename(f), files)
         self.assertIn(UNIT, files)
+        self.assertIn("/usr/share/doc/meshgate/README.md", files, "the unit's Documentation=")
         self.assertFalse([f for f in files if "strongswan" in f or f.endswith(".so")], "the GPL charon plugin is "
                                                                                       "not part of the package")
 
