@@ -64,8 +64,11 @@ def ours_present():
 
 
 def copy_tree(src, dst):
-    skip = lambda d, names: [n for n in names if n.startswith(("build", "obj-", ".git")) or n == "__pycache__"
-                             or n.startswith("fuzz-corpus")]
+    """The source tree without build directories, git's data or fuzzing output (top level), nor __pycache__."""
+    def skip(d, names):
+        top = os.path.abspath(d) == src
+        return [n for n in names if n == "__pycache__" or n == ".git"
+                or (top and n.startswith(("build", "obj-", "fuzz-corpus")))]
     shutil.copytree(src, dst, ignore=skip, symlinks=True)
 
 
