@@ -13,6 +13,7 @@ systemd starts a Type=notify unit with WatchdogSec=. A thread records every data
   WatchdogTest  WATCHDOG=1 keeps coming at about WATCHDOG_USEC/2 (bounds generous: at least a third of the ideal
                 count over the window, never more often than the period allows); SIGSTOP: none while the process
                 is stopped; SIGCONT: they come back.
+  ReloadTest    `meshgatectl reload` (the unit's ExecReload): `instance reset` of gw-a, then gw-b, each ok.
   StoppingTest  SIGTERM: STOPPING=1, after READY, and exit 0.
 
 Run: /usr/bin/python3 tests/service/test_notify.py --meshgate BUILD/apps/meshgate/meshgate \
@@ -173,6 +174,8 @@ class Scenario:
         self.events["up_rc"] = (rc, out)
         self.events["status_up"] = L.wait_for(lambda ls: status_of(ls) is not None and "4/4" in status_of(ls), 15,
                                               after=t_down)
+        # The unit's ExecReload: every instance reset in turn.
+        self.events["reload"] = self.ctl("reload")
         # Watchdog window.
         w0 = time.monotonic()
         time.sleep(3.0)
@@ -248,6 +251,14 @@ class StatusTest(NotifyCase):
         w0, w1 = self.ev("wd_window")
         n = sum(1 for t, _, ls in self.S.listener.snapshot() if w0 <= t < w1 and status_of(ls) is not None)
         self.assertEqual(n, 0, f"{n} STATUS messages in the watchdog window{self.S.describe()}")
+
+
+class ReloadTest(NotifyCase):
+    def test_reload_resets_every_instance(self):
+        rc, out = self.ev("reload")
+        self.assertEqual(rc, 0, out)
+        for inst in ("gw-a", "gw-b"):
+            self.assertIn(f"instance {inst}: ok", out)
 
 
 class WatchdogTest(NotifyCase):
