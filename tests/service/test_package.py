@@ -94,7 +94,10 @@ def scenario():
     ctl = os.path.join(TMP, "control")
     run(["dpkg-deb", "-e", deb, ctl])
     cf = os.path.join(ctl, "conffiles")
-    R["conffiles"] = open(cf).read().split() if os.path.exists(cf) else []
+    R["conffiles"] = []
+    if os.path.exists(cf):
+        with open(cf) as f:
+            R["conffiles"] = f.read().split()
 
     state_before = sorted(os.listdir(STATE)) if os.path.isdir(STATE) else None
     R["state_before"] = state_before
