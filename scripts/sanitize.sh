@@ -13,7 +13,7 @@ if [ ! -f "$BUILD/build.ninja" ]; then
 fi
 # By suite, plus the unit tests of suites whose other tests start gateways (liveness, keying).
 SUITES=(--suite esp --suite seqstate --suite flow --suite config --suite ctrl --suite dataplane --suite interop)
-EXTRA=(liveness-unit keying)
+EXTRA=(liveness-unit keying service-hugepages)
 if [ $# -gt 0 ]; then SUITES=("$@"); EXTRA=(); fi
 # The targets those tests run: every build-tree file named on their command lines (meson's own list, so a test
 # added to a suite is built here without an edit).

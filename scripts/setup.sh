@@ -16,6 +16,8 @@ PKGS=(
   # ike/: charon and its peer for the tests; what scripts/strongswan-src.sh needs to configure strongSwan's source
   strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-standard-plugins
   dpkg-dev libcap-dev libgmp-dev libssl-dev libgcrypt20-dev
+  # sd_notify (libsystemd); the service suite: systemd-analyze, and debhelper to build the .deb
+  libsystemd-dev systemd debhelper
 )
 
 missing=()

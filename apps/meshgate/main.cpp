@@ -23,6 +23,7 @@
 #include <nlohmann/json.hpp>
 
 #include "config/config.h"
+#include "config/hugepages.h"
 #include "config/liveness_overrides.h"
 #include "ctrl/ctrl.h"
 #include "dataplane/dataplane.h"
@@ -203,7 +204,17 @@ int main(int argc, char** argv) {
     }
   }
   if (pmd_path.empty()) pmd_path = gw->pmd_config;
-  auto pmd = mg::config::load_pmd(pmd_path, &errs);
+  std::vector<std::string> eal_args;
+  auto pmd = mg::config::load_pmd(pmd_path, &errs, &eal_args);
+  // The host, not the files: without hugepages the EAL would fail later with a message that names no fix.
+  const auto check_host = [&]() {
+    const auto need = mg::config::hugepage_need(eal_args);
+    const auto host = mg::config::read_huge_host();
+    fmt::print("{}systemd: {}\n", mg::config::describe_hugepages(need, host), mg::dp::notify_support());
+    const auto huge_err = mg::config::check_hugepages(need, host);
+    if (huge_err) fmt::print(stderr, "{}: {}\n", pmd_path, *huge_err);
+    return !huge_err;
+  };
   if (check && !pmd) {
     // --check validates the files as written: ${VAR}s the run will need are a note, not an error, here.
     bool only_env = !errs.empty();
@@ -211,6 +222,7 @@ int main(int argc, char** argv) {
     if (only_env) {
       for (const auto& e : errs) fmt::print(stderr, "note: {} (must be set when meshgate runs)\n", e.format());
       fmt::print("{}", mg::config::describe(*gw));
+      if (!check_host()) return mg::dp::kExitConfig;
       fmt::print("meshgate: {} is valid; {} needs its environment variables at run time\n", config_path, pmd_path);
       return mg::dp::kExitOk;
     }
@@ -239,6 +251,7 @@ int main(int argc, char** argv) {
   }
   if (check) {
     fmt::print("{}\n{}", mg::config::describe(*gw, &*pmd), mg::config::describe(*pmd));
+    if (!check_host()) return mg::dp::kExitConfig;
     fmt::print("meshgate: {} is valid\n", config_path);
     return mg::dp::kExitOk;
   }

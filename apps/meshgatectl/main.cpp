@@ -187,6 +187,8 @@ int main(int argc, char** argv) {
   clear_cmd->add_option("what", clear_what)->required()->check(CLI::IsMember({"counters"}));
 
   auto* ping_cmd = app.add_subcommand("ping", "round trip through the ring (no change)");
+  // systemctl reload (meshgate@.service's ExecReload): nothing but `instance I reset` for each instance in turn.
+  auto* reload_cmd = app.add_subcommand("reload", "instance I reset for every instance in turn (stops at a refusal)");
 
   try {
     app.parse(argc, argv);
@@ -233,6 +235,9 @@ int main(int argc, char** argv) {
       cmd.value = uint32_t(mode == "active-standby" ? c::Mode::kActiveStandby : c::Mode::kActiveActive);
     } else if (clear_cmd->parsed()) {
       cmd.op = c::Op::kClearCounters;
+    } else if (reload_cmd->parsed()) {
+      cmd.op = c::Op::kInstanceReset;
+      cmd.kind = "instance";
     } else if (!ping_cmd->parsed() && !show_cmd->parsed()) {
       return kExitUsage;
     }
@@ -253,6 +258,14 @@ int main(int argc, char** argv) {
     if (!cmd.kind) return run_command(*b, o, c::Limits{}, cmd.op, 0, cmd.value, cmd.deadline);
     const Snapshot s = read_mirror(*b);
     const c::Limits limits{s.gw.n_tunnels, s.gw.n_instances};
+    if (reload_cmd->parsed()) {
+      for (uint32_t i = 0; i < s.instances.size(); ++i) {
+        if (!o.json) fmt::print("instance {}: ", FIELD(s.instances[i].name));
+        std::fflush(stdout);
+        if (const int rc = run_command(*b, o, limits, cmd.op, i, 0, 0); rc != kExitOk) return rc;
+      }
+      return kExitOk;
+    }
     const uint32_t target = std::string_view(cmd.kind) == "tunnel" ? resolve(s.tunnels, "tunnel", cmd.key)
                                                                     : resolve(s.instances, "instance", cmd.key);
     return run_command(*b, o, limits, cmd.op, target, cmd.value, cmd.deadline);

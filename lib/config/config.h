@@ -254,7 +254,10 @@ struct LoadOptions {
 // Parses and validates. On any error returns nullopt and fills *errors (all errors found).
 std::optional<Gateway> load_gateway(const std::string& path, std::vector<Error>* errors,
                                     const LoadOptions& options = {});
-std::optional<PmdConfig> load_pmd(const std::string& path, std::vector<Error>* errors);
+// eal_args (optional): the [eal] args read, also when the file has errors (an arg whose ${VAR} is unset is left out):
+// `meshgate --check` judges the hugepages of a pmd_config whose variables are only set at run time.
+std::optional<PmdConfig> load_pmd(const std::string& path, std::vector<Error>* errors,
+                                  std::vector<std::string>* eal_args = nullptr);
 // Rules that need both files: ports named by [inside] and instances exist in the pmd_config, etc.
 bool cross_check(const Gateway& g, const PmdConfig& p, std::vector<Error>* errors);
 

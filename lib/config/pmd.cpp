@@ -145,7 +145,8 @@ bool eal_lcores(const std::vector<std::string>& args, EalLcores* out, std::strin
 
 }  // namespace
 
-std::optional<PmdConfig> load_pmd(const std::string& path, std::vector<Error>* errors) {
+std::optional<PmdConfig> load_pmd(const std::string& path, std::vector<Error>* errors,
+                                  std::vector<std::string>* eal_args) {
   Sink sink(path, errors);
   std::optional<toml::table> doc = detail::parse_toml(path, sink);
   if (!doc) return std::nullopt;
@@ -315,6 +316,7 @@ std::optional<PmdConfig> load_pmd(const std::string& path, std::vector<Error>* e
                    "lcore caches: at least " + std::to_string(need) + " are needed (a size of 2^n - 1 suits the mempool)");
     }
   }
+  if (eal_args) *eal_args = p.eal_args;
   if (sink.count() != 0) return std::nullopt;
   return p;
 }

@@ -114,6 +114,7 @@ int Dataplane::run() {
   const uint64_t hz = d.tsc_hz;
   const uint64_t t0 = rte_get_tsc_cycles();
   d.liveness_start();
+  d.notify_start();
   uint64_t next_stats = d.opt.stats_interval_s > 0 ? t0 + uint64_t(d.opt.stats_interval_s * double(hz)) : UINT64_MAX;
   uint64_t last_rx = 0, last_change = t0;
   std::vector<bool> fired(d.opt.events.size(), false);
@@ -153,6 +154,7 @@ int Dataplane::run() {
       d.sample_ports();
       next_mirror = now + hz / 10;
     }
+    d.notify_poll(now);
     if (now >= next_stats) {
       fmt::print("{}", format_table(d.stats()));
       next_stats = now + uint64_t(d.opt.stats_interval_s * double(hz));
@@ -166,6 +168,7 @@ int Dataplane::run() {
       break;
     }
   }
+  d.notify_stopping();
   g_stop.store(true);
   rte_eal_mp_wait_lcore();
   d.host_drain();

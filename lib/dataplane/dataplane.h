@@ -268,6 +268,9 @@ inline constexpr CounterDef<PortWorkerCounters> kPortCounters[] = {MG_DP_PORT_WO
 nlohmann::json to_json(const Stats& s);
 std::string format_table(const Stats& s);
 
+// What this build does for systemd (a sentence for `meshgate --check`): sd_notify through libsystemd, or nothing.
+const char* notify_support() noexcept;
+
 class Dataplane {
  public:
   // Probes ports, creates SAs and the first state. On failure returns the exit code and sets *err.

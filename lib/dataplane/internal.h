@@ -8,6 +8,7 @@
 //   stats.cpp    counters collected by the tables of dataplane.h, JSON, text table
 //   mirror.cpp   the control block's mirror and DPDK telemetry
 //   setup.cpp    EAL, ports, queues, workers, SAs
+//   notify.cpp   systemd's notify protocol: READY, STATUS, WATCHDOG, STOPPING
 //   dataplane.cpp  the public façade and the main loop
 // Internal code calls Impl, never the public Dataplane methods.
 #pragma once
@@ -142,6 +143,7 @@ struct Worker {
   std::vector<Pace> opace;   // per outside-port index
   std::vector<Pace> hpace;   // per outside-port index: frames handed to the kernel twin (host_pps)
   uint32_t idle_loops = 0;   // loops in a row without a packet: the pin sweep runs in those
+  std::atomic<bool> polling{false};  // set once the worker entered its loop (READY=1 waits for every worker)
   // Probes: tunnels t with t % workers == id are this worker's to probe; due times in TSC cycles.
   std::vector<uint32_t> probe_tunnels;
   std::vector<uint64_t> probe_due;   // by tunnel
@@ -421,6 +423,17 @@ struct Dataplane::Impl {
   std::vector<rte_eth_stats> pmd_seen;
   void sample_ports() noexcept;
   nlohmann::json port_stats();
+
+  // notify.cpp (main only)
+  struct Notify {
+    bool on = false, ready = false;
+    uint64_t wd_period = 0, wd_next = 0;  // TSC cycles; 0: no watchdog asked for
+    uint64_t status_gen = UINT64_MAX;     // the generation STATUS was last computed for
+    std::string status;
+  } notify;
+  void notify_start() noexcept;
+  void notify_poll(uint64_t now);
+  void notify_stopping() noexcept;
 
   // mirror.cpp
   void refresh_mirror();

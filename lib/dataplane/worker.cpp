@@ -241,6 +241,7 @@ int Dataplane::Impl::worker_main(Worker& w) {
   // Idle pins are reclaimed a few buckets at a time: in loops that found no packet, and now and then under
   // load, so that the `pinned` gauges count live flows (a whole 2^20-bucket table takes ~32k sweeps).
   constexpr uint32_t kSweepBuckets = 32;
+  w.polling.store(true, std::memory_order_release);
   while (!g_stop.load(std::memory_order_relaxed)) {
     const State* st = state.load(std::memory_order_acquire);
     if (w.nctl) [[unlikely]] flush_ctl(w, *st);

@@ -1,0 +1,238 @@
+#!/usr/bin/python3
+"""The Debian package: built from a copy of the tree with dpkg-buildpackage, installed on this machine, used,
+purged.
+
+  dpkg-buildpackage -b -us -uc runs in a copy (the tree stays clean) with DEB_BUILD_OPTIONS=noopt nostrip and -g0
+  (the package's files and metadata are what is tested, not the optimiser: this keeps the build inside CI's
+  budget); the time is printed. Then:
+  ContentsTest   the four programs in /usr/bin and nothing else there (no tests or benchmarks), every
+                 configs/*.toml in /etc/meshgate and every pmd_config/*.toml in /etc/meshgate/pmd_config (gateway
+                 files 0640: they hold keys), meshgate@.service in /lib/systemd/system, no charon plugin (GPL, left
+                 out); conffiles are the /etc/meshgate files; Depends (from shlibs) names DPDK's librte-* and libsystemd0.
+  InstalledTest  after dpkg -i: `meshgate -c /etc/meshgate/gateway-dual.toml --check` from /usr/bin works as
+                 installed (its pmd_config found at the installed relative path), says it notifies systemd;
+                 `meshgatectl --help` works; the installed unit passes systemd-analyze verify.
+  PurgeTest      dpkg --purge: the package is gone and none of its files remain, /etc/meshgate included;
+                 /var/lib/meshgate (sequence-number records) is kept when it holds files, removed when empty.
+The build-tree programs other tests use are never touched (they are run by path, not from PATH).
+
+Skipped (77) unless root with dpkg-buildpackage present, and when a meshgate package or any of its files is
+already on this machine (an operator's install is not ours to replace or purge).
+Run: /usr/bin/python3 tests/service/test_package.py --source-root .
+"""
+import argparse
+import glob
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+ARGS = None
+TMP = None
+PROGRAMS = ("meshgate", "meshgatectl", "meshgate-esp", "meshgate-spread")
+UNIT = "/lib/systemd/system/meshgate@.service"
+STATE = "/var/lib/meshgate"
+R = {}   # what the one build/install/purge run saw; the tests assert on it
+
+
+def run(argv, timeout=600, env=None, cwd=None):
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd)
+    return p.returncode, p.stdout, p.stderr
+
+
+def dpkg(*args):
+    """dpkg, retried while another dpkg or apt holds the lock (other work on this machine)."""
+    t_end = time.monotonic() + 180
+    while True:
+        rc, out, err = run(["dpkg", *args], timeout=300)
+        if rc == 0 or "lock" not in err or time.monotonic() > t_end:
+            return rc, out, err
+        time.sleep(2)
+
+
+def status():
+    rc, out, _ = run(["dpkg-query", "-W", "-f=${db:Status-Status}", "meshgate"])
+    return out.strip() if rc == 0 else "not-installed"
+
+
+def ours_present():
+    found = [p for p in [f"/usr/bin/{n}" for n in PROGRAMS] + ["/etc/meshgate", UNIT] if os.path.lexists(p)]
+    return found
+
+
+def copy_tree(src, dst):
+    """The source tree without build directories, git's data or fuzzing output (top level), nor __pycache__."""
+    def skip(d, names):
+        top = os.path.abspath(d) == src
+        return [n for n in names if n == "__pycache__" or n == ".git"
+                or (top and n.startswith(("build", "obj-", "fuzz-corpus")))]
+    shutil.copytree(src, dst, ignore=skip, symlinks=True)
+
+
+def scenario():
+    src = os.path.join(TMP, "meshgate")
+    copy_tree(ARGS.source_root, src)
+    # The package's files and metadata are under test, not the optimiser or the debug symbols: -O0, -g0 and no
+    # dbgsym package keep the build inside CI's budget.
+    env = dict(os.environ, DEB_BUILD_OPTIONS="noopt nocheck nostrip parallel=2", DEB_CFLAGS_APPEND="-g0",
+               DEB_CXXFLAGS_APPEND="-g0")
+    t0 = time.monotonic()
+    rc, out, err = run(["dpkg-buildpackage", "-b", "-us", "-uc"], timeout=1200, env=env, cwd=src)
+    R["build_s"] = time.monotonic() - t0
+    print(f"dpkg-buildpackage: {R['build_s']:.0f} s", flush=True)
+    R["build"] = (rc, (out + err)[-3000:])
+    debs = glob.glob(os.path.join(TMP, "meshgate_*.deb"))
+    if rc != 0 or len(debs) != 1:
+        return
+    deb = R["deb"] = debs[0]
+    _, out, _ = run(["dpkg-deb", "-c", deb])
+    R["files"] = {ln.split(None, 5)[5].lstrip(".").split(" -> ")[0]: ln.split()[0] for ln in out.splitlines()}
+    _, R["depends"], _ = run(["dpkg-deb", "-f", deb, "Depends"])
+    ctl = os.path.join(TMP, "control")
+    run(["dpkg-deb", "-e", deb, ctl])
+    cf = os.path.join(ctl, "conffiles")
+    R["conffiles"] = []
+    if os.path.exists(cf):
+        with open(cf) as f:
+            R["conffiles"] = f.read().split()
+
+    state_before = sorted(os.listdir(STATE)) if os.path.isdir(STATE) else None
+    R["state_before"] = state_before
+    R["install"] = dpkg("-i", deb)
+    if R["install"][0] != 0:
+        return
+    try:
+        R["status_installed"] = status()
+        d = os.path.join(TMP, "env")
+        os.makedirs(d, exist_ok=True)
+        empty = os.path.join(d, "empty.pcap")
+        with open(empty, "wb") as f:
+            f.write(bytes.fromhex("d4c3b2a1020004000000000000000000ffff000001000000"))
+        env = dict(os.environ, MESHGATE_INSIDE_PCAP=empty, MESHGATE_OUT=d, MESHGATE_OUT_A_RX=empty,
+                   MESHGATE_OUT_B_RX=empty)
+        R["check"] = run(["/usr/bin/meshgate", "-c", "/etc/meshgate/gateway-dual.toml", "--check"], env=env,
+                         timeout=60)
+        R["check_noenv"] = run(["/usr/bin/meshgate", "-c", "/etc/meshgate/gateway-dual.toml", "--check"],
+                               timeout=60, env={k: v for k, v in os.environ.items() if not k.startswith("MESHGATE_")})
+        R["ctl_help"] = run(["/usr/bin/meshgatectl", "--help"], timeout=60)
+        R["modes"] = {p: oct(os.stat(p).st_mode & 0o777) for p in glob.glob("/etc/meshgate/*.toml")}
+        vd = os.path.join(TMP, "verify")
+        os.makedirs(vd)
+        shutil.copy(UNIT, os.path.join(vd, "meshgate@demo.service"))
+        R["verify"] = run(["systemd-analyze", "verify", "--man=no", os.path.join(vd, "meshgate@demo.service")])
+        # What systemd's StateDirectory= would make on the first start, when this machine has none.
+        R["made_state"] = state_before is None
+        if R["made_state"]:
+            os.makedirs(STATE, mode=0o700)
+    finally:
+        R["purge"] = dpkg("--purge", "meshgate")
+    R["status_after"] = status()
+    R["left"] = [f for f in R["files"] if f.rstrip("/") and not f.endswith("/") and os.path.lexists(f)]
+    R["etc_left"] = os.path.lexists("/etc/meshgate")
+    R["state_after"] = sorted(os.listdir(STATE)) if os.path.isdir(STATE) else None
+
+
+class PackageCase(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        if not R:
+            try:
+                scenario()
+            except Exception as e:  # noqa: BLE001 - reported by every test
+                R["error"] = repr(e)
+
+    def need(self, key):
+        self.assertNotIn("error", R, R.get("error"))
+        self.assertEqual(R["build"][0], 0, f"dpkg-buildpackage failed:\n{R['build'][1]}")
+        self.assertIn(key, R, f"{key}: not reached (install: {R.get('install')})")
+        return R[key]
+
+
+class ContentsTest(PackageCase):
+    def test_programs_and_nothing_else_in_bin(self):
+        files = self.need("files")
+        bins = {f for f in files if f.startswith("/usr/bin/") and not f.endswith("/")}
+        self.assertEqual(bins, {f"/usr/bin/{n}" for n in PROGRAMS})
+
+    def test_configs_pmd_configs_unit(self):
+        files = self.need("files")
+        for f in glob.glob(os.path.join(ARGS.source_root, "configs", "*.toml")):
+            p = "/etc/meshgate/" + os.path.basename(f)
+            self.assertIn(p, files)
+            self.assertEqual(files[p], "-rw-r-----", f"{p}: holds keys, must not be readable by others")
+        for f in glob.glob(os.path.join(ARGS.source_root, "pmd_config", "*.toml")):
+            self.assertIn("/etc/meshgate/pmd_config/" + os.path.basename(f), files)
+        self.assertIn(UNIT, files)
+        self.assertIn("/usr/share/doc/meshgate/README.md", files, "the unit's Documentation=")
+        self.assertFalse([f for f in files if "strongswan" in f or f.endswith(".so")], "the GPL charon plugin is "
+                                                                                      "not part of the package")
+
+    def test_conffiles_and_depends(self):
+        conffiles = self.need("conffiles")
+        self.assertIn("/etc/meshgate/gateway-dual.toml", conffiles)
+        self.assertIn("/etc/meshgate/pmd_config/vdev-demo.toml", conffiles)
+        dep = self.need("depends")
+        self.assertIn("librte-", dep)   # DPDK's libraries, one package each
+        self.assertIn("libsystemd0", dep)
+
+
+class InstalledTest(PackageCase):
+    def test_check_from_installed_paths(self):
+        self.assertEqual(self.need("install")[0], 0, R["install"])
+        self.assertEqual(R["status_installed"], "installed")
+        rc, out, err = R["check"]
+        self.assertEqual(rc, 0, f"/usr/bin/meshgate -c /etc/meshgate/gateway-dual.toml --check: {err[-600:]}")
+        self.assertIn("/etc/meshgate/pmd_config/vdev-demo.toml", out)
+        self.assertIn("systemd: sd_notify through libsystemd", out)
+        self.assertIn("is valid", out)
+        rc, out, err = R["check_noenv"]
+        self.assertEqual(rc, 0, f"without MESHGATE_*: {err[-600:]}")
+
+    def test_modes_ctl_and_unit(self):
+        self.need("install")
+        self.assertEqual(R["ctl_help"][0], 0, R["ctl_help"])
+        for p, m in R["modes"].items():
+            self.assertEqual(m, "0o640", p)
+        rc, out, err = R["verify"]
+        self.assertEqual((rc, (out + err).strip()), (0, ""), "systemd-analyze verify of the installed unit")
+
+
+class PurgeTest(PackageCase):
+    def test_nothing_left(self):
+        self.assertEqual(self.need("purge")[0], 0, R["purge"])
+        self.assertEqual(R["status_after"], "not-installed")
+        self.assertEqual(R["left"], [], "files of the package left after --purge")
+        self.assertFalse(R["etc_left"], "/etc/meshgate left after --purge")
+
+    def test_state_dir(self):
+        self.need("purge")
+        if R["made_state"]:
+            self.assertIsNone(R["state_after"], "an empty /var/lib/meshgate is removed by --purge")
+        else:
+            self.assertEqual(R["state_after"], R["state_before"], "sequence-number records must survive --purge")
+            self.assertIn("kept /var/lib/meshgate", R["purge"][2])
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--source-root", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+    ARGS, rest = ap.parse_known_args()
+    ARGS.source_root = os.path.abspath(ARGS.source_root)
+    if os.geteuid() != 0 or shutil.which("dpkg-buildpackage") is None:
+        print("SKIP: needs root and dpkg-buildpackage (scripts/setup.sh installs dpkg-dev and debhelper)")
+        sys.exit(77)
+    if status() != "not-installed" or ours_present():
+        print(f"SKIP: a meshgate package ({status()}) or its files ({ours_present()}) are already on this machine;"
+              " not replacing or purging them")
+        sys.exit(77)
+    TMP = tempfile.mkdtemp(prefix="mg-svc-deb-")
+    try:
+        prog = unittest.main(argv=[sys.argv[0]] + rest, exit=False, verbosity=2)
+    finally:
+        if status() != "not-installed":   # never leave it installed, whatever failed
+            dpkg("--purge", "meshgate")
+        shutil.rmtree(TMP, ignore_errors=True)
+    sys.exit(0 if prog.result.wasSuccessful() else 1)
