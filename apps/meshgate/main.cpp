@@ -28,6 +28,7 @@
 #include "ctrl/ctrl.h"
 #include "dataplane/dataplane.h"
 #include "events.h"
+#include "log/log.h"
 
 namespace {
 
@@ -285,7 +286,7 @@ int main(int argc, char** argv) {
   std::string err;
   const int rc = mg::dp::Dataplane::create(std::move(*gw), std::move(*pmd), opt, &dp, &err);
   if (rc != mg::dp::kExitOk) {
-    fmt::print(stderr, "meshgate: {}\n", err);
+    mg::log::exit_reason(err);
     return rc;
   }
   const int run_rc = dp->run();
@@ -293,7 +294,7 @@ int main(int argc, char** argv) {
     std::ofstream f(stats_json);
     f << dp->report().dump(2) << "\n";
     if (!f) {
-      fmt::print(stderr, "meshgate: cannot write {}\n", stats_json);
+      mg::log::exit_reason("cannot write " + stats_json);
       return mg::dp::kExitRuntime;
     }
   }

@@ -35,7 +35,8 @@
 namespace mg::ctrl {
 
 inline constexpr uint64_t kMagic = 0x6d65736867617465ull;  // "meshgate"
-inline constexpr uint32_t kLayoutVersion = 4;  // 2: counters by name, doorbell; 3: SAs per tunnel; 4: SA age, ESN, encap
+inline constexpr uint32_t kLayoutVersion = 5;  // 2: counters by name, doorbell; 3: SAs per tunnel; 4: SA age, ESN, encap;
+                                               // 5: Command.client_pid/client_uid (audit) out of reserved
 inline constexpr uint32_t kRingSlots = 64;      // power of two
 inline constexpr uint32_t kReplySlots = 64;
 inline constexpr uint32_t kMaxTunnels = mg::kMaxTunnels;      // net/limits.h: the product's limits
@@ -73,7 +74,12 @@ struct Command {
   uint32_t target;
   uint32_t value;
   uint32_t deadline_ms;   // 0 = none
-  uint8_t reserved[32];   // zero
+  // Who sent it, for the audit line: claimed by the client (make_command fills in its getpid()/geteuid()), not
+  // proven; only a process that may write the 0600 block (root or the gateway's user) can claim anything. Data,
+  // not rules: validate() accepts any value.
+  int32_t client_pid;
+  uint32_t client_uid;
+  uint8_t reserved[24];   // zero
 };
 static_assert(sizeof(Command) == 64);
 
@@ -88,7 +94,8 @@ enum class Status : uint32_t {
 };
 const char* to_string(Status s) noexcept;
 
-// A command for the ring: version and length filled, request_id 0 (Block::call sets it), flags/reserved zero.
+// A command for the ring: version and length filled, request_id 0 (Block::call sets it), flags/reserved zero,
+// client_pid/client_uid this process's getpid()/geteuid().
 Command make_command(Op op, uint32_t target, uint32_t value, uint32_t deadline_ms) noexcept;
 
 // How many tunnels and instances the gateway has: the target range of a command.

@@ -87,6 +87,8 @@ Command make_command(Op op, uint32_t target, uint32_t value, uint32_t deadline_m
   c.target = target;
   c.value = value;
   c.deadline_ms = deadline_ms;
+  c.client_pid = int32_t(getpid());
+  c.client_uid = uint32_t(geteuid());
   return c;
 }
 

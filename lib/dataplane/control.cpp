@@ -55,11 +55,10 @@ void Dataplane::Impl::publish() {
 namespace {
 
 // A reply carries 111 characters. A longer message (a reset's config error with its paths) keeps its start and its
-// end, where the reason is, around "..."; meshgate's stderr gets it whole.
+// end, where the reason is, around "..."; the command's audit line has it whole.
 std::string fit_reply(const std::string& m) {
   constexpr size_t cap = sizeof(ctrl::Reply::message) - 1;
   if (m.size() <= cap) return m;
-  fmt::print(stderr, "meshgate: control command: {}\n", m);
   constexpr size_t head = 32;
   return m.substr(0, head) + "..." + m.substr(m.size() - (cap - head - 3));
 }
@@ -124,7 +123,8 @@ void Dataplane::Impl::handle_commands() {
     r.request_id = c.request_id;
     std::string msg;
     ctrl::Status st = ctrl::validate(c, lim, &msg);
-    if (st == ctrl::Status::kOk) {
+    const bool valid = st == ctrl::Status::kOk;
+    if (valid) {
       const AdminState as = from_wire(ctrl::State(c.value));
       const std::optional<uint32_t> dl = c.deadline_ms ? std::optional<uint32_t>(c.deadline_ms) : std::nullopt;
       Applied a = Applied::kChanged;
@@ -150,6 +150,7 @@ void Dataplane::Impl::handle_commands() {
     if (msg.empty()) msg = st == ctrl::Status::kOk ? "ok" : ctrl::to_string(st);
     ctrl::copy_name(r.message, sizeof(r.message), fit_reply(msg));
     refresh_mirror();  // a client that saw the reply reads the new state from the mirror
+    audit_command(c, valid, r, msg);  // before the reply: a client that saw it finds its line
     ctrl->reply(r);
   }
 }
@@ -175,7 +176,7 @@ void Dataplane::Impl::run_events(double el, uint64_t inside_rx, std::vector<bool
     std::string err;
     const bool ok = (ev.instance ? apply_instance(ev.index, ev.state, std::nullopt, &err)
                                  : apply_tunnel(ev.index, ev.state, std::nullopt, &err)) != Applied::kRefused;
-    if (!opt.quiet) fmt::print("meshgate: event '{}' at {:.3f}s{}\n", ev.text, el, ok ? "" : " failed: " + err);
+    audit_event(ev, el, ok, err);
     events.push_back({{"event", ev.text}, {"at_s", el}, {"ok", ok}, {"before", to_json(s)}});
   }
   for (size_t f = 0; f < opt.faults.size(); ++f) {
@@ -184,7 +185,7 @@ void Dataplane::Impl::run_events(double el, uint64_t inside_rx, std::vector<bool
     faulted[f] = true;
     blackhole[ft.tunnel] = ft.blackhole ? 1 : 0;
     publish();
-    if (!opt.quiet) fmt::print("meshgate: fault '{}' at {:.3f}s\n", ft.text, el);
+    log::audit("source=fault cmd=\"{}\" at={:.3f}s result=ok generation={}", ft.text, el, generation);
     events.push_back({{"event", "fault:" + ft.text}, {"at_s", el}, {"at_ms", now_ms()}, {"ok", true}});
   }
 }

@@ -48,6 +48,14 @@ int Dataplane::create(config::Gateway g, config::PmdConfig p, Options o, std::un
   if (!d.keying_open(err)) return kExitRuntime;
   d.publish();
   d.register_telemetry();
+  if (d.ctrl)
+    log::info(log::Type::kCtrl, "control block /dev/shm/meshgate.{0}: meshgatectl --gateway {0} reaches this process",
+              d.opt.control_name.empty() ? d.gw.name : d.opt.control_name);
+  for (size_t t = 0; t < d.gw.tunnels.size(); ++t) {
+    if (!d.sa_out[t]) continue;  // keyed by IKE: audited as its daemon installs them
+    d.audit_sa(t, true, *d.sa_out[t], "installed from the config (start)");
+    d.audit_sa(t, false, *d.sa_in[t], "installed from the config (start)");
+  }
   *out = std::move(dp);
   return kExitOk;
 }
@@ -107,7 +115,7 @@ int Dataplane::run() {
     if (rte_eal_remote_launch(launch_worker, &a, a.second->lcore) != 0) {
       g_stop.store(true);
       rte_eal_mp_wait_lcore();
-      fmt::print(stderr, "meshgate: cannot launch a worker on lcore {}\n", a.second->lcore);
+      log::error(log::Type::kMain, "cannot launch a worker on lcore {}", a.second->lcore);
       return kExitRuntime;
     }
   }
@@ -185,10 +193,11 @@ int Dataplane::run() {
   d.report["mbufs_in_use_at_exit"] = in_use;
   if (!d.opt.quiet) {
     fmt::print("{}", format_table(fin));
-    fmt::print("meshgate: stopped; mbufs in use after closing ports: {}\n", in_use);
+    std::fflush(stdout);  // the table before the log line that follows it
   }
+  log::info(log::Type::kMain, "stopped; mbufs in use after closing ports: {}", in_use);
   if (in_use != 0) {
-    fmt::print(stderr, "meshgate: {} mbufs were not returned to the pool\n", in_use);
+    log::error(log::Type::kMain, "{} mbufs were not returned to the pool", in_use);
     return kExitRuntime;
   }
   return kExitOk;

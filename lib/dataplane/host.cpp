@@ -99,9 +99,8 @@ int Dataplane::Impl::host_setup(std::string* err) {
       return kExitEal;
     }
     any_host = true;
-    if (!opt.quiet)
-      fmt::print("meshgate: port {}: exception path through '{}' (kernel ifindex {}), MAC {}, MTU {}\n", ps.name,
-                 ps.host, hp.ifindex, mac_text(mac.addr_bytes), mtu);
+    log::info(log::Type::kHost, "port {}: exception path through '{}' (kernel ifindex {}), MAC {}, MTU {}", ps.name,
+              ps.host, hp.ifindex, mac_text(mac.addr_bytes), mtu);
   }
   // Tunnels whose next hop the kernel resolves.
   nh.resize(gw.tunnels.size());
@@ -211,9 +210,8 @@ void Dataplane::Impl::host_tick() {
     if (r.status == S::kKnown) {
       if (!h.known || std::memcmp(h.mac, r.mac, 6) != 0) {
         char buf[64];
-        if (!opt.quiet)
-          fmt::print("meshgate: tunnel {}: next hop {} at {} (from the kernel's neighbour table)\n", ct.name,
-                     net::format_ip(r.via, buf, sizeof buf), mac_text(r.mac));
+        log::info(log::Type::kHost, "tunnel {}: next hop {} at {} (from the kernel's neighbour table)", ct.name,
+                  net::format_ip(r.via, buf, sizeof buf), mac_text(r.mac));
         std::memcpy(h.mac, r.mac, 6);
         h.known = true;
         changed = true;
@@ -228,8 +226,8 @@ void Dataplane::Impl::host_tick() {
                         : r.status == S::kNoRoute        ? "no route from the instance address to the device"
                         : r.status == S::kOtherInterface ? "the kernel routes the device out of another interface"
                                                          : "netlink error";
-      if (!opt.quiet || r.status != S::kResolving)
-        fmt::print(stderr, "meshgate: tunnel {}: next hop: {}{}{}\n", ct.name, why, r.err.empty() ? "" : ": ", r.err);
+      log::log(r.status == S::kResolving ? log::Level::kInfo : log::Level::kWarning, log::Type::kHost,
+               "tunnel {}: next hop: {}{}{}", ct.name, why, r.err.empty() ? "" : ": ", r.err);
     }
     h.last = r.status;
     h.last_err = r.err;

@@ -5,6 +5,7 @@
 //   control.cpp  main's changes: publish (RCU), apply, operator commands, drains, events and faults
 //   liveness_poll.cpp  the watchdog ticks -> detector -> verdicts published like a command
 //   reset.cpp    instance reset: new SAs, inbound SA tables
+//   audit.cpp    the audit trail: operator commands, events, liveness verdicts, SA changes
 //   stats.cpp    counters collected by the tables of dataplane.h, JSON, text table
 //   mirror.cpp   the control block's mirror and DPDK telemetry
 //   setup.cpp    EAL, ports, queues, workers, SAs
@@ -38,6 +39,7 @@
 #include "flow/flow.h"
 #include "hostif/hostif.h"
 #include "keying/keying.h"
+#include "log/log.h"
 #include "net/local.h"
 #include "seqstate/seqstate.h"
 
@@ -376,6 +378,13 @@ struct Dataplane::Impl {
   // Due --event and --fault entries; `fired` marks the ones done, `events` gets their report.
   void run_events(double el, uint64_t inside_rx, std::vector<bool>& fired, std::vector<bool>& faulted,
                   nlohmann::json& events);
+
+  // audit.cpp: one NOTICE line on meshgate.audit per command, event, verdict, SA change (never a key)
+  std::string command_text(const ctrl::Command& c, bool valid) const;
+  void audit_command(const ctrl::Command& c, bool valid, const ctrl::Reply& r, const std::string& msg);
+  void audit_event(const Event& ev, double el, bool ok, const std::string& err);
+  void audit_verdict(uint32_t t, bool up, int32_t silence_ms, bool damped);
+  void audit_sa(size_t t, bool out, const esp::Sa& sa, std::string_view what);
 
   // liveness_poll.cpp
   void liveness_start();

@@ -58,7 +58,7 @@ bool Dataplane::Impl::keying_open(std::string* err) {
   const std::string path = !gw.keying_socket.empty() ? gw.keying_socket : std::string("/run/meshgate/keying.sock");
   keying = std::make_unique<keying::Server>();
   if (!keying->open(path, err)) return false;
-  if (!opt.quiet) fmt::print("meshgate: keying socket {}\n", path);
+  log::info(log::Type::kKeying, "keying socket {}", path);
   return true;
 }
 
@@ -106,8 +106,8 @@ void Dataplane::Impl::keying_poll() {
         keying->broadcast_expire(e);
         (hard ? info.hard_sent : info.soft_sent) = true;
         if (hard) info.soft_sent = true;
-        fmt::print("meshgate: keying: tunnel {} outbound SPI {:#x} {} (expire sent)\n", gw.tunnels[t].name,
-                   sa.spi(), hard ? "must be rekeyed now" : "reached its soft lifetime");
+        log::info(log::Type::kKeying, "tunnel {} outbound SPI {:#x} {} (expire sent)", gw.tunnels[t].name, sa.spi(),
+                  hard ? "must be rekeyed now" : "reached its soft lifetime");
       }
     });
   }
@@ -115,7 +115,7 @@ void Dataplane::Impl::keying_poll() {
 
 mg_keying_reply Dataplane::Impl::keying_handle(const keying::Request& r) {
   auto refuse = [&](int32_t status, const std::string& why) {
-    fmt::print("meshgate: keying: {} refused: {}\n", keying::type_name(r.type), why);
+    log::warning(log::Type::kKeying, "{} refused: {}", keying::type_name(r.type), why);
     return keying::reply(status, 0, why);
   };
   const uint16_t nw = uint16_t(workers.size());
@@ -215,6 +215,7 @@ mg_keying_reply Dataplane::Impl::keying_handle(const keying::Request& r) {
       info.conn = keying_conn;
       const esp::Sa* key = sa.get();
       std::string msg;
+      const uint32_t replaced = out && sa_out[t] ? sa_out[t]->spi() : 0;
       if (out) {
         {
           std::lock_guard lk(snap_mu);
@@ -239,8 +240,9 @@ mg_keying_reply Dataplane::Impl::keying_handle(const keying::Request& r) {
         publish();
         retire_tables();
       }
-      fmt::print("meshgate: keying: tunnel {} {} SA SPI {:#x} ({}{}) installed\n", ct.name, out ? "outbound" : "inbound",
-                 m.spi, keying::cipher_name(m.cipher), m.esn ? ", ESN" : "");
+      audit_sa(t, out, *key, replaced ? fmt::format("installed by the keying daemon (replaces SPI {:#x}, kept until "
+                                                    "deleted)", replaced)
+                                      : std::string("installed by the keying daemon"));
       return keying::reply(MG_KEY_OK, m.spi, "");
     }
     case MG_KEY_DEL_SA:
@@ -303,11 +305,11 @@ bool Dataplane::Impl::keying_delete(size_t t, bool out, uint32_t spi, const char
     ret.bytes += st.bytes;
     for (size_t k = 0; k < esp::kDropCount; ++k) ret.drops[k] += st.drops[k];
   }
-  if (!out && !build_tables(&e)) fmt::print(stderr, "meshgate: keying: {}\n", e);
+  if (!out && !build_tables(&e)) log::error(log::Type::kKeying, "{}", e);
   publish();  // after it no worker holds `gone`
   retire_tables();
-  fmt::print("meshgate: keying: tunnel {} {} SA SPI {:#x} deleted{}{}\n", gw.tunnels[t].name,
-             out ? "outbound" : "inbound", spi, current ? " (the tunnel has no outbound SA now)" : "", why);
+  audit_sa(t, out, *gone, fmt::format("deleted{}{}", *why ? why : " by the keying daemon",
+                                      current ? "; the tunnel has no outbound SA now" : ""));
   gone.reset();  // wipes its key
   return true;
 }

@@ -92,7 +92,8 @@ void Liveness::tick(uint32_t now, std::vector<Change>* out) {
           ++x.suppressions;
         }
       }
-      out->push_back(Change{t, false, now, x.last});
+      x.released = false;
+      out->push_back(Change{t, false, now, x.last, x.state == LiveState::kSuppressed});
       continue;
     }
     // Down, holding or suppressed: track the current run of continuous proof (any gap longer than the
@@ -106,12 +107,13 @@ void Liveness::tick(uint32_t now, std::vector<Change>* out) {
     if (x.state == LiveState::kSuppressed) {
       if (decayed(x, now) >= double(x.cfg.reuse)) continue;
       x.state = LiveState::kDown;  // released; the hold-down still applies (it may already be served)
+      x.released = true;
     }
     x.state = x.streak_on ? LiveState::kHolding : LiveState::kDown;
     if (x.state == LiveState::kHolding && int32_t(now - x.streak) >= int32_t(x.cfg.hold_down_ms)) {
       x.state = LiveState::kUp;
       x.verdict_up = true;
-      out->push_back(Change{t, true, now, x.last});
+      out->push_back(Change{t, true, now, x.last, x.released});
     }
   }
 }

@@ -60,6 +60,7 @@ class Liveness {
     bool up;               // the new verdict
     uint32_t at;           // tick of the verdict
     uint32_t last_proof;   // tick of the last proof at that moment
+    bool damped = false;   // down: suppressed by damping at once; up: released from a suppression first
   };
 
   explicit Liveness(uint32_t tunnels = 0) : t_(tunnels) {}
@@ -100,6 +101,7 @@ class Liveness {
     bool verdict_up = true;
     bool seen = false;        // a proof arrived since configure()
     bool paused = false;      // held down by the operator: no verdict
+    bool released = false;    // out of a suppression since the last down verdict (Change::damped of the up)
     uint32_t last = 0;        // last proof
     bool streak_on = false;   // not up: proof is arriving continuously
     uint32_t streak = 0;      // start of that run of proof

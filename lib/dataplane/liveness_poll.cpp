@@ -82,10 +82,7 @@ void Dataplane::Impl::liveness_poll(double el) {
                            {"inside_rx", inside_rx},
                            {"outside_rx", outside_rx},
                            {"applied", !gw.liveness.monitor}});
-    if (!opt.quiet)
-      fmt::print("meshgate: liveness: tunnel {} {} at {:.3f}s (last proof {} ms before){}\n", name,
-                 c.up ? "up" : "down", el, int32_t(c.at - c.last_proof),
-                 gw.liveness.monitor ? " [monitor: not applied]" : "");
+    audit_verdict(c.tunnel, c.up, int32_t(c.at - c.last_proof), c.damped);
   }
 }
 

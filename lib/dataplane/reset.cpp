@@ -132,6 +132,11 @@ bool Dataplane::Impl::reset_instance(uint32_t inst, std::string* err) {
   // Phase 2: swap in the new SAs. A key that did not change continues its sequence number and replay window:
   // never the same (key, IV) pair twice, never a replay accepted twice.
   std::vector<std::unique_ptr<esp::Sa>> retired;
+  struct Swapped {
+    uint32_t t, old_out, old_in;
+    bool same_out, same_in;
+  };
+  std::vector<Swapped> swapped;
   {
     std::lock_guard lk(snap_mu);
     for (size_t k = 0; k < mine.size(); ++k) {
@@ -146,6 +151,8 @@ bool Dataplane::Impl::reset_instance(uint32_t inst, std::string* err) {
         ++seq_gen[t];  // a write still in flight belongs to the old reservation
       }
       if (ft.in.keymat.bytes() == ct.in.keymat.bytes()) nin[k]->adopt_replay(*sa_in[t]);
+      swapped.push_back({t, sa_out[t]->spi(), sa_in[t]->spi(), ft.out.keymat.bytes() == ct.out.keymat.bytes(),
+                         ft.in.keymat.bytes() == ct.in.keymat.bytes()});
       const esp::SaStats so = sa_out[t]->stats(), si = sa_in[t]->stats();
       retired_out[t].packets += so.packets;
       retired_in[t].packets += si.packets;
@@ -173,6 +180,14 @@ bool Dataplane::Impl::reset_instance(uint32_t inst, std::string* err) {
   publish();
   retire_tables();
   retired.clear();  // wipes the old keys
+  for (const Swapped& s : swapped) {
+    audit_sa(s.t, true, *sa_out[s.t], fmt::format("replaces SPI {:#x} (instance {} reset; {})", s.old_out,
+                                                  gw.instances[inst].name,
+                                                  s.same_out ? "same key: its sequence numbers continue" : "new key"));
+    audit_sa(s.t, false, *sa_in[s.t], fmt::format("replaces SPI {:#x} (instance {} reset; {})", s.old_in,
+                                                  gw.instances[inst].name,
+                                                  s.same_in ? "same key: its replay window continues" : "new key"));
+  }
   return true;
 }
 

@@ -22,16 +22,17 @@ bool Dataplane::Impl::seq_begin_key(const std::vector<uint8_t>& keymat, bool esn
   sa.resume_after(start);
   sa.set_seq_limit(limit);
   if (limit == start)
-    fmt::print(stderr, "meshgate: SPI {:#x}: every sequence number of its key is used up; its packets drop as "
-               "out_seq_overflow until the key is replaced\n", spi);
+    log::error(log::Type::kSeq, "SPI {:#x}: every sequence number of its key is used up; its packets drop as "
+               "out_seq_overflow until the key is replaced", spi);
   *res = std::move(r);
   return true;
 }
 
 bool Dataplane::Impl::seq_open(std::string* err) {
   if (opt.unsafe_volatile_seq) {
-    fmt::print(stderr, "meshgate: WARNING: unsafe volatile sequence numbers: outbound SAs start at 1 in every "
-               "run, so a restart repeats (key, IV) pairs of static keys and exposes their traffic; for labs only\n");
+    // Before EAL (plain stderr): the text says its level itself.
+    log::warning(log::Type::kSeq, "WARNING: unsafe volatile sequence numbers: outbound SAs start at 1 in every "
+                 "run, so a restart repeats (key, IV) pairs of static keys and exposes their traffic; for labs only");
     return true;
   }
   std::string e;
@@ -58,6 +59,8 @@ bool Dataplane::Impl::seq_setup(std::string* err) {
       *err = fmt::format("tunnel '{}' outbound SA: {}", gw.tunnels[t].name, e);
       return false;
     }
+    log::debug(log::Type::kSeq, "tunnel '{}': outbound sequence numbers continue after {}, reserved up to {}",
+               gw.tunnels[t].name, sa_out[t]->last_seq(), sa_out[t]->seq_limit());
   }
   return true;
 }
@@ -111,12 +114,12 @@ void Dataplane::Impl::seq_poll(double now_s) {
           r->commit(sl.next);
           sa_out[t]->set_seq_limit(sl.next);  // durable: the workers may use it
           if (seq_failing[t])
-            fmt::print(stderr, "meshgate: tunnel '{}': sequence reservation works again\n", gw.tunnels[t].name);
+            log::notice(log::Type::kSeq, "tunnel '{}': sequence reservation works again", gw.tunnels[t].name);
           seq_failing[t] = 0;
         } else {
           if (!seq_failing[t])
-            fmt::print(stderr, "meshgate: tunnel '{}': cannot reserve more sequence numbers ({}); past {} its packets "
-                       "drop as out_seq_unreserved until the write succeeds\n", gw.tunnels[t].name, sl.err, r->limit());
+            log::error(log::Type::kSeq, "tunnel '{}': cannot reserve more sequence numbers ({}); past {} its packets "
+                       "drop as out_seq_unreserved until the write succeeds", gw.tunnels[t].name, sl.err, r->limit());
           seq_failing[t] = 1;
         }
       }

@@ -43,6 +43,16 @@ int Dataplane::Impl::setup(std::string* err) {
     else args.push_back("-a" + port.devargs);
   }
   for (const auto& a : opt.eal_extra) args.push_back(a);
+  // From here on every message has a level, a type and a time (lib/log), EAL's own start-up lines too; EAL's
+  // --log-level patterns still apply to the types registered here. Under journald, stderr already reaches the
+  // journal: syslog too only when asked for (--syslog), or each line would be there twice.
+  log::StartOptions lo;
+  lo.default_level = opt.quiet ? log::Level::kWarning : log::Level::kInfo;
+  lo.journald = log::journal_stream_is_stderr();
+  lo.syslog = !lo.journald || std::any_of(args.begin(), args.end(), [](const std::string& a) {
+    return a.rfind("--syslog", 0) == 0;
+  });
+  if (!log::start(lo)) fmt::print(stderr, "meshgate: rte_log types could not be registered; plain messages\n");
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   rte_errno = 0;
@@ -56,8 +66,8 @@ int Dataplane::Impl::setup(std::string* err) {
   }
   eal_up = true;
   tsc_hz = rte_get_tsc_hz();
-  if (rte_pdump_init() != 0 && !opt.quiet)
-    fmt::print(stderr, "meshgate: pdump unavailable ({}); dpdk-dumpcap will not attach\n", rte_strerror(rte_errno));
+  if (rte_pdump_init() != 0)
+    log::warning(log::Type::kMain, "pdump unavailable ({}); dpdk-dumpcap will not attach", rte_strerror(rte_errno));
 
   // Workers on the configured lcores; main stays on the main lcore.
   const unsigned main_lcore = rte_get_main_lcore();
@@ -219,12 +229,10 @@ int Dataplane::Impl::setup_ports(std::map<std::string, uint16_t>* by_name, std::
     rte_eth_promiscuous_enable(ports[i].id);  // best effort: vdevs may not have it
   }
   ports_up = true;
-  if (!opt.quiet) {
-    for (const auto& pr : ports)
-      fmt::print("meshgate: port {} (id {}): {} RX / {} TX queues, MAC {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}\n",
-                 pr.name, pr.id, pr.nrx, pr.ntx, pr.mac.addr_bytes[0], pr.mac.addr_bytes[1], pr.mac.addr_bytes[2],
-                 pr.mac.addr_bytes[3], pr.mac.addr_bytes[4], pr.mac.addr_bytes[5]);
-  }
+  for (const auto& pr : ports)
+    log::info(log::Type::kPort, "port {} (id {}): {} RX / {} TX queues, MAC {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+              pr.name, pr.id, pr.nrx, pr.ntx, pr.mac.addr_bytes[0], pr.mac.addr_bytes[1], pr.mac.addr_bytes[2],
+              pr.mac.addr_bytes[3], pr.mac.addr_bytes[4], pr.mac.addr_bytes[5]);
 
   return kExitOk;
 }
@@ -250,7 +258,7 @@ int Dataplane::Impl::start_port(const PortRt& pr, const config::PortSpec& ps, st
       do {
         rte_eth_link link{};
         if (rte_eth_link_get_nowait(pr.id, &link) == 0 && link.link_status == RTE_ETH_LINK_UP) {
-          if (said && !opt.quiet) fmt::print("meshgate: port {}: memif link up\n", pr.name);
+          if (said) log::info(log::Type::kPort, "port {}: memif link up", pr.name);
           return kExitOk;
         }
         rte_delay_us_sleep(10000);
@@ -265,10 +273,10 @@ int Dataplane::Impl::start_port(const PortRt& pr, const config::PortSpec& ps, st
                                       : "");
       return kExitPort;
     }
-    if (!said && !opt.quiet) {
-      fmt::print("meshgate: port {}: {}; trying again for up to {} s\n", pr.name,
-                 memif_client ? "waiting for the memif server" : fmt::format("start failed ({})", rte_strerror(-rc)),
-                 ps.start_wait_s);
+    if (!said) {
+      log::info(log::Type::kPort, "port {}: {}; trying again for up to {} s", pr.name,
+                memif_client ? "waiting for the memif server" : fmt::format("start failed ({})", rte_strerror(-rc)),
+                ps.start_wait_s);
       said = true;
     }
     rte_delay_us_sleep(100000);

@@ -278,9 +278,9 @@ nlohmann::json Dataplane::Impl::port_stats() {
         j["host_ring_full"] = host_ring_full[o];  // kernel frames lost between main and worker 0
       }
     out[p.name] = std::move(j);
-    if (!opt.quiet && (es.imissed || es.ierrors || es.oerrors || es.rx_nombuf))
-      fmt::print(stderr, "meshgate: port {}: imissed {} ierrors {} oerrors {} rx_nombuf {}\n", p.name, es.imissed,
-                 es.ierrors, es.oerrors, es.rx_nombuf);
+    if (es.imissed || es.ierrors || es.oerrors || es.rx_nombuf)
+      log::notice(log::Type::kPort, "port {}: imissed {} ierrors {} oerrors {} rx_nombuf {}", p.name, es.imissed,
+                  es.ierrors, es.oerrors, es.rx_nombuf);
   }
   return out;
 }

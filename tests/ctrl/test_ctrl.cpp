@@ -271,7 +271,9 @@ TEST(CtrlRing, RoundTripPreservesEveryField) {
   c.target = 77;
   c.value = 0xfffffffe;
   c.deadline_ms = 3600000;
-  for (int i = 0; i < 32; ++i) c.reserved[i] = uint8_t(i * 7 + 1);
+  for (size_t i = 0; i < sizeof c.reserved; ++i) c.reserved[i] = uint8_t(i * 7 + 1);
+  c.client_pid = -5;  // claims travel as they are
+  c.client_uid = 0xfffffffe;
   Command out{};
   EXPECT_FALSE(owner->poll(&out));
   ASSERT_EQ(client->submit(c), SubmitError::kOk);

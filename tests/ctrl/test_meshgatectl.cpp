@@ -263,6 +263,10 @@ TEST_F(Ctl, OkPathSendsTheRightCommands) {
     EXPECT_EQ(got[i].value, want[i].value);
     EXPECT_EQ(got[i].deadline_ms, want[i].deadline);
     EXPECT_EQ(got[i].flags, 0);
+    // Who sent it (the gateway's audit line): meshgatectl claims its own uid and pid, a process other than this.
+    EXPECT_EQ(got[i].client_uid, uint32_t(geteuid()));
+    EXPECT_GT(got[i].client_pid, 0);
+    EXPECT_NE(got[i].client_pid, int32_t(getpid()));
   }
 }
 

@@ -61,7 +61,7 @@ TEST(CtrlValidate, OneRowPerRule) {
       {"targets ignored where none", cmd(Op::kMode, 99, 0), Limits{}, Status::kOk, ""},
       // version
       {"version", cmd(Op::kNop, 0, 0, 0, [](Command& c) { c.version = kLayoutVersion + 1; }), kGw,
-       Status::kBadVersion, "layout version 5 (this gateway speaks 4)"},
+       Status::kBadVersion, "layout version 6 (this gateway speaks 5)"},
       // length (checked after the version)
       {"length", cmd(Op::kNop, 0, 0, 0, [](Command& c) { c.length = 32; }), kGw, Status::kBadLength,
        "length 32 (expected 64)"},
@@ -75,7 +75,7 @@ TEST(CtrlValidate, OneRowPerRule) {
       // flags and reserved
       {"flags", cmd(Op::kNop, 0, 0, 0, [](Command& c) { c.flags = 1; }), kGw, Status::kBadValue,
        "flags and reserved bytes must be zero"},
-      {"reserved last byte", cmd(Op::kNop, 0, 0, 0, [](Command& c) { c.reserved[31] = 0x80; }), kGw,
+      {"reserved last byte", cmd(Op::kNop, 0, 0, 0, [](Command& c) { c.reserved[sizeof c.reserved - 1] = 0x80; }), kGw,
        Status::kBadValue, "flags and reserved bytes must be zero"},
       {"reserved before target", cmd(Op::kTunnelState, 9, 0, 0, [](Command& c) { c.reserved[0] = 1; }), kGw,
        Status::kBadValue, "flags and reserved bytes must be zero"},

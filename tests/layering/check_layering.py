@@ -33,7 +33,8 @@ ALLOWED = {
     "seqstate": set(),
     "keying": set(),
     "hostif": {"net"},
-    "dataplane": {"flow", "esp", "ctrl", "config", "seqstate", "keying", "hostif", "crypto", "net"},
+    "log": set(),
+    "dataplane": {"flow", "esp", "ctrl", "config", "seqstate", "keying", "hostif", "log", "crypto", "net"},
 }
 # The offline tools: no data plane, no ESP engine, no DPDK.
 APP_ALLOWED = {
