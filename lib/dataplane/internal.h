@@ -6,7 +6,8 @@
 //   liveness_poll.cpp  the watchdog ticks -> detector -> verdicts published like a command
 //   reset.cpp    instance reset: new SAs, inbound SA tables
 //   stats.cpp    counters collected by the tables of dataplane.h, JSON, text table
-//   mirror.cpp   the control block's mirror and DPDK telemetry
+//   mirror.cpp   the control block's mirror
+//   telemetry.cpp  DPDK telemetry (/meshgate/...): totals, tunnels, SAs, workers
 //   setup.cpp    EAL, ports, queues, workers, SAs
 //   dataplane.cpp  the public façade and the main loop
 // Internal code calls Impl, never the public Dataplane methods.
@@ -424,6 +425,7 @@ struct Dataplane::Impl {
 
   // mirror.cpp
   void refresh_mirror();
+  // telemetry.cpp
   void register_telemetry();
   void unregister_telemetry() noexcept;
 };
