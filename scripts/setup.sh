@@ -6,6 +6,7 @@ set -euo pipefail
 PKGS=(
   build-essential pkg-config meson ninja-build
   libdpdk-dev dpdk
+  dpdk-dev                   # dpdk-dumpcap, dpdk-pdump, dpdk-telemetry.py: capture and telemetry (tests/capture)
   libipsec-mb-dev libsodium-dev
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   libfmt-dev libtomlplusplus-dev libcli11-dev nlohmann-json3-dev

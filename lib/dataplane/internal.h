@@ -7,7 +7,8 @@
 //   reset.cpp    instance reset: new SAs, inbound SA tables
 //   audit.cpp    the audit trail: operator commands, events, liveness verdicts, SA changes
 //   stats.cpp    counters collected by the tables of dataplane.h, JSON, text table
-//   mirror.cpp   the control block's mirror and DPDK telemetry
+//   mirror.cpp   the control block's mirror
+//   telemetry.cpp  DPDK telemetry (/meshgate/...): totals, tunnels, SAs, workers
 //   setup.cpp    EAL, ports, queues, workers, SAs
 //   notify.cpp   systemd's notify protocol: READY, STATUS, WATCHDOG, STOPPING
 //   dataplane.cpp  the public façade and the main loop
@@ -446,6 +447,7 @@ struct Dataplane::Impl {
 
   // mirror.cpp
   void refresh_mirror();
+  // telemetry.cpp
   void register_telemetry();
   void unregister_telemetry() noexcept;
 };

@@ -1,8 +1,5 @@
-// The operators' views: the control block's mirror (read by meshgatectl) and DPDK telemetry (/meshgate/...),
-// both written from the counter tables of dataplane.h.
-#include <rte_mempool.h>
-#include <rte_telemetry.h>
-
+// The operators' view in the control block: the mirror read by meshgatectl, written from the counter tables of
+// dataplane.h (DPDK telemetry, the other view, is telemetry.cpp).
 #include <chrono>
 
 #include "dataplane/internal.h"
@@ -100,65 +97,5 @@ void Dataplane::Impl::refresh_mirror() {
   }
   ctrl->set_generation(generation);
 }
-
-namespace {
-
-const Dataplane::Impl* g_impl = nullptr;  // telemetry callbacks run on DPDK's telemetry thread
-
-int tel_stats(const char*, const char*, rte_tel_data* d) {
-  if (g_impl == nullptr) return -1;
-  const Stats s = g_impl->stats();  // counters read racily (monotonic), model under its own mutex
-  rte_tel_data_start_dict(d);
-  rte_tel_data_add_dict_u64(d, "generation", s.generation);
-  for (const auto& c : kGatewayCounters) rte_tel_data_add_dict_u64(d, c.name, s.*c.member);
-  for (size_t r = 0; r < kDropCount; ++r) rte_tel_data_add_dict_u64(d, kDropNames[r], s.drops[r]);
-  // DPDK 22.11's /mempool/info has no counts: mbufs in use (held by rings, queues and workers) for leak watching.
-  if (g_impl->pool != nullptr) rte_tel_data_add_dict_u64(d, "mbufs_in_use", rte_mempool_in_use_count(g_impl->pool));
-  return 0;
-}
-
-// DPDK 22.11's telemetry nests no dict in a dict and takes dict keys of [A-Za-z0-9_/.] only (a tunnel named
-// "a-1" is refused), so as with /ethdev/list and /ethdev/stats,ID: /meshgate/tunnels lists the tunnel names,
-// /meshgate/tunnel,NAME (or index) gives one in full.
-int tel_tunnels(const char*, const char*, rte_tel_data* d) {
-  if (g_impl == nullptr) return -1;
-  rte_tel_data_start_array(d, RTE_TEL_STRING_VAL);
-  for (const auto& t : g_impl->gw.tunnels) rte_tel_data_add_array_string(d, t.name.c_str());
-  return 0;
-}
-
-int tel_tunnel(const char*, const char* params, rte_tel_data* d) {
-  if (g_impl == nullptr || params == nullptr) return -1;
-  const Stats s = g_impl->stats();
-  const std::string p(params);
-  const TunnelStats* t = nullptr;
-  for (size_t i = 0; i < s.tunnels.size() && !t; ++i)
-    if (s.tunnels[i].name == p || std::to_string(i) == p) t = &s.tunnels[i];
-  if (t == nullptr) return -1;
-  rte_tel_data_start_dict(d);
-  rte_tel_data_add_dict_string(d, "name", t->name.c_str());
-  rte_tel_data_add_dict_string(d, "instance", t->instance.c_str());
-  rte_tel_data_add_dict_string(d, "device", t->device.c_str());
-  rte_tel_data_add_dict_string(d, "admin", to_string(t->admin));
-  rte_tel_data_add_dict_string(d, "state", to_string(t->effective));
-  rte_tel_data_add_dict_u64(d, "weight", t->weight);
-  rte_tel_data_add_dict_u64(d, "effective_weight", t->effective_weight);
-  for (const auto& k : kTunnelCounters) rte_tel_data_add_dict_u64(d, k.name, t->*k.member);
-  rte_tel_data_add_dict_string(d, "liveness", t->live_enabled ? to_string(t->live) : "off");
-  if (t->live_enabled)
-    rte_tel_data_add_dict_int(d, "last_proof_ms_ago", int(std::min<int64_t>(t->last_proof_ms_ago, INT32_MAX)));
-  return 0;
-}
-
-}  // namespace
-
-void Dataplane::Impl::register_telemetry() {
-  g_impl = this;
-  rte_telemetry_register_cmd("/meshgate/stats", tel_stats, "Gateway totals and drops by reason. No parameters");
-  rte_telemetry_register_cmd("/meshgate/tunnels", tel_tunnels, "Tunnel names. No parameters");
-  rte_telemetry_register_cmd("/meshgate/tunnel", tel_tunnel, "One tunnel's state and counters. Parameters: name or index");
-}
-
-void Dataplane::Impl::unregister_telemetry() noexcept { g_impl = nullptr; }
 
 }  // namespace mg::dp
