@@ -107,7 +107,8 @@ void Dataplane::request_stop() noexcept { g_stop.store(true, std::memory_order_r
 
 int Dataplane::run() {
   Impl& d = *impl_;
-  g_stop.store(false);
+  // g_stop is not cleared here: a SIGTERM that came while create() set up EAL and ports (systemd stopping a unit
+  // that is still starting) must stop the run, not be forgotten.
   std::vector<std::pair<Impl*, Worker*>> args;
   args.reserve(d.workers.size());
   for (auto& w : d.workers) args.emplace_back(&d, w.get());

@@ -15,6 +15,7 @@ systemd starts a Type=notify unit with WatchdogSec=. A thread records every data
                 is stopped; SIGCONT: they come back.
   ReloadTest    `meshgatectl reload` (the unit's ExecReload): `instance reset` of gw-a, then gw-b, each ok.
   StoppingTest  SIGTERM: STOPPING=1, after READY, and exit 0.
+  EarlyStopTest SIGTERM while it is still starting (control block made, no READY yet) stops it too.
 
 Run: /usr/bin/python3 tests/service/test_notify.py --meshgate BUILD/apps/meshgate/meshgate \
          --meshgatectl BUILD/apps/meshgatectl/meshgatectl --source-root . [--keep]
@@ -283,6 +284,61 @@ class StoppingTest(NotifyCase):
         ready, stopping = self.ev("ready"), self.ev("stopping")
         self.assertGreater(stopping[0], ready[0])
         self.assertEqual(self.S.rc, 0, f"exit {self.S.rc}{self.S.describe()}")
+
+
+class EarlyStopTest(unittest.TestCase):
+    """SIGTERM while meshgate is still starting (its control block made, READY not yet sent: EAL and ports being
+    set up) stops it: systemd's stop of a unit that is starting must not be lost. Each try waits for the block to
+    appear, sends one SIGTERM and asks the notify socket whether READY had come before it; a try where it had
+    proves nothing and is repeated (up to 5)."""
+
+    def test_sigterm_during_start(self):
+        conclusive = 0
+        for attempt in range(5):
+            tmp = os.path.join(TMP, f"early{attempt}")
+            d = os.path.join(tmp, "gw")
+            os.makedirs(os.path.join(d, "out"), exist_ok=True)
+            os.makedirs(os.path.join(d, "state"), exist_ok=True)
+            empty = os.path.join(d, "empty.pcap")
+            write_empty_pcap(empty)
+            listener = Listener(os.path.join(tmp, "notify.sock"))
+            control = f"svcearly{os.getpid()}x{attempt}"
+            prefix = f"mg-svc-early-{os.getpid()}-{attempt}"
+            env = dict(os.environ, MESHGATE_INSIDE_PCAP=empty, MESHGATE_OUT=os.path.join(d, "out"),
+                       MESHGATE_OUT_A_RX=empty, MESHGATE_OUT_B_RX=empty, STATE_DIRECTORY=os.path.join(d, "state"),
+                       NOTIFY_SOCKET=os.path.join(tmp, "notify.sock"))
+            cmd = [ARGS.meshgate, "-c", os.path.join(ARGS.source_root, "configs", "gateway-dual.toml"),
+                   "--pmd", os.path.join(ARGS.source_root, "pmd_config", "vdev-demo.toml"),
+                   "--control-name", control, f"--eal=--file-prefix={prefix}", "--duration", "300"]
+            with open(os.path.join(d, "meshgate.out"), "w+") as log:
+                proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+                try:
+                    t_end = time.monotonic() + 60
+                    while not os.path.exists(f"/dev/shm/meshgate.{control}") and proc.poll() is None \
+                            and time.monotonic() < t_end:
+                        time.sleep(0.002)
+                    proc.send_signal(signal.SIGTERM)
+                    t_sig = time.monotonic()
+                    ready = listener.wait_for(lambda ls: "READY=1" in ls, 0.0)
+                    try:
+                        rc = proc.wait(timeout=60)
+                    except subprocess.TimeoutExpired:
+                        rc = None
+                    log.seek(0)
+                    out = log.read()
+                finally:
+                    if proc.poll() is None:
+                        proc.kill()
+                        proc.wait()
+                    listener.close()
+                    shutil.rmtree(f"/var/run/dpdk/{prefix}", ignore_errors=True)
+            if ready is not None and ready[0] < t_sig:
+                continue  # the signal came after start-up: this try says nothing about the start
+            conclusive += 1
+            self.assertIsNotNone(rc, "SIGTERM during start-up was lost: still running 60 s later\n" + out[-1500:])
+            self.assertIn(rc, (0, 4), f"exit {rc}\n{out[-1500:]}")
+            break
+        self.assertGreater(conclusive, 0, "every try's SIGTERM came after READY: start-up was never hit")
 
 
 if __name__ == "__main__":
