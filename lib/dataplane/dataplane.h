@@ -232,6 +232,9 @@ struct TunnelStats : TunnelWorkerCounters, TunnelOtherCounters {
     uint64_t seq = 0;              // outbound: last number used; inbound: highest accepted
     bool esn = false, udp = false;  // extended sequence numbers; ESP in UDP (NAT-T)
     int64_t age_ms = -1;           // since the keying daemon installed it; -1: a static SA (as old as the run)
+    const char* cipher = "";       // crypto::to_string of its cipher
+    uint32_t window = 0;           // inbound: replay window size
+    bool needs_rekey = false;      // outbound: its sequence numbers or hard lifetime ran out
   };
   std::vector<SaView> sas;
   // NAT traversal of the running SAs: raw ESP or ESP in UDP, with the ports of each SA's packets on the wire; and

@@ -420,6 +420,7 @@ struct Dataplane::Impl {
   // them when its link goes (net_memif does when the peer leaves), and the exit report is read after that.
   std::vector<rte_eth_stats> pmd_seen;
   void sample_ports() noexcept;
+  PortWorkerCounters port_worker_totals(size_t port) const noexcept;  // every worker's and main's, summed
   nlohmann::json port_stats();
 
   // mirror.cpp
