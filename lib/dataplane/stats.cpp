@@ -90,6 +90,9 @@ Stats Dataplane::Impl::collect() const {
       s.tunnels[t].moved_in += tc.moved_in;
     }
   }
+  // Raw (not yet less the clear-counters baseline) sums here, as moved_at_publish was taken.
+  const uint64_t moved = s.moved_down + s.moved_drain, at = moved_at_publish.load(std::memory_order_relaxed);
+  s.moved_last_change = moved >= at ? moved - at : 0;
   std::lock_guard lk(snap_mu);  // resets swap SAs and tables under it
   for (size_t t = 0; t < s.tunnels.size(); ++t) {
     TunnelStats& ts = s.tunnels[t];
