@@ -16,6 +16,7 @@
 #include <ucontext.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
@@ -146,13 +147,15 @@ int main(int argc, char** argv) {
   bool no_control = false;
   app.add_flag("--no-control", no_control, "do not create the control block (meshgatectl cannot reach this process)");
   // --gateway NAME, as meshgatectl spells it; --control-name, the older spelling, still works (not listed).
-  const CLI::Validator gw_name(
-      [](std::string& n) { return mg::ctrl::valid_name(n) ? std::string() : "'" + n + "': use 1-32 of A-Z a-z 0-9 _ -"; },
-      "NAME");
+  // --gateway NAME, as meshgatectl spells it. --control-name, the older spelling, still works: it is rewritten to
+  // --gateway before parsing (a hidden CLI11 option would have no name in its error messages).
   app.add_option("--gateway", opt.control_name,
                  "gateway name for meshgatectl: the control block /dev/shm/meshgate.NAME (default: [gateway] name)")
-      ->check(gw_name);
-  app.add_option("--control-name", opt.control_name)->check(gw_name)->group("");
+      ->check(CLI::Validator(
+          [](std::string& n) {
+            return mg::ctrl::valid_name(n) ? std::string() : "'" + n + "': use 1-32 of A-Z a-z 0-9 _ -";
+          },
+          "NAME"));
   app.set_version_flag("--version", std::string("meshgate ") + MG_VERSION, "print the version and exit");
   std::string state_dir;
   bool unsafe_seq = false;
@@ -164,10 +167,20 @@ int main(int argc, char** argv) {
                "repeat (key, IV) pairs");
   app.add_option("--eal", eal_extra, "extra EAL argument (repeatable), e.g. --eal=--log-level=7")
       ->allow_extra_args(false);
+  std::vector<std::string> args(argv + 1, argv + argc);
+  bool old_name = false;
+  for (auto& a : args)
+    if (a == "--control-name" || a.rfind("--control-name=", 0) == 0) {
+      a = "--gateway" + a.substr(std::string("--control-name").size());
+      old_name = true;
+    }
+  std::reverse(args.begin(), args.end());  // CLI11 takes them last first
   try {
-    app.parse(argc, argv);
+    app.parse(args);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e) == 0 ? 0 : mg::dp::kExitConfig;
+    const int rc = app.exit(e);
+    if (rc != 0 && old_name) fmt::print(stderr, "(--control-name is the older name of --gateway)\n");
+    return rc == 0 ? 0 : mg::dp::kExitConfig;
   }
 
   std::vector<mg::config::Error> errs;

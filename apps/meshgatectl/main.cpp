@@ -248,7 +248,8 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
     if (help_cmd->parsed()) {
-      fmt::print("{}", app.help());
+      // app.help() would show the parsed subcommand's (help's own); this is the whole program's.
+      fmt::print("{}", app.get_formatter()->make_help(&app, app.get_name(), CLI::AppFormatMode::Normal));
       return kExitOk;
     }
   } catch (const CLI::ParseError& e) {

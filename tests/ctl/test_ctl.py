@@ -409,7 +409,11 @@ class ManTest(unittest.TestCase):
 
 class EventTest(unittest.TestCase):
     def check(self, *extra):
-        return run([ARGS.meshgate, "-c", gwtest.dual_cfg(), "--pmd", gwtest.pmd_cfg(), "--check"] + list(extra))
+        # The pmd_config's variables set: with one unset, --check stops after the files (a note, exit 0).
+        env = dict(os.environ, MESHGATE_INSIDE_PCAP="/nonexistent.pcap", MESHGATE_OUT="/nonexistent",
+                   MESHGATE_OUT_A_RX="/nonexistent.pcap", MESHGATE_OUT_B_RX="/nonexistent.pcap")
+        return run([ARGS.meshgate, "-c", gwtest.dual_cfg(), "--pmd", gwtest.pmd_cfg(), "--check"] + list(extra),
+                   env=env)
 
     def test_grammar(self):
         for ev in ("5:tunnel a-1 down", "p1000:instance gw-a maintenance", "2.5:instance gw-b maintenance --drain",
