@@ -90,6 +90,14 @@ class LiveTest(unittest.TestCase):
                    "--event", "p300:tunnel b-2 drain"]
         cls.log = open(os.path.join(cls.dir, "meshgate.out"), "w")
         cls.proc = subprocess.Popen(cls.cmd, env=env, stdout=cls.log, stderr=subprocess.STDOUT)
+        try:
+            cls.wait_forwarded()
+        except BaseException:
+            cls.tearDownClass()   # unittest does not call it when setUpClass fails
+            raise
+
+    @classmethod
+    def wait_forwarded(cls):
         # Until the whole pcap is in and forwarded: then nothing moves but the clocks.
         t_end = time.monotonic() + 60
         while time.monotonic() < t_end:
@@ -111,6 +119,9 @@ class LiveTest(unittest.TestCase):
             except subprocess.TimeoutExpired:
                 cls.proc.kill()
                 cls.proc.wait()
+                raise AssertionError(f"meshgate did not stop within 30 s of SIGINT: {cls.tail()}")
+            if cls.proc.returncode != 0:
+                raise AssertionError(f"meshgate exited {cls.proc.returncode} after SIGINT: {cls.tail()}")
         cls.log.close()
         shutil.rmtree(f"/var/run/dpdk/{cls.prefix}", ignore_errors=True)
 
