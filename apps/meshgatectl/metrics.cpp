@@ -113,18 +113,17 @@ void named(Exposition& x, const std::string& prefix, const std::string& what, co
 
 }  // namespace
 
-std::string metrics_text(const Snapshot& s, bool om) {
+std::string metrics_text(const Snapshot& s, bool om, const std::string& gateway) {
   Exposition x(om);
   const auto& g = s.gw;
-  const std::string gw = FIELD(g.name);
-  const Labels base{{"gateway", gw}};
+  const Labels base{{"gateway", gateway}};
   auto with = [&](Labels more) {
     Labels l = base;
     l.insert(l.end(), more.begin(), more.end());
     return l;
   };
-  x.add("meshgate_gateway_info", false, "the gateway and its mode (value always 1)",
-        with({{"mode", g.mode == 0 ? "active-active" : "active-standby"}}), uint64_t(1));
+  x.add("meshgate_gateway_info", false, "the gateway's configured name and mode (value always 1)",
+        with({{"name", FIELD(g.name)}, {"mode", g.mode == 0 ? "active-active" : "active-standby"}}), uint64_t(1));
   x.add("meshgate_generation", false, "state generation: each published change adds one", base, g.generation);
   x.add("meshgate_mirror_updated_timestamp_seconds", false, "when the data plane last refreshed these figures",
         base, double(g.updated_ns) / 1e9);

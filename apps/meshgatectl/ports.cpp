@@ -153,7 +153,7 @@ int run_show(const c::Block& b, const Options& o, const std::string& what) {
         cur = alive_read();
       }
       if (what == "metrics") {
-        const std::string text = metrics_text(cur, o.format == "openmetrics");
+        const std::string text = metrics_text(cur, o.format == "openmetrics", o.gateway);
         if (o.output.empty()) fmt::print("{}", text);
         else write_atomically(o.output, text);
       } else if (what == "ports") {
