@@ -190,8 +190,8 @@ class LiveTest(unittest.TestCase):
             for k, v in w.items():
                 if k in ("index", "lcore"):
                     continue
-                lab = frozenset(gw | {("worker", str(w["index"])), ("lcore", str(w["lcore"]))})
-                got = m.get(("meshgate_worker_" + k + "_total", lab), m.get(("meshgate_worker_" + k, lab)))
+                wl = frozenset(gw | {("worker", str(w["index"])), ("lcore", str(w["lcore"]))})
+                got = m.get(("meshgate_worker_" + k + "_total", wl), m.get(("meshgate_worker_" + k, wl)))
                 self.assertEqual(got, v, f"worker {w['index']} {k}")
                 checked += 1
         self.assertGreater(checked, 100)
