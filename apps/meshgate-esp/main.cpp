@@ -28,6 +28,7 @@
 
 #include "esp/esp.h"
 #include "frames.h"
+#include "mg_version.h"
 
 namespace {
 
@@ -96,6 +97,7 @@ int main(int argc, char** argv) {
           },
           "1..2^64-1"));
   app.add_flag("--json", json, "print the counters as JSON");
+  app.set_version_flag("--version", std::string("meshgate-esp ") + MG_VERSION, "print the version and exit");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -14,6 +14,7 @@
 #include "spread_conf.h"
 #include "sim.h"
 #include "trace.h"
+#include "mg_version.h"
 
 namespace {
 
@@ -240,6 +241,7 @@ int main(int argc, char** argv) {
                                               " byte balance")
       ->check(CLI::Range(1u, 100000u));
   app.add_flag("--json", o.json, "JSON on stdout for scripts");
+  app.set_version_flag("--version", std::string("meshgate-spread ") + MG_VERSION, "print the version and exit");
   try {
     app.parse(argc, argv);
     if (o.pcap.empty() && o.synthetic == 0) throw CLI::RequiredError("--pcap or --synthetic");

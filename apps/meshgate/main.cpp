@@ -2,12 +2,13 @@
 //
 //   meshgate --config configs/gateway-dual.toml                 run until SIGINT/SIGTERM
 //   meshgate --config FILE --check                              validate both files, print the model, no EAL
-//   meshgate --config FILE --duration 10 --stats-interval 1 --event 5:instance:gw-a:down
+//   meshgate --config FILE --duration 10 --stats-interval 1 --event '5:instance gw-a maintenance'
 //   meshgate --config FILE --liveness 20x3                    tunnels without proof of life for 60 ms go down
 //                                                             (liveness is configured in the file's [liveness]
 //                                                             and [tunnel.liveness]; these flags override it)
 //
-// Exit codes: 0 ok, 1 runtime failure, 2 bad config or usage, 3 EAL failure, 4 port failure.
+// Exit codes (README "Exit codes", shared by every tool): 0 ok, 1 runtime failure, 2 bad config or usage, 3 EAL
+// failure (the environment), 4 port failure (a resource).
 #include <CLI/CLI.hpp>
 #include <fmt/core.h>
 
@@ -15,6 +16,7 @@
 #include <ucontext.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
@@ -29,6 +31,7 @@
 #include "dataplane/dataplane.h"
 #include "events.h"
 #include "log/log.h"
+#include "mg_version.h"
 
 namespace {
 
@@ -137,19 +140,25 @@ int main(int argc, char** argv) {
                "answer ICMP/ICMPv6 echo requests that arrive inside a tunnel for its probe source on the same "
                "tunnel (meshgate as the far device of another; [liveness] reflect)");
   app.add_option("--event", events,
-                 "state change during the run: SECONDS|pPACKETS:tunnel|instance:NAME:up|down|drain")
+                 "state change during the run: WHEN:WORDS, WHEN = SECONDS or pPACKETS, WORDS = meshgatectl's "
+                 "'tunnel T down|up|drain' or 'instance I maintenance [--drain]|up' (or the older "
+                 "tunnel|instance:NAME:up|down|drain)")
       ->allow_extra_args(false);
   app.add_option("--stats-json", stats_json, "write the final counters and event snapshots as JSON here");
   app.add_flag("-q,--quiet", opt.quiet, "print nothing but errors");
   bool no_control = false;
   app.add_flag("--no-control", no_control, "do not create the control block (meshgatectl cannot reach this process)");
-  app.add_option("--control-name", opt.control_name,
-                 "name of the control block /dev/shm/meshgate.NAME (default: [gateway] name)")
+  // --gateway NAME, as meshgatectl spells it; --control-name, the older spelling, still works (not listed).
+  // --gateway NAME, as meshgatectl spells it. --control-name, the older spelling, still works: it is rewritten to
+  // --gateway before parsing (a hidden CLI11 option would have no name in its error messages).
+  app.add_option("--gateway", opt.control_name,
+                 "gateway name for meshgatectl: the control block /dev/shm/meshgate.NAME (default: [gateway] name)")
       ->check(CLI::Validator(
           [](std::string& n) {
             return mg::ctrl::valid_name(n) ? std::string() : "'" + n + "': use 1-32 of A-Z a-z 0-9 _ -";
           },
           "NAME"));
+  app.set_version_flag("--version", std::string("meshgate ") + MG_VERSION, "print the version and exit");
   std::string state_dir;
   bool unsafe_seq = false;
   app.add_option("--state-dir", state_dir,
@@ -160,10 +169,20 @@ int main(int argc, char** argv) {
                "repeat (key, IV) pairs");
   app.add_option("--eal", eal_extra, "extra EAL argument (repeatable), e.g. --eal=--log-level=7")
       ->allow_extra_args(false);
+  std::vector<std::string> args(argv + 1, argv + argc);
+  bool old_name = false;
+  for (auto& a : args)
+    if (a == "--control-name" || a.rfind("--control-name=", 0) == 0) {
+      a = "--gateway" + a.substr(std::string("--control-name").size());
+      old_name = true;
+    }
+  std::reverse(args.begin(), args.end());  // CLI11 takes them last first
   try {
-    app.parse(argc, argv);
+    app.parse(args);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e) == 0 ? 0 : mg::dp::kExitConfig;
+    const int rc = app.exit(e);
+    if (rc != 0 && old_name) fmt::print(stderr, "(--control-name is the older name of --gateway)\n");
+    return rc == 0 ? 0 : mg::dp::kExitConfig;
   }
 
   std::vector<mg::config::Error> errs;

@@ -1,9 +1,10 @@
 // meshgatectl — operator CLI for a running meshgate, through its shared-memory control block (lib/ctrl only: no
 // DPDK, no EAL). Reads the mirror for `show`, sends commands through the ring and waits for the reply.
 //
-// Exit codes: 0 ok; 1 refused by the data plane (status and message printed); 2 usage (CLI errors, unknown tunnel
-// or instance, bad value); 3 no gateway running (no block, stale block, owner died before replying, or a block this
-// meshgatectl cannot read); 4 ring full, reply timeout or mirror busy while the owner is alive.
+// Exit codes (README "Exit codes", the same kinds in every tool): 0 ok; 1 refused by the data plane (status and
+// message printed) or a --output file not written; 2 usage (CLI errors, unknown tunnel or instance, bad value);
+// 3 no gateway running (no block, stale block, owner died before replying, or a block this meshgatectl cannot read);
+// 4 ring full, reply timeout or mirror busy while the owner is alive.
 #include <dirent.h>
 
 #include <CLI/CLI.hpp>
@@ -18,6 +19,7 @@
 #include <vector>
 
 #include "cli.h"
+#include "mg_version.h"
 
 using nlohmann::json;
 using namespace mgctl;
@@ -143,23 +145,73 @@ int run_command(c::Block& b, const Options& o, const c::Limits& limits, c::Op op
   return ok ? kExitOk : kExitRefused;
 }
 
+// An unknown verb or view gets the list and the nearest name, before CLI11 (whose message for a stray word is
+// "The following arguments were not expected"). Returns an empty string when the words are known.
+std::string check_words(int argc, char** argv) {
+  static const std::vector<std::string> with_value = {"--gateway", "--timeout-ms", "--watch", "--count", "--format",
+                                                      "--output", "--deadline"};
+  std::vector<std::string> words;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a.size() > 1 && a[0] == '-') {
+      if (a.find('=') == std::string::npos &&
+          std::find(with_value.begin(), with_value.end(), a) != with_value.end())
+        ++i;
+      continue;
+    }
+    words.push_back(a);
+    if (words.size() == 2) break;
+  }
+  auto list = [](const auto& names) {
+    std::vector<std::string> v(std::begin(names), std::end(names));
+    std::string s;
+    for (const auto& n : v) s += (s.empty() ? "" : ", ") + n;
+    return std::pair{v, s};
+  };
+  auto unknown = [&](const std::string& what, const std::string& w, const auto& names) {
+    const auto [v, s] = list(names);
+    const std::string near = suggest(w, v);
+    return fmt::format("unknown {} '{}'{}; {}s: {} (meshgatectl --help)", what, w,
+                       near.empty() ? "" : fmt::format(" (did you mean '{}'?)", near), what, s);
+  };
+  if (words.empty()) return {};
+  if (std::find(std::begin(kVerbs), std::end(kVerbs), words[0]) == std::end(kVerbs))
+    return unknown("command", words[0], kVerbs);
+  if (words[0] == "show" && words.size() > 1 &&
+      std::find(std::begin(kShowViews), std::end(kShowViews), words[1]) == std::end(kShowViews))
+    return unknown("view", words[1], kShowViews);
+  return {};
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   Options o;
-  CLI::App app{"meshgatectl: show and change a running meshgate through its control block"};
+  CLI::App app{"meshgatectl: show and change a running meshgate through its control block.\n"
+               "Exit codes: 0 ok, 1 refused by the gateway (or a file not written), 2 usage, 3 no gateway or an "
+               "untrusted block, 4 ring full or no reply"};
   app.require_subcommand(1);
   app.fallthrough();
   app.add_option("--gateway", o.gateway, "gateway name (default: the only /dev/shm/meshgate.* block)");
-  app.add_flag("--json", o.json, "JSON output for scripts");
+  app.add_flag("-j,--json", o.json, "JSON output for scripts");
   app.add_option("--timeout-ms", o.timeout_ms, "how long to wait for the data plane's reply")
       ->check(CLI::Range(1u, 3600000u));
+  app.add_option("--watch", o.watch_s, "show: again every S seconds (rates: over each S), until interrupted")
+      ->check(CLI::Range(0.05, 86400.0));
+  app.add_option("--count", o.count, "with --watch: stop after N frames")->check(CLI::Range(1u, 1000000000u));
+  app.set_version_flag("--version", std::string("meshgatectl ") + MG_VERSION, "print the version and exit");
 
   std::string show_what;
-  auto* show_cmd = app.add_subcommand("show", "show gateway|instances|tunnels|sa|flows|counters|errors");
+  auto* show_cmd = app.add_subcommand(
+      "show", "show gateway|instances|tunnels|sa|flows|counters|errors|ports|rates|metrics");
   show_cmd->add_option("what", show_what)
       ->required()
-      ->check(CLI::IsMember({"gateway", "instances", "tunnels", "sa", "flows", "counters", "errors"}));
+      ->check(CLI::IsMember(std::vector<std::string>(std::begin(kShowViews), std::end(kShowViews))));
+  show_cmd->add_option("--format", o.format, "metrics: prometheus (text 0.0.4, default) or openmetrics")
+      ->check(CLI::IsMember({"prometheus", "openmetrics"}));
+  show_cmd->add_option("--output", o.output,
+                       "metrics: write this file atomically (temporary file + rename), e.g. for node-exporter's "
+                       "textfile collector");
 
   std::string tun, tun_action, tun_value;
   double tun_deadline = 0;
@@ -189,9 +241,19 @@ int main(int argc, char** argv) {
   auto* ping_cmd = app.add_subcommand("ping", "round trip through the ring (no change)");
   // systemctl reload (meshgate@.service's ExecReload): nothing but `instance I reset` for each instance in turn.
   auto* reload_cmd = app.add_subcommand("reload", "instance I reset for every instance in turn (stops at a refusal)");
+  auto* help_cmd = app.add_subcommand("help", "this help");
 
+  if (const std::string bad = check_words(argc, argv); !bad.empty()) {
+    fmt::print(stderr, "meshgatectl: {}\n", bad);
+    return kExitUsage;
+  }
   try {
     app.parse(argc, argv);
+    if (help_cmd->parsed()) {
+      // app.help() would show the parsed subcommand's (help's own); this is the whole program's.
+      fmt::print("{}", app.get_formatter()->make_help(&app, app.get_name(), CLI::AppFormatMode::Normal));
+      return kExitOk;
+    }
   } catch (const CLI::ParseError& e) {
     const int rc = app.exit(e);
     return rc == 0 ? 0 : kExitUsage;
@@ -206,6 +268,10 @@ int main(int argc, char** argv) {
     }
     if (inst_cmd->parsed() && inst_drain_opt->count() && inst_action != "maintenance")
       throw Fail{kExitUsage, "--drain goes with maintenance"};
+    if (show_cmd->parsed() && show_what != "metrics" && (!o.output.empty() || o.format != "prometheus"))
+      throw Fail{kExitUsage, "--format and --output go with show metrics"};
+    if ((o.watch_s > 0 || o.count) && !show_cmd->parsed()) throw Fail{kExitUsage, "--watch and --count go with show"};
+    if (o.count && o.watch_s <= 0) throw Fail{kExitUsage, "--count goes with --watch"};
     // Only what cannot become a command field is checked here; the rules (weight and deadline bounds, a deadline
     // only with a drain, target ranges) are validate()'s, below.
     uint32_t weight = 0;
@@ -250,10 +316,7 @@ int main(int argc, char** argv) {
     }
 
     auto b = connect(o);
-    if (show_cmd->parsed()) {
-      show(*b, o, show_what);
-      return kExitOk;
-    }
+    if (show_cmd->parsed()) return run_show(*b, o, show_what);
     // Commands without a target need no mirror read (limits zero: no tunnel or instance is addressed).
     if (!cmd.kind) return run_command(*b, o, c::Limits{}, cmd.op, 0, cmd.value, cmd.deadline);
     const Snapshot s = read_mirror(*b);

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "cli.h"
+#include "table.h"
 
 using nlohmann::json;
 
@@ -60,46 +61,14 @@ Snapshot read_mirror(const c::Block& b) {
   s.workers.resize(std::min(s.gw.n_workers, c::kMaxWorkers));
   for (uint32_t i = 0; i < s.workers.size(); ++i)
     if (!b.read_worker(i, &s.workers[i])) throw busy("worker");
+  s.ports.resize(std::min(s.gw.n_ports, c::kMaxPorts));
+  for (uint32_t i = 0; i < s.ports.size(); ++i)
+    if (!b.read_port(i, &s.ports[i])) throw busy("port");
   return s;
 }
 
 namespace {
 
-// ---- human tables ----
-
-class Table {
- public:
-  explicit Table(std::vector<std::string> head) : head_(std::move(head)) {}
-  void row(std::vector<std::string> r) { rows_.push_back(std::move(r)); }
-  void print() const {
-    std::vector<size_t> w(head_.size());
-    std::vector<bool> numeric(head_.size(), !rows_.empty());
-    for (size_t i = 0; i < head_.size(); ++i) w[i] = head_[i].size();
-    for (const auto& r : rows_)
-      for (size_t i = 0; i < r.size() && i < w.size(); ++i) {
-        w[i] = std::max(w[i], r[i].size());
-        if (r[i].empty() || r[i].find_first_not_of("0123456789") != std::string::npos) numeric[i] = false;
-      }
-    auto line = [&](const std::vector<std::string>& r) {
-      std::string out;
-      for (size_t i = 0; i < w.size(); ++i) {
-        const std::string& cell = i < r.size() ? r[i] : std::string();
-        const std::string pad(w[i] - cell.size(), ' ');
-        out += numeric[i] ? pad + cell : (i + 1 < w.size() ? cell + pad : cell);
-        if (i + 1 < w.size()) out += "  ";
-      }
-      fmt::print("{}\n", out);
-    };
-    line(head_);
-    for (const auto& r : rows_) line(r);
-  }
-
- private:
-  std::vector<std::string> head_;
-  std::vector<std::vector<std::string>> rows_;
-};
-
-std::string num(uint64_t v) { return std::to_string(v); }
 std::string hex32(uint32_t v) { return fmt::format("0x{:08x}", v); }
 
 std::string ago(uint64_t then_ns) {
@@ -224,8 +193,7 @@ void show_other_counters(const Snapshot& s) {
 
 }  // namespace
 
-void show(const c::Block& b, const Options& o, const std::string& what) {
-  const Snapshot s = read_mirror(b);
+void show(const c::Block& b, const Options& o, const std::string& what, const Snapshot& s) {
   const auto& g = s.gw;
   auto gc = [&](const char* name) { return c::counter(g, name); };
   auto tc = [&](const c::TunnelInfo& t, const char* name) { return c::counter(g, t, name); };
@@ -243,7 +211,8 @@ void show(const c::Block& b, const Options& o, const std::string& what) {
                 {"moved_down", gc("moved_down")},  {"moved_drain", gc("moved_drain")},
                 {"moved_idle", gc("moved_idle")},  {"evicted", gc("evicted")},
                 {"commands_ok", gc("commands_ok")}, {"commands_rejected", gc("commands_rejected")},
-                {"updated_ns", g.updated_ns},      {"pending_commands", b.pending()}};
+                {"updated_ns", g.updated_ns},      {"pending_commands", b.pending()},
+                {"mbufs_in_use", g.mbufs_in_use}};
       fmt::print("{}\n", j.dump(2));
       return;
     }
@@ -317,22 +286,30 @@ void show(const c::Block& b, const Options& o, const std::string& what) {
           j.push_back({{"tunnel", FIELD(r.name)}, {"keying", r.keying ? "ike" : "static"},
                        {"direction", a.flags & 1 ? "out" : "in"}, {"spi", a.spi}, {"state", state(a.flags)},
                        {"packets", a.packets}, {"bytes", a.bytes}, {"seq", a.seq}, {"esn", (a.flags & 2) != 0},
-                       {"encap", a.flags & 4 ? "udp" : "none"}, {"age_ms", a.age_ms}});
+                       {"encap", a.flags & 4 ? "udp" : "none"}, {"age_ms", a.age_ms},
+                       {"cipher", FIELD(a.cipher)}, {"needs_rekey", (a.flags & 8) != 0}});
+          if (!(a.flags & 1)) j.back()["window"] = {{"size", a.window}, {"top", a.seq}};
         }
       }
       fmt::print("{}\n", j.dump(2));
       return;
     }
-    Table t({"TUNNEL", "KEYING", "DIR", "SPI", "STATE", "AGE", "ESN", "ENCAP", "PACKETS", "BYTES", "SEQ"});
+    // SEQ: outbound the last number used, inbound the replay window's top; WINDOW its size; REKEY: the SA's
+    // numbers or hard lifetime are used up.
+    Table t({"TUNNEL", "KEYING", "DIR", "SPI", "CIPHER", "STATE", "AGE", "ESN", "ENCAP", "PACKETS", "BYTES", "SEQ",
+             "WINDOW", "REKEY"});
     for (uint32_t i = 0; i < s.tunnels.size(); ++i) {
       const auto& r = s.tunnels[i];
       if (r.n_sas == 0)
-        t.row({FIELD(r.name), r.keying ? "ike" : "static", "-", "-", "no SA", "-", "-", "-", "-", "-", "-"});
+        t.row({FIELD(r.name), r.keying ? "ike" : "static", "-", "-", "-", "no SA", "-", "-", "-", "-", "-", "-", "-",
+               "-"});
       for (uint32_t k = 0; k < std::min(r.n_sas, c::kMaxSaRows); ++k) {
         const c::SaRow& a = r.sas[k];
         t.row({FIELD(r.name), r.keying ? "ike" : "static", a.flags & 1 ? "out" : "in", fmt::format("{:#010x}", a.spi),
-               state(a.flags), a.age_ms < 0 ? std::string("-") : fmt::format("{:.1f}s", double(a.age_ms) / 1000),
-               a.flags & 2 ? "yes" : "no", a.flags & 4 ? "udp" : "none", num(a.packets), num(a.bytes), num(a.seq)});
+               FIELD(a.cipher), state(a.flags),
+               a.age_ms < 0 ? std::string("-") : fmt::format("{:.1f}s", double(a.age_ms) / 1000),
+               a.flags & 2 ? "yes" : "no", a.flags & 4 ? "udp" : "none", num(a.packets), num(a.bytes), num(a.seq),
+               a.flags & 1 ? std::string("-") : num(a.window), a.flags & 8 ? "yes" : "no"});
       }
     }
     t.print();

@@ -35,13 +35,16 @@
 namespace mg::ctrl {
 
 inline constexpr uint64_t kMagic = 0x6d65736867617465ull;  // "meshgate"
-inline constexpr uint32_t kLayoutVersion = 5;  // 2: counters by name, doorbell; 3: SAs per tunnel; 4: SA age, ESN, encap;
-                                               // 5: Command.client_pid/client_uid (audit) out of reserved
+// 2: counters by name, doorbell; 3: SAs per tunnel; 4: SA age, ESN, encap; 5: port records (PortInfo, driver and
+// worker counters by name), mbufs in use, SA cipher / replay window size / needs-rekey flag, and
+// Command.client_pid/client_uid (the audit trail) out of reserved
+inline constexpr uint32_t kLayoutVersion = 5;
 inline constexpr uint32_t kRingSlots = 64;      // power of two
 inline constexpr uint32_t kReplySlots = 64;
 inline constexpr uint32_t kMaxTunnels = mg::kMaxTunnels;      // net/limits.h: the product's limits
 inline constexpr uint32_t kMaxInstances = mg::kMaxInstances;
 inline constexpr uint32_t kMaxWorkers = mg::kMaxWorkers;
+inline constexpr uint32_t kMaxPorts = 16;       // DPDK ports of one gateway in the mirror (more: the first ones)
 inline constexpr uint32_t kNameLen = 32;
 inline constexpr uint32_t kMaxDropReasons = 32;  // data-plane reasons and ESP reasons each fit
 inline constexpr uint32_t kMaxDeadlineMs = 24u * 3600 * 1000;
@@ -126,6 +129,9 @@ enum class SubmitError { kOk, kFull, kNoGateway, kBadBlock };
 // the matching list in GatewayInfo. Only the first n_* rows are meaningful. No padding anywhere (layout.h checks),
 // so a record read back compares equal byte for byte.
 using CounterNames = char[kMaxCounters][kCounterNameLen];
+// kCounterMonotonic: only goes up (but restarts from 0 at `clear counters` or a restart); kCounterGauge: may go down
+// (pinned flows) or is a largest-seen figure.
+inline constexpr uint8_t kCounterMonotonic = 0, kCounterGauge = 1;
 
 struct GatewayInfo {
   char name[kNameLen];
@@ -145,6 +151,13 @@ struct GatewayInfo {
   CounterNames counter_names;
   CounterNames tunnel_counter_names;
   CounterNames worker_counter_names;
+  // Ports (layout 5): how many PortInfo records, the names of their counters (the driver's, then the workers').
+  uint32_t n_ports, n_port_counters;
+  uint64_t mbufs_in_use;         // the packet pool's mbufs not in it now (rings, queues, workers)
+  CounterNames port_counter_names;
+  // The kind of each named counter, row for row (kCounterKind*): what a metrics exporter declares it as.
+  uint8_t counter_kinds[kMaxCounters], tunnel_counter_kinds[kMaxCounters], worker_counter_kinds[kMaxCounters],
+      port_counter_kinds[kMaxCounters];
 };
 
 struct InstanceInfo {
@@ -156,8 +169,9 @@ struct InstanceInfo {
 };
 
 // One SA of a tunnel (meshgatectl show sa). flags: bit 0 outbound, bit 1 extended sequence numbers, bit 2 ESP in
-// UDP (NAT-T); bits 8..15 state (0 active, 1 replaced by a newer outbound SA and not yet deleted, 2 ended: its
-// sequence numbers or hard lifetime ran out).
+// UDP (NAT-T); bit 3 needs rekey (outbound: a packet found its sequence numbers or hard lifetime used up); bits
+// 8..15 state (0 active, 1 replaced by a newer outbound SA and not yet deleted, 2 ended: its sequence numbers or
+// hard lifetime ran out).
 inline constexpr uint32_t kMaxSaRows = 4;
 struct SaRow {
   uint32_t spi;
@@ -165,6 +179,9 @@ struct SaRow {
   uint64_t packets, bytes;
   uint64_t seq;                  // outbound: last number used; inbound: highest accepted
   int64_t age_ms;                // since its keying daemon installed it; -1: a static SA (from the file)
+  char cipher[24];               // "aes-gcm-128", ... (NUL-padded)
+  uint32_t window;               // inbound: replay window size in packets (its top is seq); outbound 0
+  uint32_t reserved;             // 0
 };
 
 struct TunnelInfo {
@@ -188,6 +205,17 @@ struct TunnelInfo {
   uint64_t counters[kMaxCounters];  // names in GatewayInfo::tunnel_counter_names
 };
 
+// One DPDK port (meshgatectl show ports): counters[i] is named by GatewayInfo::port_counter_names row i: the
+// driver's (ipackets, imissed, rx_nombuf, oerrors, ...: the largest values sampled, as a driver may zero them) and
+// the workers' own per-port counts (rx_packets, tx_packets, tx_refused, to_host, from_host).
+struct PortInfo {
+  char name[kNameLen];
+  char host[kNameLen];           // the port's kernel twin ("" none)
+  uint32_t port_id;
+  uint32_t reserved;             // 0
+  uint64_t counters[kMaxCounters];
+};
+
 struct WorkerInfo {
   uint32_t lcore;
   uint32_t reserved;             // 0
@@ -202,6 +230,7 @@ uint64_t counter(const CounterNames& names, uint32_t n, const uint64_t* values, 
 uint64_t counter(const GatewayInfo& g, std::string_view name) noexcept;
 uint64_t counter(const GatewayInfo& g, const TunnelInfo& t, std::string_view name) noexcept;
 uint64_t counter(const GatewayInfo& g, const WorkerInfo& w, std::string_view name) noexcept;
+uint64_t counter(const GatewayInfo& g, const PortInfo& p, std::string_view name) noexcept;
 // A name of row i as a string (without the NUL padding); "" past n.
 std::string counter_name(const CounterNames& names, uint32_t n, uint32_t i);
 // Writer side: appends a name to a list (truncated to kCounterNameLen); its index, or nullopt when the list is full.
@@ -254,11 +283,13 @@ class Block {
   void write_instance(uint32_t i, const InstanceInfo& r) noexcept;
   void write_tunnel(uint32_t t, const TunnelInfo& r) noexcept;
   void write_worker(uint32_t w, const WorkerInfo& r) noexcept;
+  void write_port(uint32_t p, const PortInfo& r) noexcept;
   void set_generation(uint64_t g) noexcept;
   bool read_gateway(GatewayInfo* g) const noexcept;   // false if the writer kept it busy too long
   bool read_instance(uint32_t i, InstanceInfo* r) const noexcept;
   bool read_tunnel(uint32_t t, TunnelInfo* r) const noexcept;
   bool read_worker(uint32_t w, WorkerInfo* r) const noexcept;
+  bool read_port(uint32_t p, PortInfo* r) const noexcept;
   uint64_t generation() const noexcept;
 
   // ---- added for meshgatectl and tests ----

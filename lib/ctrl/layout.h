@@ -31,11 +31,13 @@ static_assert(sizeof(std::atomic<uint32_t>) == 4);
 static_assert((kRingSlots & (kRingSlots - 1)) == 0, "kRingSlots must be a power of two");
 static_assert(std::is_trivially_copyable_v<Command> && std::is_trivially_copyable_v<Reply>);
 static_assert(std::is_trivially_copyable_v<GatewayInfo> && std::is_trivially_copyable_v<InstanceInfo> &&
-              std::is_trivially_copyable_v<TunnelInfo> && std::is_trivially_copyable_v<WorkerInfo>);
+              std::is_trivially_copyable_v<TunnelInfo> && std::is_trivially_copyable_v<WorkerInfo> &&
+              std::is_trivially_copyable_v<PortInfo>);
 // Mirror records carry no padding: what a reader copies is exactly the fields the writer set.
 static_assert(std::has_unique_object_representations_v<GatewayInfo> &&
               std::has_unique_object_representations_v<TunnelInfo> &&
-              std::has_unique_object_representations_v<WorkerInfo>);
+              std::has_unique_object_representations_v<WorkerInfo> &&
+              std::has_unique_object_representations_v<PortInfo>);
 
 namespace detail {
 
@@ -135,6 +137,7 @@ struct Block::Layout {
   detail::SeqRecord<InstanceInfo> instances[kMaxInstances];
   detail::SeqRecord<TunnelInfo> tunnels[kMaxTunnels];
   detail::SeqRecord<WorkerInfo> workers[kMaxWorkers];
+  detail::SeqRecord<PortInfo> ports[kMaxPorts];
 };
 
 // Pin the layout: a change here is a change of kLayoutVersion.

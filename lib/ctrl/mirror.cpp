@@ -41,6 +41,10 @@ uint64_t counter(const GatewayInfo& g, const WorkerInfo& w, std::string_view nam
   return counter(g.worker_counter_names, g.n_worker_counters, w.counters, name);
 }
 
+uint64_t counter(const GatewayInfo& g, const PortInfo& p, std::string_view name) noexcept {
+  return counter(g.port_counter_names, g.n_port_counters, p.counters, name);
+}
+
 std::string counter_name(const CounterNames& names, uint32_t n, uint32_t i) {
   if (i >= n || i >= kMaxCounters) return {};
   return std::string(row(names, i));
@@ -64,6 +68,9 @@ void Block::write_tunnel(uint32_t t, const TunnelInfo& r) noexcept {
 void Block::write_worker(uint32_t w, const WorkerInfo& r) noexcept {
   if (w < kMaxWorkers) mem_->workers[w].write(r);
 }
+void Block::write_port(uint32_t p, const PortInfo& r) noexcept {
+  if (p < kMaxPorts) mem_->ports[p].write(r);
+}
 void Block::set_generation(uint64_t g) noexcept { mem_->generation.store(g, std::memory_order_release); }
 uint64_t Block::generation() const noexcept { return mem_->generation.load(std::memory_order_acquire); }
 
@@ -76,6 +83,9 @@ bool Block::read_tunnel(uint32_t t, TunnelInfo* r) const noexcept {
 }
 bool Block::read_worker(uint32_t w, WorkerInfo* r) const noexcept {
   return w < kMaxWorkers && mem_->workers[w].read(r);
+}
+bool Block::read_port(uint32_t p, PortInfo* r) const noexcept {
+  return p < kMaxPorts && mem_->ports[p].read(r);
 }
 
 }  // namespace mg::ctrl

@@ -10,6 +10,9 @@ namespace mg::dp {
 void Dataplane::Impl::publish() {
   auto st = std::make_unique<State>();
   st->generation = ++generation;
+  uint64_t moved = 0;
+  for (const auto& w : workers) moved += w->pins->counters().moved_down + w->pins->counters().moved_drain;
+  moved_at_publish.store(moved, std::memory_order_relaxed);
   st->sel = flow::SelectionTable::build(model.specs(), gw.flow.seed, gw.flow.table_size);
   st->tunnels.resize(gw.tunnels.size());
   for (size_t t = 0; t < gw.tunnels.size(); ++t) {

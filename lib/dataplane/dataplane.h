@@ -183,6 +183,7 @@ struct CounterDef {
   X(moved_down, kCounter, "flows moved because their tunnel went down")                                        \
   X(moved_drain, kCounter, "flows moved because their tunnel's drain deadline passed")                         \
   X(moved_idle, kCounter, "idle pins on a draining tunnel released and placed again")                          \
+  X(moved_last_change, kKept, "flows moved (down, drain deadline) since the last published change")           \
   X(evicted, kCounter, "pins evicted from a full pin table")                                                   \
   X(expired, kCounter, "idle pins reclaimed by the workers' sweep")                                            \
   X(commands_ok, kCounter, "control commands applied")                                                         \
@@ -232,6 +233,9 @@ struct TunnelStats : TunnelWorkerCounters, TunnelOtherCounters {
     uint64_t seq = 0;              // outbound: last number used; inbound: highest accepted
     bool esn = false, udp = false;  // extended sequence numbers; ESP in UDP (NAT-T)
     int64_t age_ms = -1;           // since the keying daemon installed it; -1: a static SA (as old as the run)
+    const char* cipher = "";       // crypto::to_string of its cipher
+    uint32_t window = 0;           // inbound: replay window size
+    bool needs_rekey = false;      // outbound: its sequence numbers or hard lifetime ran out
   };
   std::vector<SaView> sas;
   // NAT traversal of the running SAs: raw ESP or ESP in UDP, with the ports of each SA's packets on the wire; and

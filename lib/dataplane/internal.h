@@ -228,6 +228,9 @@ struct Dataplane::Impl {
   rte_rcu_qsbr* qsbr = nullptr;
   std::atomic<State*> state{nullptr};
   uint64_t generation = 0;
+  // Flows moved (down + drain deadline, as the pin tables count them) when the current state was published: the
+  // gateway counter moved_last_change is what moved since (read by the telemetry thread too).
+  std::atomic<uint64_t> moved_at_publish{0};
   uint64_t tsc_hz = 0;
   uint64_t start_tsc = 0;
   uint8_t inside_l2[12];  // dst, src
@@ -432,6 +435,7 @@ struct Dataplane::Impl {
   // them when its link goes (net_memif does when the peer leaves), and the exit report is read after that.
   std::vector<rte_eth_stats> pmd_seen;
   void sample_ports() noexcept;
+  PortWorkerCounters port_worker_totals(size_t port) const noexcept;  // every worker's and main's, summed
   nlohmann::json port_stats();
 
   // notify.cpp (main only)

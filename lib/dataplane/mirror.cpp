@@ -1,6 +1,10 @@
 // The operators' view in the control block: the mirror read by meshgatectl, written from the counter tables of
 // dataplane.h (DPDK telemetry, the other view, is telemetry.cpp).
+#include <rte_mempool.h>
+
+#include <algorithm>
 #include <chrono>
+#include <utility>
 
 #include "dataplane/internal.h"
 #include "net/net.h"
@@ -33,9 +37,28 @@ void Dataplane::Impl::refresh_mirror() {
     g.esp_drops[r] = v;
     ctrl::copy_name(g.esp_drop_names[r], sizeof(g.esp_drop_names[r]), esp::to_string(esp::Drop(r)));
   }
-  for (const auto& c : kGatewayCounters) g.counters[*ctrl::add_counter_name(g.counter_names, &g.n_counters, c.name)] = s.*c.member;
-  for (const auto& c : kTunnelCounters) ctrl::add_counter_name(g.tunnel_counter_names, &g.n_tunnel_counters, c.name);
-  for (const auto& c : kWorkerCounters) ctrl::add_counter_name(g.worker_counter_names, &g.n_worker_counters, c.name);
+  auto kind = [](CounterKind k) { return k == CounterKind::kCounter ? ctrl::kCounterMonotonic : ctrl::kCounterGauge; };
+  for (const auto& c : kGatewayCounters) {
+    const uint32_t i = *ctrl::add_counter_name(g.counter_names, &g.n_counters, c.name);
+    g.counters[i] = s.*c.member;
+    g.counter_kinds[i] = kind(c.kind);
+  }
+  for (const auto& c : kTunnelCounters)
+    g.tunnel_counter_kinds[*ctrl::add_counter_name(g.tunnel_counter_names, &g.n_tunnel_counters, c.name)] = kind(c.kind);
+  for (const auto& c : kWorkerCounters)
+    g.worker_counter_kinds[*ctrl::add_counter_name(g.worker_counter_names, &g.n_worker_counters, c.name)] = kind(c.kind);
+  // Ports: the driver's counters (largest sampled, see sample_ports) then the workers' own, all by name.
+  static constexpr std::pair<const char*, uint64_t rte_eth_stats::*> kDriver[] = {
+      {"ipackets", &rte_eth_stats::ipackets}, {"opackets", &rte_eth_stats::opackets},
+      {"ibytes", &rte_eth_stats::ibytes},     {"obytes", &rte_eth_stats::obytes},
+      {"imissed", &rte_eth_stats::imissed},   {"ierrors", &rte_eth_stats::ierrors},
+      {"oerrors", &rte_eth_stats::oerrors},   {"rx_nombuf", &rte_eth_stats::rx_nombuf}};
+  static_assert(std::size(kDriver) + std::size(kPortCounters) <= ctrl::kMaxCounters, "the mirror carries every port counter");
+  for (const auto& d : kDriver) ctrl::add_counter_name(g.port_counter_names, &g.n_port_counters, d.first);
+  for (const auto& c : kPortCounters)
+    g.port_counter_kinds[*ctrl::add_counter_name(g.port_counter_names, &g.n_port_counters, c.name)] = kind(c.kind);
+  g.n_ports = uint32_t(std::min<size_t>(ports.size(), ctrl::kMaxPorts));
+  if (pool != nullptr) g.mbufs_in_use = rte_mempool_in_use_count(pool);
   g.updated_ns = uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
                               std::chrono::system_clock::now().time_since_epoch()).count());
   ctrl->write_gateway(g);
@@ -81,6 +104,9 @@ void Dataplane::Impl::refresh_mirror() {
       row.packets = v.packets;
       row.bytes = v.bytes;
       row.seq = v.seq;
+      row.flags |= v.needs_rekey ? 8u : 0u;
+      ctrl::copy_name(row.cipher, sizeof(row.cipher), v.cipher);
+      row.window = v.window;
     }
     r.liveness = liveness_wire(ts.live_enabled, ts.live);
     if (ts.live_enabled) {
@@ -94,6 +120,19 @@ void Dataplane::Impl::refresh_mirror() {
     r.lcore = workers[w]->lcore;
     for (size_t k = 0; k < std::size(kWorkerCounters); ++k) r.counters[k] = workers[w]->ctr.*kWorkerCounters[k].member;
     ctrl->write_worker(w, r);
+  }
+  for (uint32_t i = 0; i < g.n_ports; ++i) {
+    ctrl::PortInfo r{};
+    ctrl::copy_name(r.name, sizeof(r.name), ports[i].name);
+    for (size_t o = 0; o < host.size(); ++o)
+      if (outside[o] == i && host[o].twin != UINT16_MAX) ctrl::copy_name(r.host, sizeof(r.host), ports[host[o].twin].name);
+    r.port_id = ports[i].id;
+    size_t k = 0;
+    const rte_eth_stats es = i < pmd_seen.size() ? pmd_seen[i] : rte_eth_stats{};
+    for (const auto& d : kDriver) r.counters[k++] = es.*d.second;
+    const PortWorkerCounters pw = port_worker_totals(i);
+    for (const auto& c : kPortCounters) r.counters[k++] = pw.*c.member;
+    ctrl->write_port(i, r);
   }
   ctrl->set_generation(generation);
 }

@@ -40,6 +40,9 @@ Stats Dataplane::Impl::collect() const {
         v.seq = out ? sa.last_seq() : sa.replay().top();
         v.esn = sa.config().esn;
         v.udp = sa.config().encap == net::Encap::kUdp;
+        v.cipher = crypto::to_string(sa.config().cipher);
+        v.window = out ? 0 : sa.replay().size();
+        v.needs_rekey = out && sa.needs_rekey();
         if (const auto it = ike_info.find(&sa); it != ike_info.end()) v.age_ms = int64_t(now_ms() - it->second.installed_ms);
         if (out && &sa != sa_out[t].get()) v.state = "replaced";
         else if (out && sa.needs_rekey()) v.state = "ended";
@@ -87,6 +90,9 @@ Stats Dataplane::Impl::collect() const {
       s.tunnels[t].moved_in += tc.moved_in;
     }
   }
+  // Raw (not yet less the clear-counters baseline) sums here, as moved_at_publish was taken.
+  const uint64_t moved = s.moved_down + s.moved_drain, at = moved_at_publish.load(std::memory_order_relaxed);
+  s.moved_last_change = moved >= at ? moved - at : 0;
   std::lock_guard lk(snap_mu);  // resets swap SAs and tables under it
   for (size_t t = 0; t < s.tunnels.size(); ++t) {
     TunnelStats& ts = s.tunnels[t];
@@ -250,11 +256,24 @@ void Dataplane::Impl::sample_ports() noexcept {
     rte_eth_stats& m = pmd_seen[i];
     m.ipackets = std::max(m.ipackets, es.ipackets);
     m.opackets = std::max(m.opackets, es.opackets);
+    m.ibytes = std::max(m.ibytes, es.ibytes);
+    m.obytes = std::max(m.obytes, es.obytes);
     m.imissed = std::max(m.imissed, es.imissed);
     m.ierrors = std::max(m.ierrors, es.ierrors);
     m.oerrors = std::max(m.oerrors, es.oerrors);
     m.rx_nombuf = std::max(m.rx_nombuf, es.rx_nombuf);
   }
+}
+
+PortWorkerCounters Dataplane::Impl::port_worker_totals(size_t i) const noexcept {
+  PortWorkerCounters sum;
+  for (const auto& c : kPortCounters) {
+    uint64_t v = 0;
+    for (const auto& w : workers) v += w->pctr[i].*c.member;
+    if (i < main_pctr.size()) v += main_pctr[i].*c.member;  // a kernel twin's traffic is main's
+    sum.*c.member = v;
+  }
+  return sum;
 }
 
 // Every port's counters at the end of run(): the driver's (the largest values sampled) and the workers' own.
@@ -266,12 +285,8 @@ nlohmann::json Dataplane::Impl::port_stats() {
     const rte_eth_stats& es = pmd_seen[i];
     nlohmann::json j = {{"ipackets", es.ipackets}, {"opackets", es.opackets}, {"imissed", es.imissed},
                         {"ierrors", es.ierrors}, {"oerrors", es.oerrors}, {"rx_nombuf", es.rx_nombuf}};
-    for (const auto& c : kPortCounters) {
-      uint64_t v = 0;
-      for (const auto& w : workers) v += w->pctr[i].*c.member;
-      if (i < main_pctr.size()) v += main_pctr[i].*c.member;  // a kernel twin's traffic is main's
-      j[c.name] = v;
-    }
+    const PortWorkerCounters pw = port_worker_totals(i);
+    for (const auto& c : kPortCounters) j[c.name] = pw.*c.member;
     for (size_t o = 0; o < host.size(); ++o)
       if (outside[o] == i && host[o].twin != UINT16_MAX) {
         j["host"] = ports[host[o].twin].name;

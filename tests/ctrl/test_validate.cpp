@@ -13,6 +13,10 @@ using namespace mg::ctrl;
 
 namespace {
 
+// The version rule's message names both layout versions (whatever kLayoutVersion is now).
+const std::string kVersionMessage = "layout version " + std::to_string(kLayoutVersion + 1) +
+                                    " (this gateway speaks " + std::to_string(kLayoutVersion) + ")";
+
 struct Row {
   const char* what;
   Command cmd;
@@ -61,7 +65,7 @@ TEST(CtrlValidate, OneRowPerRule) {
       {"targets ignored where none", cmd(Op::kMode, 99, 0), Limits{}, Status::kOk, ""},
       // version
       {"version", cmd(Op::kNop, 0, 0, 0, [](Command& c) { c.version = kLayoutVersion + 1; }), kGw,
-       Status::kBadVersion, "layout version 6 (this gateway speaks 5)"},
+       Status::kBadVersion, kVersionMessage.c_str()},
       // length (checked after the version)
       {"length", cmd(Op::kNop, 0, 0, 0, [](Command& c) { c.length = 32; }), kGw, Status::kBadLength,
        "length 32 (expected 64)"},
