@@ -54,7 +54,7 @@ def main():
     stats = os.path.join(work, "stats.json")
     name = f"demo{os.getpid()}"
     cmd = [MESHGATE, "-c", CONFIG, "--pace-pps", str(PPS), "--exit-when-idle-ms", "700", "--stats-json", stats,
-           "--control-name", name, "--eal=--file-prefix=" + name, "--eal=--log-level=lib.eal:error", "-q"]
+           "--gateway", name, "--eal=--file-prefix=" + name, "--eal=--log-level=lib.eal:error", "-q"]
     half = len(pk) // 2
     have_ctl = os.path.exists(CTL)
     if not have_ctl:  # without the operator CLI, the same state change as a scheduled event

@@ -49,7 +49,7 @@ Snapshot read_mirror(const c::Block& b);
 inline constexpr const char* kShowViews[] = {"gateway", "instances", "tunnels", "sa",    "flows",
                                              "counters", "errors",   "ports",   "rates", "metrics"};
 // The verbs (first word), likewise.
-inline constexpr const char* kVerbs[] = {"show", "tunnel", "instance", "mode", "clear", "ping", "help"};
+inline constexpr const char* kVerbs[] = {"show", "tunnel", "instance", "mode", "clear", "ping", "reload", "help"};
 
 // `show gateway|instances|tunnels|sa|flows|counters|errors` of one snapshot, human or JSON (o.json).
 void show(const c::Block& b, const Options& o, const std::string& what, const Snapshot& s);

@@ -41,7 +41,7 @@ _meshgatectl() {
   fi
   local list=""
   case ${#words[@]} in
-    0) list="show tunnel instance mode clear ping help" ;;
+    0) list="show tunnel instance mode clear ping reload help" ;;
     1)
       case ${words[0]} in
         show) list="gateway instances tunnels sa flows counters errors ports rates metrics" ;;

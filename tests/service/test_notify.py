@@ -125,7 +125,7 @@ class Scenario:
                    NOTIFY_SOCKET=os.path.join(tmp, "notify.sock"), WATCHDOG_USEC=str(WATCHDOG_USEC))
         cfg = os.path.join(ARGS.source_root, "configs", "gateway-dual.toml")
         pmd = os.path.join(ARGS.source_root, "pmd_config", "vdev-demo.toml")
-        gw = [ARGS.meshgate, "-c", cfg, "--pmd", pmd, "--control-name", self.control,
+        gw = [ARGS.meshgate, "-c", cfg, "--pmd", pmd, "--gateway", self.control,
               f"--eal=--file-prefix=mg-svc-notify-{os.getpid()}", "--duration", "300"]
         # WATCHDOG_PID is the pid of the process that is to ping: the shell's, which exec makes meshgate's.
         self.log = open(os.path.join(d, "meshgate.out"), "w+")
@@ -309,7 +309,7 @@ class EarlyStopTest(unittest.TestCase):
                        NOTIFY_SOCKET=os.path.join(tmp, "notify.sock"))
             cmd = [ARGS.meshgate, "-c", os.path.join(ARGS.source_root, "configs", "gateway-dual.toml"),
                    "--pmd", os.path.join(ARGS.source_root, "pmd_config", "vdev-demo.toml"),
-                   "--control-name", control, f"--eal=--file-prefix={prefix}", "--duration", "300"]
+                   "--gateway", control, f"--eal=--file-prefix={prefix}", "--duration", "300"]
             with open(os.path.join(d, "meshgate.out"), "w+") as log:
                 proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
                 try:
