@@ -22,7 +22,7 @@ namespace {
 const char* state_name(uint32_t s) {
   switch (c::State(s)) {
     case c::State::kUp: return "up";
-    case c::State::kDrain: return "draining";  // DESIGN.md's word for the state
+    case c::State::kDrain: return "draining";  // docs/ARCHITECTURE.md's word for the state
     case c::State::kDown: return "down";
   }
   return "?";

@@ -1,4 +1,4 @@
-// mg::config — the gateway's TOML files turned into a validated model (DESIGN.md "Config").
+// mg::config — the gateway's TOML files turned into a validated model (docs/ARCHITECTURE.md "Configuration").
 //
 // Two files:
 //   gateway file  [gateway] [[instance]] [[device]] [[tunnel]] [flow] [inside] [liveness]  (what to do)
@@ -86,7 +86,7 @@ struct LivenessGlobal {
   int line = 0;
 };
 
-// [mtu]: what the gateway does with packets that do not fit a tunnel once encrypted (DESIGN.md "MTU and fragments").
+// [mtu]: what the gateway does with packets that do not fit a tunnel once encrypted (docs/ARCHITECTURE.md "MTU and fragments").
 // Each tunnel's own `mtu` and `mss_clamp` keys are in its [[tunnel]] table.
 struct MtuSettings {
   int32_t mss_clamp = -1;    // -1 "auto": each tunnel's path MTU less the IP and TCP headers; 0 off; else an MSS
@@ -266,7 +266,7 @@ bool cross_check(const Gateway& g, const PmdConfig& p, std::vector<Error>* error
 std::string describe(const Gateway& g, const PmdConfig* pmd = nullptr);
 std::string describe(const PmdConfig& p);
 
-// ---- MTU (DESIGN.md "MTU and fragments") ----
+// ---- MTU (docs/ARCHITECTURE.md "MTU and fragments") ----
 inline constexpr uint32_t kDefaultPortMtu = 1500;
 // A tunnel's figures: `link` = its `mtu`, or port_mtu when that is 0; `path` = the largest inner datagram that fits
 // once encrypted with its outbound SA (in UDP when that SA is); the MSS that SYNs through it are clamped to, per

@@ -1,4 +1,4 @@
-// load_gateway: the gateway file -> Gateway, every rule of DESIGN.md "Config" checked with a rule id.
+// load_gateway: the gateway file -> Gateway, every rule of docs/ARCHITECTURE.md "Configuration" checked with a rule id.
 #include <algorithm>
 #include <cctype>
 #include <cstdio>

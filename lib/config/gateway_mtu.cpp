@@ -1,4 +1,4 @@
-// [mtu], the MTU keys of [[tunnel]] and [inside]'s own addresses (DESIGN.md "MTU and fragments"), and the figures
+// [mtu], the MTU keys of [[tunnel]] and [inside]'s own addresses (docs/ARCHITECTURE.md "MTU and fragments"), and the figures
 // derived from them: link and path MTU, MSS clamp and ICMP source per tunnel.
 #include <algorithm>
 #include <string>

@@ -1,4 +1,4 @@
-// mg::ctrl — shared-memory control block. See ctrl.h and DESIGN.md "Control ring".
+// mg::ctrl — shared-memory control block. See ctrl.h and docs/ARCHITECTURE.md "The control block".
 //
 // Block lifecycle: create (the data plane), open (clients), stale-owner detection, names. The layout is in
 // layout.h, the ring in ring.cpp, the mirror in mirror.cpp.

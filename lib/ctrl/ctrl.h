@@ -1,5 +1,5 @@
 // mg::ctrl — the shared-memory control block between a running meshgate and its operators (meshgatectl, tests,
-// later liveness detection). DESIGN.md "Control ring". Knows nothing of packets or DPDK: plain POSIX shm, C++
+// later liveness detection). docs/ARCHITECTURE.md "The control block". Knows nothing of packets or DPDK: plain POSIX shm, C++
 // atomics, no EAL, no hugepages.
 //
 // /dev/shm/meshgate.<gateway name>, mode 0600, created by the data plane (Block::create), opened by clients

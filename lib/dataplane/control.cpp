@@ -1,4 +1,4 @@
-// Main's changes to what workers see (DESIGN.md "Control ring"): the model changes, a new immutable State is
+// Main's changes to what workers see (docs/ARCHITECTURE.md "The control block"): the model changes, a new immutable State is
 // published with one atomic store, every worker passes a quiescent state, the old State is freed. Operator
 // commands from the control block, drain deadlines, --event and --fault all go through here.
 #include <fmt/core.h>

@@ -215,13 +215,13 @@ struct TunnelStats : TunnelWorkerCounters, TunnelOtherCounters {
   uint32_t weight = 0;
   uint32_t effective_weight = 0;
   uint64_t esp_drop_reasons[esp::kDropCount] = {};  // both SAs, by esp::Drop (their sum: esp_drops)
-  // Liveness (DESIGN.md "Liveness"): off unless enabled.
+  // Liveness (docs/ARCHITECTURE.md "Liveness"): off unless enabled.
   bool live_enabled = false;
   LiveState live = LiveState::kUp;
   int64_t last_proof_ms_ago = -1;           // -1: no authenticated inbound packet yet
   uint32_t live_interval_ms = 0, live_multiplier = 0;
   uint32_t penalty = 0;
-  // MTU (DESIGN.md "MTU and fragments"): the tunnel's link MTU, the inner path MTU, the MSS clamps (0: off).
+  // MTU (docs/ARCHITECTURE.md "MTU and fragments"): the tunnel's link MTU, the inner path MTU, the MSS clamps (0: off).
   uint32_t mtu = 0, path_mtu = 0, mss_clamp_v4 = 0, mss_clamp_v6 = 0;
   // Keys: "static" (the file) or "ike" (the keying interface), and every SA the tunnel has now.
   bool ike = false;

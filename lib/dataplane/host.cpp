@@ -1,4 +1,4 @@
-// The exception path (DESIGN.md "Exception path"): an outside port's kernel twin carries the port's MAC and the
+// The exception path (docs/ARCHITECTURE.md "The exception path"): an outside port's kernel twin carries the port's MAC and the
 // instance's addresses, so that the host's daemons (charon for IKE, the kernel itself for ARP/ND and ICMP) see
 // what is theirs on a port DPDK owns, and what they send leaves through it. Workers classify (net/natt.h,
 // net/local.h) and hand frames to main through a ring; main alone touches the twins. Next-hop MACs of devices

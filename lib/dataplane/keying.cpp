@@ -1,4 +1,4 @@
-// The keying interface on main (lib/keying, DESIGN.md "Keying"): a keying daemon installs, replaces, queries and
+// The keying interface on main (lib/keying, docs/ARCHITECTURE.md "Keying"): a keying daemon installs, replaces, queries and
 // deletes the SAs of tunnels keyed by IKE. Each change is made like every other one: new SA objects and tables
 // built first, then one publish (RCU); an SA leaves memory (and its key is wiped) only after no worker can reach it.
 //

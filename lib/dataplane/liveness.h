@@ -1,4 +1,4 @@
-// mg::dp::Liveness — the main lcore's verdict on whether each tunnel is alive (DESIGN.md "Liveness", issue 6).
+// mg::dp::Liveness — the main lcore's verdict on whether each tunnel is alive (docs/ARCHITECTURE.md "Liveness", issue 6).
 //
 // Input: proof of life per tunnel, as a ms tick (the time of the last authenticated inbound ESP packet the
 // workers saw: data, probe replies, anything whose ICV verified). Output: a verdict per tunnel, up or down, that

@@ -1,4 +1,4 @@
-// Liveness on main (DESIGN.md "Liveness"): the workers' watchdog ticks feed the detector (liveness.cpp), whose
+// Liveness on main (docs/ARCHITECTURE.md "Liveness"): the workers' watchdog ticks feed the detector (liveness.cpp), whose
 // verdicts change the model and are published the way an operator command is.
 #include <fmt/core.h>
 

@@ -1,5 +1,5 @@
 // mg::dp::Model — the control side's view of tunnel and instance state, and the rules that turn it into the
-// flow library's TunnelSpecs (DESIGN.md "Flow spreading", issue 4 "Workers").
+// flow library's TunnelSpecs (docs/ARCHITECTURE.md "Flow spreading", issue 4 "Workers").
 //
 //   effective state of a tunnel = the more severe of its own admin state and its instance's (down > draining > up),
 //     and down while liveness says the tunnel is dead (so an operator `down` always wins over liveness `up`)

@@ -1,4 +1,4 @@
-// What does not fit a tunnel (DESIGN.md "MTU and fragments"), between flow placement and ESP encapsulation:
+// What does not fit a tunnel (docs/ARCHITECTURE.md "MTU and fragments"), between flow placement and ESP encapsulation:
 // TCP SYNs get their MSS clamped to what the tunnel carries (and decrypted SYNs on their way in, so both ends
 // learn it), inner IPv4 packets without DF over the tunnel's path MTU are fragmented, each fragment its own ESP
 // packet, and the others (IPv4 with DF, IPv6) are dropped with an ICMP "fragmentation needed" / ICMPv6 "packet too

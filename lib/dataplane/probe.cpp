@@ -1,4 +1,4 @@
-// Liveness probes, the reflector and the deferred probe queue (DESIGN.md "Liveness"). A few packets per tunnel
+// Liveness probes, the reflector and the deferred probe queue (docs/ARCHITECTURE.md "Liveness"). A few packets per tunnel
 // per interval, sent by the worker that owns the tunnel (t % workers); replies and requests are recognised among
 // decrypted inbound packets with two byte compares before anything else.
 #include <rte_mbuf.h>

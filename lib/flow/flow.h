@@ -1,4 +1,4 @@
-// mg::flow — flow spreading: packet -> flow hash -> sticky tunnel (DESIGN.md "Flow spreading").
+// mg::flow — flow spreading: packet -> flow hash -> sticky tunnel (docs/ARCHITECTURE.md "Flow spreading").
 //
 // Pieces and who owns them:
 //   - flow hash: XXH3-64 of the flow key (net/flow_key.h states which fields: 5-tuple, or 3-tuple for ICMP,

@@ -1,6 +1,6 @@
 // mg::net flow keys — the bytes that decide which tunnel a packet takes.
 //
-// Rule (DESIGN.md "Flow spreading"): every packet of a flow, and every fragment of a datagram, must produce the
+// Rule (docs/ARCHITECTURE.md "Flow spreading"): every packet of a flow, and every fragment of a datagram, must produce the
 // same key, so that one flow never spreads over two tunnels (reordering, and a different SA per fragment would
 // break reassembly at the far end). Therefore:
 //   - TCP, UDP, SCTP and UDP-Lite packets that are NOT fragments hash on the 5-tuple

@@ -1,5 +1,5 @@
 // ICMP / ICMPv6 datagrams the data plane builds whole: echo (the liveness probes and reflector replies it sends
-// inside a tunnel, DESIGN.md "Liveness") and "too big" errors (sent back to an inside sender whose packet does not
+// inside a tunnel, docs/ARCHITECTURE.md "Liveness") and "too big" errors (sent back to an inside sender whose packet does not
 // fit a tunnel, "MTU and fragments"). Here rather than in lib/dataplane so that the bytes are checked against an
 // independent builder (scapy known answers in tests/flow/test_icmp.cpp) without mbufs or EAL.
 // Pure function, no allocation, no DPDK; thread-safe.

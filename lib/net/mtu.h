@@ -1,5 +1,5 @@
 // What fits in a tunnel: the inner path MTU of an ESP tunnel, TCP MSS clamping, and IPv4 fragmentation of an
-// inner datagram before it is encrypted (DESIGN.md "MTU and fragments"). Pure functions over bytes, no DPDK, no
+// inner datagram before it is encrypted (docs/ARCHITECTURE.md "MTU and fragments"). Pure functions over bytes, no DPDK, no
 // allocation; safe on any input (every read is bounds-checked). Thread-safe.
 #pragma once
 

@@ -1,4 +1,4 @@
-// Selection table and pin tables: the numbers the issue asks for (DESIGN.md "Flow spreading").
+// Selection table and pin tables: the numbers the issue asks for (docs/ARCHITECTURE.md "Flow spreading").
 #include <gtest/gtest.h>
 
 #include <algorithm>

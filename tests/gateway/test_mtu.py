@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""MTU and fragments (DESIGN.md "MTU and fragments"): meshgate on net_pcap vdevs, scapy as the oracle.
+"""MTU and fragments (docs/ARCHITECTURE.md "MTU and fragments"): meshgate on net_pcap vdevs, scapy as the oracle.
 
   MtuDefaultsTest      the shipped dual config, all flows on tunnel a-1 (other weights 0), no MTU key at all: path MTU
                        1446 (1500-byte port, ESP over IPv4). SYN MSS clamped to 1406 (IPv4, an odd-offset option too)

@@ -511,7 +511,7 @@ class DrainTest(Checks, OperatorCase):
 
     def test_shown_draining(self):
         t = {x["name"]: x for x in self.step("drain").shown["tunnels"]}
-        # meshgatectl spells it "drain"; DESIGN.md and the stats JSON "draining": either is the draining state.
+        # meshgatectl spells it "drain"; docs/ARCHITECTURE.md and the stats JSON "draining": either is the draining state.
         self.assertIn(t["b-2"]["admin"], ("drain", "draining"), f"b-2 after the drain command: {t['b-2']}")
         self.assertIn(t["b-2"]["state"], ("drain", "draining"), f"b-2 after the drain command: {t['b-2']}")
 
