@@ -6,7 +6,9 @@ onprem-1's hosts back). The gateway's charon finds it by DPD (dpd_delay DPD_S, a
 b-2's CHILD_SAs; meshgate then has no outbound SA on them: both down, their flows move, and only theirs:
 
   - a-2 and b-2 down, a-1 and b-1 up, within DETECT_S;
-  - moved_down = the flows pinned on a-2 and b-2 before; a-1 and b-1 took all of them (moved_in) and kept their own;
+  - moved_down = the flows pinned on a-2 and b-2 before (plus any that moved from the first of them to go onto
+    the second in the moment between the two deletions and moved again); a-1 and b-1 took all of them (moved_in)
+    and kept their own;
   - exactly the moved flows lost datagrams (those sent between the device's death and the verdict): every flow
     that stayed on a-1 or b-1 lost 0, also those to onprem-2's hosts (onprem-1 forwards them over the site link);
   - the flows that moved are delivered again afterwards (through onprem-1)."""
@@ -65,8 +67,13 @@ def main():
               % (detect_s, DPD_S, pinned0, pinned1, f1["moved_down"] - f0["moved_down"], moved_in, len(lossy),
                  len(res), sum(lossy.values())))
         assert gone > 0, "no flow was on a-2 or b-2: nothing to move %s" % pinned0
-        assert f1["moved_down"] - f0["moved_down"] == gone, "moved_down is not the flows a-2 and b-2 had"
-        assert moved_in["a-1"] + moved_in["b-1"] == gone and moved_in["a-2"] == moved_in["b-2"] == 0, moved_in
+        # charon deletes a-2's and b-2's SAs one after the other (tens of ms apart): a flow of the first one to go
+        # may be placed on the second while it is still up and move again a moment later. So every flow that was
+        # on them, or passed through them, moved once more when they went down, and the survivors took them all.
+        again = moved_in["a-2"] + moved_in["b-2"]
+        assert f1["moved_down"] - f0["moved_down"] == gone + again, \
+            "moved_down is not the flows a-2 and b-2 had (%d) and those that passed through them (%d)" % (gone, again)
+        assert moved_in["a-1"] + moved_in["b-1"] == gone, moved_in
         assert pinned1["a-1"] + pinned1["b-1"] == pinned0["a-1"] + pinned0["b-1"] + gone, (pinned0, pinned1)
         assert pinned1["a-2"] == pinned1["b-2"] == 0, pinned1
         inside = {f: v for f, v in lossy.items() if f.split(":")[0] in e2elab.INSIDE_HOSTS}

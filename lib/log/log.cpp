@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <syslog.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
@@ -70,7 +71,10 @@ bool start(const StartOptions& o) {
   if (g_started.load()) return true;
   for (size_t t = 0; t < size_t(Type::kCount); ++t) {
     const std::string name = std::string("meshgate.") + kTypeNames[t];
-    g_id[t] = rte_log_register_type_and_pick_level(name.c_str(), uint32_t(o.default_level));
+    // The audit trail is never quieter than notice by default (-q lowers the others): a refused command or a
+    // liveness verdict must leave its line. An explicit --log-level still wins.
+    const Level lvl = Type(t) == Type::kAudit ? std::max(o.default_level, Level::kNotice) : o.default_level;
+    g_id[t] = rte_log_register_type_and_pick_level(name.c_str(), uint32_t(lvl));
     if (g_id[t] < 0) return false;
   }
   // Lives as long as the process: rte_log may print until its very end.
