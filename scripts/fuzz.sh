@@ -11,7 +11,8 @@
 #   scripts/fuzz.sh --smoke [TARGET...]        the seed corpus and a few seconds per target (scripts/test.sh)
 #   scripts/fuzz.sh --long RUNS [TARGET...]    RUNS executions per target, one target at a time, nice -n 19;
 #                                              the corpus grows in fuzz-corpus/<target>, the figures go to
-#                                              fuzz-corpus/long-runs.txt (copy them into tests/fuzz/README.md)
+#                                              fuzz-corpus/long-runs.txt (copy them into tests/fuzz/README.md);
+#                                              FUZZ_JOBS=N splits the RUNS over N processes sharing that corpus
 #   scripts/fuzz.sh [SECONDS] [TARGET...]      SECONDS per target (default 600), corpus in fuzz-corpus/
 # A crash leaves crash-* in the current directory: add it to tests/fuzz/corpus/<target>/ once fixed.
 set -euo pipefail
@@ -68,8 +69,29 @@ for t in "${TARGETS[@]}"; do
   log=$(mktemp)
   start=$(date +%s)
   rc=0
-  # New inputs go to $corpus; the seeds in the tree are read only.
-  nice -n 19 "$BUILD/tests/fuzz/$t" "${args[@]}" "$corpus" "$seeds" >"$log" 2>&1 || rc=$?
+  jobs=${FUZZ_JOBS:-1}
+  if [ "$MODE" = long ] && [ "$jobs" -gt 1 ]; then
+    # libFuzzer's -jobs: each process does RUNS/N and writes fuzz-<job>.log in the working directory; they share
+    # the corpus directory and pick up each other's finds. Their logs are joined for the figures below.
+    jobdir=$(mktemp -d)
+    args=("${args[@]/#-runs=*/-runs=$(( RUNS / jobs ))}")
+    (cd "$jobdir" && nice -n 19 "$OLDPWD/$BUILD/tests/fuzz/$t" "${args[@]}" -jobs="$jobs" -workers="$jobs" \
+       -artifact_prefix="$OLDPWD/" "$OLDPWD/$corpus" "$OLDPWD/$seeds" >"$log" 2>&1) || rc=$?
+    for f in "$jobdir"/fuzz-*.log; do
+      if ! grep -q '^Done [0-9]* runs in' "$f"; then rc=1; fi  # every job ran to its count
+    done
+    execs=0
+    for f in "$jobdir"/fuzz-*.log; do
+      n=$(sed -n 's/^stat::number_of_executed_units: *//p' "$f"); execs=$(( execs + ${n:-0} ))
+    done
+    cat "$jobdir"/fuzz-*.log >>"$log"
+    rm -rf "$jobdir"
+    sed -i '/^stat::number_of_executed_units/d' "$log"
+    echo "stat::number_of_executed_units: $execs" >>"$log"
+  else
+    # New inputs go to $corpus; the seeds in the tree are read only.
+    nice -n 19 "$BUILD/tests/fuzz/$t" "${args[@]}" "$corpus" "$seeds" >"$log" 2>&1 || rc=$?
+  fi
   secs=$(( $(date +%s) - start ))
   if [ $rc -ne 0 ]; then
     tail -n 60 "$log"
