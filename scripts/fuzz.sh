@@ -54,7 +54,7 @@ for t in "${TARGETS[@]}"; do
   timeout=25
   if [ "$MODE" = long ]; then timeout=600; fi
   args=(-print_final_stats=1 -timeout="$timeout" -rss_limit_mb=2048)
-  if [ -f "tests/fuzz/$name.dict" ]; then args+=(-dict="tests/fuzz/$name.dict"); fi
+  if [ -f "tests/fuzz/$name.dict" ]; then args+=(-dict="$PWD/tests/fuzz/$name.dict"); fi
   # Room beyond the seeds (libFuzzer would cap inputs at the largest seed): several packets, a pcap of several
   # frames, a long config.
   case $name in
