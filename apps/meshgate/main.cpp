@@ -148,7 +148,6 @@ int main(int argc, char** argv) {
   app.add_flag("-q,--quiet", opt.quiet, "print nothing but errors");
   bool no_control = false;
   app.add_flag("--no-control", no_control, "do not create the control block (meshgatectl cannot reach this process)");
-  // --gateway NAME, as meshgatectl spells it; --control-name, the older spelling, still works (not listed).
   // --gateway NAME, as meshgatectl spells it. --control-name, the older spelling, still works: it is rewritten to
   // --gateway before parsing (a hidden CLI11 option would have no name in its error messages).
   app.add_option("--gateway", opt.control_name,

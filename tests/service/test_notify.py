@@ -25,14 +25,14 @@ import json
 import os
 import shutil
 import signal
-import socket
 import struct
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import unittest
+
+from notify_listener import Listener  # next to this file
 
 ARGS = None
 WATCHDOG_USEC = 400_000          # pings every 200 ms
@@ -41,62 +41,6 @@ WATCHDOG_USEC = 400_000          # pings every 200 ms
 def write_empty_pcap(path):
     with open(path, "wb") as f:
         f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
-
-
-class Listener:
-    """The notify socket: every datagram as (monotonic time, sender pid, [lines])."""
-
-    def __init__(self, path):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
-        self.sock.bind(path)
-        self.sock.settimeout(0.1)
-        self.msgs, self.lock, self.stop = [], threading.Lock(), False
-        self.on_ready = None          # called in this thread when READY=1 arrives (before anything else is read)
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self):
-        creds_len = struct.calcsize("3i")
-        while not self.stop:
-            try:
-                data, anc, _, _ = self.sock.recvmsg(4096, socket.CMSG_SPACE(creds_len))
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            pid = None
-            for level, typ, cdata in anc:
-                if level == socket.SOL_SOCKET and typ == socket.SCM_CREDENTIALS:
-                    pid = struct.unpack("3i", cdata[:creds_len])[0]
-            lines = data.decode(errors="replace").split("\n")
-            now = time.monotonic()
-            if "READY=1" in lines and self.on_ready:
-                self.on_ready()
-            with self.lock:
-                self.msgs.append((now, pid, lines))
-
-    def snapshot(self):
-        with self.lock:
-            return list(self.msgs)
-
-    def wait_for(self, pred, timeout, after=0.0):
-        """The first message after `after` (monotonic) for which pred(lines) holds, or None at the timeout."""
-        t_end = time.monotonic() + timeout
-        while time.monotonic() < t_end:
-            for m in self.snapshot():
-                if m[0] > after and pred(m[2]):
-                    return m
-            time.sleep(0.02)
-        return None
-
-    def count(self, key, t0, t1):
-        return sum(1 for t, _, lines in self.snapshot() if t0 <= t < t1 and key in lines)
-
-    def close(self):
-        self.stop = True
-        self.thread.join(2)
-        self.sock.close()
 
 
 def status_of(lines):

@@ -7,11 +7,19 @@ purged.
   budget); the time is printed. Then:
   ContentsTest   the four programs in /usr/bin and nothing else there (no tests or benchmarks), every
                  configs/*.toml in /etc/meshgate and every pmd_config/*.toml in /etc/meshgate/pmd_config (gateway
-                 files 0640: they hold keys), meshgate@.service in /lib/systemd/system, no charon plugin (GPL, left
-                 out); conffiles are the /etc/meshgate files; Depends (from shlibs) names DPDK's librte-* and libsystemd0.
+                 files 0640: they hold keys), meshgate@.service in /lib/systemd/system, meshgate@demo's files
+                 (demo.toml, demo.env, vdev-service.toml, its capture), no charon plugin (GPL, left out); conffiles are the /etc/meshgate files; Depends (from shlibs) names DPDK's librte-* and libsystemd0.
   InstalledTest  after dpkg -i: `meshgate -c /etc/meshgate/gateway-dual.toml --check` from /usr/bin works as
                  installed (its pmd_config found at the installed relative path), says it notifies systemd;
                  `meshgatectl --help` works; the installed unit passes systemd-analyze verify.
+  DemoServiceTest meshgate@demo as systemd would start it, without systemd as PID 1 (this machine has none): the
+                 installed unit's ExecStart with %i = demo and the variables of its EnvironmentFile
+                 (/etc/meshgate/demo.env), in /, with NOTIFY_SOCKET (a socket the test owns), WATCHDOG_USEC from
+                 WatchdogSec= and STATE_DIRECTORY. It must send READY=1 with a STATUS of 4 tunnels up and
+                 WATCHDOG=1; its shipped traffic (/usr/share/meshgate/demo) reaches all four tunnels, at the pace
+                 demo.env sets; the unit's ExecReload answers ok and leaves one audit line per instance reset;
+                 SIGTERM (systemd's stop) ends it with STOPPING=1, exit 0 and 0 mbufs in use. The unit's sandboxing
+                 (ProtectSystem=, capabilities) is not exercised: only systemd applies it.
   PurgeTest      dpkg --purge: the package is gone and none of its files remain, /etc/meshgate included;
                  /var/lib/meshgate (sequence-number records) is kept when it holds files, removed when empty.
 The build-tree programs other tests use are never touched (they are run by path, not from PATH).
@@ -22,13 +30,19 @@ Run: /usr/bin/python3 tests/service/test_package.py --source-root .
 """
 import argparse
 import glob
+import json
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 import unittest
+
+from notify_listener import Listener  # next to this file
+from unit_file import directives, environment_file, exec_line
 
 ARGS = None
 TMP = None
@@ -61,6 +75,54 @@ def status():
 def ours_present():
     found = [p for p in [f"/usr/bin/{n}" for n in PROGRAMS] + ["/etc/meshgate", UNIT] if os.path.lexists(p)]
     return found
+
+
+def demo_service():
+    """meshgate@demo started the way the installed unit says (DemoServiceTest's docstring)."""
+    with open(UNIT) as f:
+        d = directives(f.read())
+    D = R["demo"] = {}
+    env_path = d["EnvironmentFile"][0].lstrip("-").replace("%i", "demo")
+    D["env_file"] = env_path
+    unit_env = environment_file(env_path) if os.path.exists(env_path) else {}
+    D["unit_env"] = unit_env
+    argv = D["argv"] = exec_line(d["ExecStart"][0], "demo", unit_env)
+    reload_argv = D["reload_argv"] = exec_line(d["ExecReload"][0], "demo", unit_env)
+    wd_s = float(d["WatchdogSec"][0].rstrip("s"))
+    sock = os.path.join(TMP, "notify")
+    lis = Listener(sock)
+    state = os.path.join(TMP, "state")
+    os.makedirs(state, mode=0o700)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MESHGATE_")}
+    env.update(unit_env, NOTIFY_SOCKET=sock, WATCHDOG_USEC=str(int(wd_s * 1e6)), STATE_DIRECTORY=state)
+    err_path = os.path.join(TMP, "demo.err")
+    ctl = ["/usr/bin/meshgatectl", "--gateway", "demo"]
+    with open(err_path, "w") as err:
+        p = subprocess.Popen(argv, cwd="/", env=env, stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        # -O0 programs on a shared host: a generous bound (READY comes in about a second when quiet).
+        ready = lis.wait_for(lambda ls: "READY=1" in ls, 120)
+        D["ready"] = ready is not None and ready[1] == p.pid
+        D["ready_lines"] = ready[2] if ready else None
+        D["tunnels"] = []
+        for _ in range(2):
+            time.sleep(3)
+            rc, out, e = run(ctl + ["show", "tunnels", "-j"], timeout=60)
+            D["tunnels"].append({t["name"]: t["packets_out"] for t in json.loads(out)} if rc == 0 else e)
+            D.setdefault("t_tunnels", []).append(time.monotonic())
+        D["reload"] = run(reload_argv, timeout=120)
+        D["watchdog"] = sum(1 for _, pid, ls in lis.snapshot() if pid == p.pid and "WATCHDOG=1" in ls)
+        t_stop = time.monotonic()
+        p.send_signal(signal.SIGTERM)
+        D["rc"] = p.wait(timeout=60)
+        D["stopping"] = any(t >= t_stop and "STOPPING=1" in ls for t, _, ls in lis.snapshot())
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        lis.close()
+    with open(err_path) as f:
+        D["stderr"] = f.read()
 
 
 def copy_tree(src, dst):
@@ -123,6 +185,7 @@ def scenario():
         os.makedirs(vd)
         shutil.copy(UNIT, os.path.join(vd, "meshgate@demo.service"))
         R["verify"] = run(["systemd-analyze", "verify", "--man=no", os.path.join(vd, "meshgate@demo.service")])
+        demo_service()
         # What systemd's StateDirectory= would make on the first start, when this machine has none.
         R["made_state"] = state_before is None
         if R["made_state"]:
@@ -166,6 +229,9 @@ class ContentsTest(PackageCase):
         for f in glob.glob(os.path.join(ARGS.source_root, "pmd_config", "*.toml")):
             self.assertIn("/etc/meshgate/pmd_config/" + os.path.basename(f), files)
         self.assertIn(UNIT, files)
+        for f in ("/etc/meshgate/demo.toml", "/etc/meshgate/demo.env", "/etc/meshgate/pmd_config/vdev-service.toml",
+                  "/usr/share/meshgate/demo/inside.pcap"):
+            self.assertIn(f, files, "meshgate@demo's files")
         self.assertIn("/usr/share/doc/meshgate/README.md", files, "the unit's Documentation=")
         self.assertFalse([f for f in files if "strongswan" in f or f.endswith(".so")], "the GPL charon plugin is "
                                                                                       "not part of the package")
@@ -198,6 +264,53 @@ class InstalledTest(PackageCase):
             self.assertEqual(m, "0o640", p)
         rc, out, err = R["verify"]
         self.assertEqual((rc, (out + err).strip()), (0, ""), "systemd-analyze verify of the installed unit")
+
+
+class DemoServiceTest(PackageCase):
+    def demo(self):
+        self.need("install")
+        self.assertIn("demo", R, "meshgate@demo was not started")
+        self.assertIn("rc", R["demo"], f"meshgate@demo did not run to its stop: {R['demo']}")
+        return R["demo"]
+
+    def test_started_as_the_unit_says(self):
+        D = self.demo()
+        self.assertEqual(D["argv"][:5], ["/usr/bin/meshgate", "--config", "/etc/meshgate/demo.toml", "--gateway",
+                                         "demo"])
+        self.assertTrue(D["ready"], f"no READY=1 from the main pid: {D['stderr'][-1500:]}")
+        self.assertIn("STATUS=tunnels up 4/4", D["ready_lines"])
+        self.assertGreater(D["watchdog"], 0, "no WATCHDOG=1")
+
+    def test_shipped_traffic_reaches_every_tunnel(self):
+        D = self.demo()
+        first, second = D["tunnels"]
+        self.assertIsInstance(first, dict, first)
+        self.assertIsInstance(second, dict, second)
+        self.assertEqual(sorted(first), ["a-1", "a-2", "b-1", "b-2"])
+        for t in first:
+            self.assertGreater(second[t], first[t], f"tunnel {t} carried nothing between two looks: {D['tunnels']}")
+        # demo.env's pace bounds the total rate (the shipped file sets it; 20,000 packets/s).
+        pace = re.search(r"--pace-pps[= ](\d+)", D["unit_env"].get("MESHGATE_OPTS", ""))
+        self.assertIsNotNone(pace, f"{D['env_file']}: {D['unit_env']}")
+        dt = D["t_tunnels"][1] - D["t_tunnels"][0]
+        sent = sum(second.values()) - sum(first.values())
+        self.assertLessEqual(sent, int(pace.group(1)) * (dt + 2), "more than the pace allows")
+
+    def test_reload_and_audit(self):
+        D = self.demo()
+        rc, out, err = D["reload"]
+        self.assertEqual(rc, 0, f"{D['reload_argv']}: {out} {err}")
+        for inst in ("gw-a", "gw-b"):
+            self.assertIn(f"instance {inst}: ok", out)
+            lines = [ln for ln in D["stderr"].splitlines() if "audit:" in ln and f'cmd="instance {inst} reset"' in ln]
+            self.assertEqual(len(lines), 1, f"audit lines for the reset of {inst}: {lines}")
+            self.assertIn("result=ok", lines[0])
+
+    def test_stop(self):
+        D = self.demo()
+        self.assertTrue(D["stopping"], "no STOPPING=1 after SIGTERM")
+        self.assertEqual(D["rc"], 0, D["stderr"][-1500:])
+        self.assertIn("mbufs in use after closing ports: 0", D["stderr"])
 
 
 class PurgeTest(PackageCase):

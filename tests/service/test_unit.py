@@ -18,13 +18,14 @@ Exit 77 (skipped) when systemd-analyze is missing (scripts/setup.sh installs sys
 import argparse
 import os
 import re
-import shlex
 import shutil
 import struct
 import subprocess
 import sys
 import tempfile
 import unittest
+
+from unit_file import directives, environment_file, exec_line  # next to this file
 
 ARGS = None
 TMP = None
@@ -35,20 +36,12 @@ def unit_text():
         return f.read()
 
 
-def directives(text):
-    """{key: [values]} of every Key=Value line (sections do not matter here: no key repeats across them)."""
-    out = {}
-    for ln in text.splitlines():
-        ln = ln.strip()
-        if not ln or ln.startswith(("#", ";", "[")):
-            continue
-        k, _, v = ln.partition("=")
-        out.setdefault(k.strip(), []).append(v.strip())
-    return out
-
-
-def exec_argv(text, key):
-    return shlex.split(directives(text)[key][0])
+def exec_argv(text, key, env=None):
+    """The Exec line with $NAMEs expanded from env (systemd/demo.env, what meshgate@demo's EnvironmentFile holds,
+    by default); %i is left for the caller."""
+    if env is None:
+        env = environment_file(os.path.join(ARGS.source_root, "systemd", "demo.env"))
+    return exec_line(directives(text)[key][0], "%i", env)
 
 
 def for_build_tree(text):
