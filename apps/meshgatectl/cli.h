@@ -58,8 +58,9 @@ void show_ports(const Snapshot& s, const Options& o);
 // `show rates` (ports.cpp): packets/s and bits/s per tunnel and port between two snapshots (their updated_ns).
 void show_rates(const Snapshot& before, const Snapshot& after, const Options& o);
 // `show metrics` (metrics.cpp): the snapshot as Prometheus text 0.0.4 or OpenMetrics 1.0; every sample labelled
-// gateway="<gateway>", the control block's name (what --gateway names on meshgate and meshgatectl).
-std::string metrics_text(const Snapshot& s, bool openmetrics, const std::string& gateway);
+// gateway="<gateway>", the control block's name (what --gateway names on meshgate and meshgatectl). help: the
+// block's CounterHelp (rows left empty get a generic HELP line).
+std::string metrics_text(const Snapshot& s, const c::CounterHelp& help, bool openmetrics, const std::string& gateway);
 // Writes text to path through a temporary file in its directory and rename(2), so a reader (node-exporter's
 // textfile collector) never sees half a file. Throws Fail{kExitRefused} on an I/O error.
 void write_atomically(const std::string& path, const std::string& text);

@@ -67,12 +67,24 @@ class Exposition {
     f.samples.push_back(line + ' ' + v);
   }
 
+  // HELP text: '\\' and newlines escaped in both formats, '"' too in OpenMetrics.
+  std::string escape_help(const std::string& h) const {
+    std::string o;
+    for (char ch : h) {
+      if (ch == '\\') o += "\\\\";
+      else if (ch == '\n') o += "\\n";
+      else if (ch == '"' && om_) o += "\\\"";
+      else o += ch;
+    }
+    return o;
+  }
+
   std::string text() const {
     std::string o;
     for (const auto& f : fams_) {
       // Prometheus 0.0.4 names a counter's family with its _total; OpenMetrics names it without.
       const std::string name = f.counter && !om_ ? f.name + "_total" : f.name;
-      o += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, f.help, name, f.counter ? "counter" : "gauge");
+      o += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, escape_help(f.help), name, f.counter ? "counter" : "gauge");
       for (const auto& s : f.samples) o += s + '\n';
     }
     if (om_) o += "# EOF\n";
@@ -94,15 +106,17 @@ class Exposition {
 const char* kStates[] = {"up", "draining", "down"};  // ctrl::State 0..2
 const char* kLiveness[] = {"off", "up", "down", "holding", "suppressed"};
 
-// Every counter of one named list, one family per name. prefix: "meshgate_" + record kind.
+// Every counter of one named list, one family per name. prefix: "meshgate_" + record kind. help: the data plane's
+// words for each row (CounterHelp), when it wrote them.
 void named(Exposition& x, const std::string& prefix, const std::string& what, const c::CounterNames& names,
-           uint32_t n, const uint8_t* kinds, const uint64_t* values, const Labels& labels) {
+           uint32_t n, const uint8_t* kinds, const uint64_t* values, const Labels& labels,
+           const char (*help_rows)[c::kCounterHelpLen]) {
   for (uint32_t i = 0; i < std::min(n, c::kMaxCounters); ++i) {
     std::string name = c::counter_name(names, n, i);
     if (name.empty()) continue;
     const bool counter = kinds[i] == c::kCounterMonotonic;
-    const std::string help =
-        fmt::format("{} counter {} (declared in lib/dataplane/dataplane.h)", what, c::counter_name(names, n, i));
+    std::string help = FIELD(help_rows[i]);
+    if (help.empty()) help = fmt::format("{} counter {}", what, name);
     if (name.size() > 3 && name.compare(name.size() - 3, 3, "_us") == 0)
       x.add(prefix + metric_name(name.substr(0, name.size() - 3) + "_seconds"), counter, help, labels,
             double(values[i]) / 1e6);
@@ -113,7 +127,7 @@ void named(Exposition& x, const std::string& prefix, const std::string& what, co
 
 }  // namespace
 
-std::string metrics_text(const Snapshot& s, bool om, const std::string& gateway) {
+std::string metrics_text(const Snapshot& s, const c::CounterHelp& help, bool om, const std::string& gateway) {
   Exposition x(om);
   const auto& g = s.gw;
   const Labels base{{"gateway", gateway}};
@@ -129,7 +143,7 @@ std::string metrics_text(const Snapshot& s, bool om, const std::string& gateway)
         base, double(g.updated_ns) / 1e9);
   x.add("meshgate_mbufs_in_use", false, "packet buffers out of the pool (queues, rings, workers)", base,
         g.mbufs_in_use);
-  named(x, "meshgate_", "gateway", g.counter_names, g.n_counters, g.counter_kinds, g.counters, base);
+  named(x, "meshgate_", "gateway", g.counter_names, g.n_counters, g.counter_kinds, g.counters, base, help.gateway);
   for (uint32_t r = 0; r < c::kMaxDropReasons; ++r) {
     const std::string dn = FIELD(g.drop_names[r]);
     if (!dn.empty())
@@ -169,7 +183,7 @@ std::string metrics_text(const Snapshot& s, bool om, const std::string& gateway)
   for (const auto& t : s.tunnels) {
     const Labels l = with({{"tunnel", FIELD(t.name)}, {"instance", FIELD(t.instance)}, {"device", FIELD(t.device)}});
     named(x, "meshgate_tunnel_", "tunnel", g.tunnel_counter_names, g.n_tunnel_counters, g.tunnel_counter_kinds,
-          t.counters, l);
+          t.counters, l, help.tunnel);
     for (const auto& [kind, v] : {std::pair{"admin", t.admin}, std::pair{"effective", t.state}})
       for (uint32_t st = 0; st < 3; ++st) {
         Labels ls = l;
@@ -218,10 +232,11 @@ std::string metrics_text(const Snapshot& s, bool om, const std::string& gateway)
 
   for (uint32_t w = 0; w < s.workers.size(); ++w)
     named(x, "meshgate_worker_", "worker", g.worker_counter_names, g.n_worker_counters, g.worker_counter_kinds,
-          s.workers[w].counters, with({{"worker", std::to_string(w)}, {"lcore", std::to_string(s.workers[w].lcore)}}));
+          s.workers[w].counters, with({{"worker", std::to_string(w)}, {"lcore", std::to_string(s.workers[w].lcore)}}),
+          help.worker);
   for (const auto& p : s.ports)
     named(x, "meshgate_port_", "port", g.port_counter_names, g.n_port_counters, g.port_counter_kinds, p.counters,
-          with({{"port", FIELD(p.name)}}));
+          with({{"port", FIELD(p.name)}}), help.port);
   return x.text();
 }
 

@@ -14,6 +14,7 @@
 #include <cstring>
 #include <ctime>
 #include <nlohmann/json.hpp>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -153,7 +154,9 @@ int run_show(const c::Block& b, const Options& o, const std::string& what) {
         cur = alive_read();
       }
       if (what == "metrics") {
-        const std::string text = metrics_text(cur, o.format == "openmetrics", o.gateway);
+        auto help = std::make_unique<c::CounterHelp>();
+        if (!b.read_counter_help(help.get())) throw Fail{kExitBusy, "the counter descriptions kept changing"};
+        const std::string text = metrics_text(cur, *help, o.format == "openmetrics", o.gateway);
         if (o.output.empty()) fmt::print("{}", text);
         else write_atomically(o.output, text);
       } else if (what == "ports") {

@@ -37,8 +37,8 @@ namespace mg::ctrl {
 inline constexpr uint64_t kMagic = 0x6d65736867617465ull;  // "meshgate"
 // 2: counters by name, doorbell; 3: SAs per tunnel; 4: SA age, ESN, encap; 5: port records (PortInfo, driver and
 // worker counters by name), mbufs in use, SA cipher / replay window size / needs-rekey flag, and
-// Command.client_pid/client_uid (the audit trail) out of reserved
-inline constexpr uint32_t kLayoutVersion = 5;
+// Command.client_pid/client_uid (the audit trail) out of reserved; 6: CounterHelp (what each named counter counts)
+inline constexpr uint32_t kLayoutVersion = 6;
 inline constexpr uint32_t kRingSlots = 64;      // power of two
 inline constexpr uint32_t kReplySlots = 64;
 inline constexpr uint32_t kMaxTunnels = mg::kMaxTunnels;      // net/limits.h: the product's limits
@@ -53,6 +53,7 @@ inline constexpr uint32_t kMaxWeight = 1000000;
 // one table and may add some without a layout change, as long as they fit.
 inline constexpr uint32_t kMaxCounters = 48;
 inline constexpr uint32_t kCounterNameLen = 24;  // NUL-padded; a name of 24 characters has no NUL
+inline constexpr uint32_t kCounterHelpLen = 112; // NUL-padded, truncated to fit
 
 enum class Op : uint16_t {
   kNop = 0,           // ping: replies with the generation
@@ -158,6 +159,15 @@ struct GatewayInfo {
   // The kind of each named counter, row for row (kCounterKind*): what a metrics exporter declares it as.
   uint8_t counter_kinds[kMaxCounters], tunnel_counter_kinds[kMaxCounters], worker_counter_kinds[kMaxCounters],
       port_counter_kinds[kMaxCounters];
+};
+
+// What each named counter counts, in words, row for row with GatewayInfo's name lists (a metrics exporter's HELP).
+// Static: the data plane writes it once, with its first mirror refresh; a reader finds it empty before that.
+struct CounterHelp {
+  char gateway[kMaxCounters][kCounterHelpLen];
+  char tunnel[kMaxCounters][kCounterHelpLen];
+  char worker[kMaxCounters][kCounterHelpLen];
+  char port[kMaxCounters][kCounterHelpLen];
 };
 
 struct InstanceInfo {
@@ -284,12 +294,15 @@ class Block {
   void write_tunnel(uint32_t t, const TunnelInfo& r) noexcept;
   void write_worker(uint32_t w, const WorkerInfo& r) noexcept;
   void write_port(uint32_t p, const PortInfo& r) noexcept;
+  void write_counter_help(const CounterHelp& h) noexcept;
+  bool has_counter_help() const noexcept;  // written once
   void set_generation(uint64_t g) noexcept;
   bool read_gateway(GatewayInfo* g) const noexcept;   // false if the writer kept it busy too long
   bool read_instance(uint32_t i, InstanceInfo* r) const noexcept;
   bool read_tunnel(uint32_t t, TunnelInfo* r) const noexcept;
   bool read_worker(uint32_t w, WorkerInfo* r) const noexcept;
   bool read_port(uint32_t p, PortInfo* r) const noexcept;
+  bool read_counter_help(CounterHelp* h) const noexcept;  // all empty rows until the data plane wrote it
   uint64_t generation() const noexcept;
 
   // ---- added for meshgatectl and tests ----

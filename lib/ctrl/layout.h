@@ -32,12 +32,13 @@ static_assert((kRingSlots & (kRingSlots - 1)) == 0, "kRingSlots must be a power 
 static_assert(std::is_trivially_copyable_v<Command> && std::is_trivially_copyable_v<Reply>);
 static_assert(std::is_trivially_copyable_v<GatewayInfo> && std::is_trivially_copyable_v<InstanceInfo> &&
               std::is_trivially_copyable_v<TunnelInfo> && std::is_trivially_copyable_v<WorkerInfo> &&
-              std::is_trivially_copyable_v<PortInfo>);
+              std::is_trivially_copyable_v<PortInfo> && std::is_trivially_copyable_v<CounterHelp>);
 // Mirror records carry no padding: what a reader copies is exactly the fields the writer set.
 static_assert(std::has_unique_object_representations_v<GatewayInfo> &&
               std::has_unique_object_representations_v<TunnelInfo> &&
               std::has_unique_object_representations_v<WorkerInfo> &&
-              std::has_unique_object_representations_v<PortInfo>);
+              std::has_unique_object_representations_v<PortInfo> &&
+              std::has_unique_object_representations_v<CounterHelp>);
 
 namespace detail {
 
@@ -138,6 +139,7 @@ struct Block::Layout {
   detail::SeqRecord<TunnelInfo> tunnels[kMaxTunnels];
   detail::SeqRecord<WorkerInfo> workers[kMaxWorkers];
   detail::SeqRecord<PortInfo> ports[kMaxPorts];
+  detail::SeqRecord<CounterHelp> counter_help;  // layout 6
 };
 
 // Pin the layout: a change here is a change of kLayoutVersion.

@@ -71,6 +71,8 @@ void Block::write_worker(uint32_t w, const WorkerInfo& r) noexcept {
 void Block::write_port(uint32_t p, const PortInfo& r) noexcept {
   if (p < kMaxPorts) mem_->ports[p].write(r);
 }
+void Block::write_counter_help(const CounterHelp& h) noexcept { mem_->counter_help.write(h); }
+bool Block::has_counter_help() const noexcept { return mem_->counter_help.seq.load(std::memory_order_acquire) != 0; }
 void Block::set_generation(uint64_t g) noexcept { mem_->generation.store(g, std::memory_order_release); }
 uint64_t Block::generation() const noexcept { return mem_->generation.load(std::memory_order_acquire); }
 
@@ -87,5 +89,7 @@ bool Block::read_worker(uint32_t w, WorkerInfo* r) const noexcept {
 bool Block::read_port(uint32_t p, PortInfo* r) const noexcept {
   return p < kMaxPorts && mem_->ports[p].read(r);
 }
+
+bool Block::read_counter_help(CounterHelp* h) const noexcept { return mem_->counter_help.read(h); }
 
 }  // namespace mg::ctrl

@@ -17,7 +17,43 @@ static_assert(std::size(kGatewayCounters) <= ctrl::kMaxCounters && std::size(kTu
 static_assert(kDropCount <= ctrl::kMaxDropReasons && esp::kDropCount <= ctrl::kMaxDropReasons,
               "the mirror carries every drop reason");
 
+namespace {
+
+// The driver's port counters (rte_eth_stats), ahead of the workers' own in the port records.
+struct DriverCounter {
+  const char* name;
+  uint64_t rte_eth_stats::*member;
+  const char* description;
+};
+constexpr DriverCounter kDriver[] = {
+    {"ipackets", &rte_eth_stats::ipackets, "packets the port received (driver)"},
+    {"opackets", &rte_eth_stats::opackets, "packets the port sent (driver)"},
+    {"ibytes", &rte_eth_stats::ibytes, "bytes the port received (driver; some vdevs count none)"},
+    {"obytes", &rte_eth_stats::obytes, "bytes the port sent (driver; some vdevs count none)"},
+    {"imissed", &rte_eth_stats::imissed, "packets the NIC dropped because the RX queues were full (driver)"},
+    {"ierrors", &rte_eth_stats::ierrors, "erroneous packets received (driver)"},
+    {"oerrors", &rte_eth_stats::oerrors, "packets the port failed to send (driver)"},
+    {"rx_nombuf", &rte_eth_stats::rx_nombuf, "RX failures for want of an mbuf (driver)"}};
+static_assert(std::size(kDriver) + std::size(kPortCounters) <= ctrl::kMaxCounters, "the mirror carries every port counter");
+
+// Row for row with the name lists refresh_mirror builds: the same tables in the same order.
+ctrl::CounterHelp counter_help() {
+  ctrl::CounterHelp h{};
+  auto rows = [](char (*dst)[ctrl::kCounterHelpLen], const auto& table, size_t at = 0) {
+    for (const auto& c : table) ctrl::copy_name(dst[at++], ctrl::kCounterHelpLen, c.description);
+    return at;
+  };
+  rows(h.gateway, kGatewayCounters);
+  rows(h.tunnel, kTunnelCounters);
+  rows(h.worker, kWorkerCounters);
+  rows(h.port, kPortCounters, rows(h.port, kDriver));
+  return h;
+}
+
+}  // namespace
+
 void Dataplane::Impl::refresh_mirror() {
+  if (!ctrl->has_counter_help()) ctrl->write_counter_help(counter_help());
   const Stats s = stats();
   ctrl::GatewayInfo g{};
   ctrl::copy_name(g.name, sizeof(g.name), gw.name);
@@ -48,13 +84,7 @@ void Dataplane::Impl::refresh_mirror() {
   for (const auto& c : kWorkerCounters)
     g.worker_counter_kinds[*ctrl::add_counter_name(g.worker_counter_names, &g.n_worker_counters, c.name)] = kind(c.kind);
   // Ports: the driver's counters (largest sampled, see sample_ports) then the workers' own, all by name.
-  static constexpr std::pair<const char*, uint64_t rte_eth_stats::*> kDriver[] = {
-      {"ipackets", &rte_eth_stats::ipackets}, {"opackets", &rte_eth_stats::opackets},
-      {"ibytes", &rte_eth_stats::ibytes},     {"obytes", &rte_eth_stats::obytes},
-      {"imissed", &rte_eth_stats::imissed},   {"ierrors", &rte_eth_stats::ierrors},
-      {"oerrors", &rte_eth_stats::oerrors},   {"rx_nombuf", &rte_eth_stats::rx_nombuf}};
-  static_assert(std::size(kDriver) + std::size(kPortCounters) <= ctrl::kMaxCounters, "the mirror carries every port counter");
-  for (const auto& d : kDriver) ctrl::add_counter_name(g.port_counter_names, &g.n_port_counters, d.first);
+  for (const auto& d : kDriver) ctrl::add_counter_name(g.port_counter_names, &g.n_port_counters, d.name);
   for (const auto& c : kPortCounters)
     g.port_counter_kinds[*ctrl::add_counter_name(g.port_counter_names, &g.n_port_counters, c.name)] = kind(c.kind);
   g.n_ports = uint32_t(std::min<size_t>(ports.size(), ctrl::kMaxPorts));
@@ -129,7 +159,7 @@ void Dataplane::Impl::refresh_mirror() {
     r.port_id = ports[i].id;
     size_t k = 0;
     const rte_eth_stats es = i < pmd_seen.size() ? pmd_seen[i] : rte_eth_stats{};
-    for (const auto& d : kDriver) r.counters[k++] = es.*d.second;
+    for (const auto& d : kDriver) r.counters[k++] = es.*d.member;
     const PortWorkerCounters pw = port_worker_totals(i);
     for (const auto& c : kPortCounters) r.counters[k++] = pw.*c.member;
     ctrl->write_port(i, r);

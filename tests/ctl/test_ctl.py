@@ -25,6 +25,7 @@ Exit: 0 all passed, 1 a failure, 77 (meson: skipped) when scapy is missing.
 import argparse
 import json
 import os
+import re
 import random
 import shutil
 import signal
@@ -225,6 +226,29 @@ class LiveTest(unittest.TestCase):
                 fam = name[:-6] if name.endswith("_total") and name[:-6] in declared else name
                 self.assertIn(fam, declared, line)
                 self.assertIn(fam, helped, line)
+
+    def test_help_says_what_each_counter_counts(self):
+        """HELP of every named counter is the description beside it in the data plane's counter table (read here
+        from lib/dataplane/dataplane.h's X(name, kind, "text") lines; the port records' driver counters say
+        "(driver)"), carried in the control block's CounterHelp."""
+        from prometheus_client.openmetrics.parser import text_string_to_metric_families
+        with open(os.path.join(ARGS.source_root, "lib", "dataplane", "dataplane.h")) as f:
+            table = {}
+            for name, text in re.findall(r'X\((\w+), k\w+, "([^"]*)"\)', f.read()):
+                table.setdefault(metric_name(name), set()).add(text[:111])   # kCounterHelpLen - 1
+        self.assertGreater(len(table), 40, "the counter table was not found")
+        _, text = self.quiescent_scrape("openmetrics")
+        checked = 0
+        for fam in text_string_to_metric_families(text):
+            for prefix in ("meshgate_tunnel_", "meshgate_worker_", "meshgate_port_", "meshgate_"):
+                if fam.name.startswith(prefix) and fam.name[len(prefix):] in table:
+                    self.assertIn(fam.documentation, table[fam.name[len(prefix):]], fam.name)
+                    checked += 1
+                    break
+        self.assertGreater(checked, 40)
+        docs = {f.name: f.documentation for f in text_string_to_metric_families(text)}
+        for drv in ("ipackets", "imissed", "rx_nombuf"):
+            self.assertIn("(driver", docs.get("meshgate_port_" + drv, ""), drv)
 
     def test_prometheus_format_and_promtool(self):
         _, text = self.quiescent_scrape("prometheus")
