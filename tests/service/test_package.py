@@ -20,6 +20,14 @@ purged.
                  demo.env sets; the unit's ExecReload answers ok and leaves one audit line per instance reset;
                  SIGTERM (systemd's stop) ends it with STOPPING=1, exit 0 and 0 mbufs in use. The unit's sandboxing
                  (ProtectSystem=, capabilities) is not exercised: only systemd applies it.
+  SystemdTest    the same unit under a real systemd: /lib/systemd/systemd as PID 1 of a PID and mount namespace
+                 (pid1.py: every other unit masked, /run, /tmp, /var/lib and /var/log fresh tmpfs inside), with
+                 journald. `systemctl start meshgate@demo` returns with the unit active (Type=notify: READY) and
+                 StatusText "tunnels up 4/4", under the unit's sandboxing; traffic flows; meshgatectl commands and
+                 `systemctl reload` each leave their audit line in the journal, which holds none of demo.toml's
+                 keys; a main process stopped with SIGSTOP is killed by the watchdog (WatchdogSec) and restarted
+                 (Restart=on-failure: NRestarts 1, a new MainPID, active again); `systemctl stop` ends it with
+                 exit 0. Skipped where such a namespace cannot run (no root, no systemd binary).
   PurgeTest      dpkg --purge: the package is gone and none of its files remain, /etc/meshgate included;
                  /var/lib/meshgate (sequence-number records) is kept when it holds files, removed when empty.
 The build-tree programs other tests use are never touched (they are run by path, not from PATH).
@@ -42,6 +50,7 @@ import time
 import unittest
 
 from notify_listener import Listener  # next to this file
+import pid1
 from unit_file import directives, environment_file, exec_line
 
 ARGS = None
@@ -125,6 +134,42 @@ def demo_service():
         D["stderr"] = f.read()
 
 
+def systemd_pid1():
+    """meshgate@demo under a real systemd (SystemdTest's docstring)."""
+    why = pid1.available()
+    P = R["pid1"] = {"skip": why}
+    if why:
+        return
+    ctl = ["/usr/bin/meshgatectl", "--gateway", "demo"]
+    unit = "meshgate@demo.service"
+    with pid1.Pid1(keep=["meshgate@.service"]) as sd:
+        P["journald"] = sd.systemctl("start", "systemd-journald.socket", "systemd-journald.service", timeout=120)
+        P["start"] = sd.systemctl("start", unit, timeout=240)
+        P["started"] = sd.show(unit, "ActiveState", "SubState", "StatusText", "MainPID", "NRestarts")
+        P["tunnels"] = []
+        for _ in range(2):
+            time.sleep(3)
+            rc, out, err = sd.run(ctl + ["show", "tunnels", "-j"])   # in the namespace: its pids are the block's
+            P["tunnels"].append({t["name"]: t["packets_out"] for t in json.loads(out)} if rc == 0 else err)
+        P["maintenance"] = sd.run(ctl + ["instance", "gw-a", "maintenance"])
+        P["up"] = sd.run(ctl + ["instance", "gw-a", "up"])
+        P["reload"] = sd.systemctl("reload", unit, timeout=120)
+        main1 = P["started"].get("MainPID")
+        P["sigstop"] = sd.systemctl("kill", "--kill-whom=main", "-s", "SIGSTOP", unit)
+        # WatchdogSec=10s, then the kill, RestartSec=2s and a new start: a generous bound on a busy host.
+        t_end = time.monotonic() + 120
+        while time.monotonic() < t_end:
+            st = sd.show(unit, "ActiveState", "SubState", "MainPID", "NRestarts", "StatusText")
+            if st.get("NRestarts") == "1" and st.get("ActiveState") == "active" and st.get("MainPID") not in ("0", main1):
+                break
+            time.sleep(1)
+        P["after_watchdog"] = st
+        P["main1"] = main1
+        P["stop"] = sd.systemctl("stop", unit, timeout=120)
+        P["stopped"] = sd.show(unit, "ActiveState", "Result", "ExecMainStatus", "ExecMainCode")
+        P["journal"] = sd.journal(unit)
+
+
 def copy_tree(src, dst):
     """The source tree without build directories, git's data or fuzzing output (top level), nor __pycache__."""
     def skip(d, names):
@@ -186,6 +231,7 @@ def scenario():
         shutil.copy(UNIT, os.path.join(vd, "meshgate@demo.service"))
         R["verify"] = run(["systemd-analyze", "verify", "--man=no", os.path.join(vd, "meshgate@demo.service")])
         demo_service()
+        systemd_pid1()
         # What systemd's StateDirectory= would make on the first start, when this machine has none.
         R["made_state"] = state_before is None
         if R["made_state"]:
@@ -311,6 +357,69 @@ class DemoServiceTest(PackageCase):
         self.assertTrue(D["stopping"], "no STOPPING=1 after SIGTERM")
         self.assertEqual(D["rc"], 0, D["stderr"][-1500:])
         self.assertIn("mbufs in use after closing ports: 0", D["stderr"])
+
+
+class SystemdTest(PackageCase):
+    def pid1(self):
+        self.need("install")
+        P = R.get("pid1")
+        self.assertIsNotNone(P, "the systemd run was not reached")
+        if P["skip"]:
+            self.skipTest(P["skip"])
+        self.assertIn("journal", P, f"the systemd run stopped early: {P}")
+        return P
+
+    def test_start_ready_status(self):
+        P = self.pid1()
+        self.assertEqual(P["journald"][0], 0, P["journald"])
+        self.assertEqual(P["start"][0], 0, f"systemctl start: {P['start']}\n{P['journal'][-2000:]}")
+        st = P["started"]
+        self.assertEqual((st["ActiveState"], st["SubState"]), ("active", "running"), st)
+        self.assertEqual(st["StatusText"], "tunnels up 4/4")
+        self.assertEqual(st["NRestarts"], "0")
+
+    def test_traffic_commands_reload_audit(self):
+        P = self.pid1()
+        first, second = P["tunnels"]
+        self.assertIsInstance(first, dict, first)
+        self.assertIsInstance(second, dict, second)
+        self.assertEqual(sorted(first), ["a-1", "a-2", "b-1", "b-2"])
+        self.assertTrue(all(second[t] > first[t] for t in first), P["tunnels"])
+        for k in ("maintenance", "up", "reload"):
+            self.assertEqual(P[k][0], 0, f"{k}: {P[k]}")
+        audit = [ln for ln in P["journal"].splitlines() if ln.startswith("audit: uid=")]
+        for cmd in ("instance gw-a maintenance", "instance gw-a up", "instance gw-a reset", "instance gw-b reset"):
+            lines = [ln for ln in audit if f'cmd="{cmd}' in ln]
+            self.assertEqual(len(lines), 1, f"{cmd}: {audit}")
+            self.assertIn("comm=meshgatectl", lines[0])
+            self.assertIn("result=ok", lines[0])
+
+    def test_no_key_in_the_journal(self):
+        P = self.pid1()
+        with open(os.path.join(ARGS.source_root, "configs", "gateway-dual.toml")) as f:
+            keys = re.findall(r'^key = "([0-9a-f]+)"', f.read(), re.M)
+        self.assertEqual(len(keys), 8)
+        journal = P["journal"].lower()
+        self.assertGreater(len(journal), 1000)
+        for k in keys:
+            for w in range(0, len(k) - 16, 8):
+                self.assertNotIn(k[w:w + 16], journal)
+
+    def test_watchdog_restarts_a_stuck_main(self):
+        P = self.pid1()
+        self.assertEqual(P["sigstop"][0], 0, P["sigstop"])
+        st = P["after_watchdog"]
+        self.assertEqual(st.get("NRestarts"), "1", f"{st}\n{P['journal'][-2000:]}")
+        self.assertEqual(st.get("ActiveState"), "active", st)
+        self.assertNotEqual(st.get("MainPID"), P["main1"])
+        self.assertIn("Watchdog timeout", P["journal"])
+
+    def test_stop(self):
+        P = self.pid1()
+        self.assertEqual(P["stop"][0], 0, P["stop"])
+        st = P["stopped"]
+        self.assertEqual((st["ActiveState"], st["Result"], st["ExecMainStatus"]), ("inactive", "success", "0"), st)
+        self.assertIn("mbufs in use after closing ports: 0", P["journal"])
 
 
 class PurgeTest(PackageCase):
