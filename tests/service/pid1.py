@@ -153,8 +153,8 @@ exec /lib/systemd/systemd --system --unit={TARGET}
         _, out, _ = self.systemctl("show", unit, "-p", ",".join(props))
         return dict(ln.split("=", 1) for ln in out.splitlines() if "=" in ln)
 
-    def journal(self, unit):
-        _, out, _ = self.run(["journalctl", "--no-pager", "-o", "cat", "-u", unit], timeout=60)
+    def journal(self, unit, *args):
+        _, out, _ = self.run(["journalctl", "--no-pager", "-o", "cat", "-u", unit, *args], timeout=60)
         return out
 
     def __exit__(self, *exc):

@@ -24,10 +24,11 @@ purged.
                  (pid1.py: every other unit masked, /run, /tmp, /var/lib and /var/log fresh tmpfs inside), with
                  journald. `systemctl start meshgate@demo` returns with the unit active (Type=notify: READY) and
                  StatusText "tunnels up 4/4", under the unit's sandboxing; traffic flows; meshgatectl commands and
-                 `systemctl reload` each leave their audit line in the journal, which holds none of demo.toml's
-                 keys; a main process stopped with SIGSTOP is killed by the watchdog (WatchdogSec) and restarted
-                 (Restart=on-failure: NRestarts 1, a new MainPID, active again); `systemctl stop` ends it with
-                 exit 0. Skipped where such a namespace cannot run (no root, no systemd binary).
+                 `systemctl reload` each leave their audit line in the journal (at notice; info lines below it),
+                 which holds none of demo.toml's keys; a main process stopped with SIGSTOP is killed by the
+                 watchdog (WatchdogSec) and restarted (Restart=on-failure: NRestarts 1, a new MainPID, active
+                 again); `systemctl stop` ends it with exit 0. Skipped where such a namespace cannot run (no
+                 root, no systemd binary).
   PurgeTest      dpkg --purge: the package is gone and none of its files remain, /etc/meshgate included;
                  /var/lib/meshgate (sequence-number records) is kept when it holds files, removed when empty.
 The build-tree programs other tests use are never touched (they are run by path, not from PATH).
@@ -168,6 +169,7 @@ def systemd_pid1():
         P["stop"] = sd.systemctl("stop", unit, timeout=120)
         P["stopped"] = sd.show(unit, "ActiveState", "Result", "ExecMainStatus", "ExecMainCode")
         P["journal"] = sd.journal(unit)
+        P["journal_notice"] = sd.journal(unit, "-p", "notice")   # the priorities meshgate gave its lines
 
 
 def copy_tree(src, dst):
@@ -393,6 +395,13 @@ class SystemdTest(PackageCase):
             self.assertEqual(len(lines), 1, f"{cmd}: {audit}")
             self.assertIn("comm=meshgatectl", lines[0])
             self.assertIn("result=ok", lines[0])
+
+    def test_journal_priorities(self):
+        P = self.pid1()
+        notice = P["journal_notice"]
+        self.assertIn('cmd="instance gw-a maintenance"', notice, "audit lines are notices")
+        self.assertIn("EAL: Detected CPU lcores", P["journal"])
+        self.assertNotIn("EAL: Detected CPU lcores", notice, "an info line came out at notice or above")
 
     def test_no_key_in_the_journal(self):
         P = self.pid1()
