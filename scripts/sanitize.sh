@@ -12,7 +12,7 @@ if [ ! -f "$BUILD/build.ninja" ]; then
     -Dbuildtype=plain -Dc_args='-O1 -g1' -Dcpp_args='-O1 -g1' >/dev/null
 fi
 # By suite, plus the unit tests of suites whose other tests start gateways (liveness, keying, log).
-SUITES=(--suite esp --suite seqstate --suite flow --suite config --suite ctrl --suite dataplane --suite interop)
+SUITES=(--suite esp --suite seqstate --suite flow --suite route --suite config --suite ctrl --suite dataplane --suite interop)
 EXTRA=(liveness-unit keying service-hugepages log-unit)
 if [ $# -gt 0 ]; then SUITES=("$@"); EXTRA=(); fi
 # The targets those tests run: every build-tree file named on their command lines (meson's own list, so a test

@@ -28,13 +28,14 @@ ALLOWED = {
     "crypto": set(),
     "esp": {"crypto", "net"},
     "flow": {"net"},
+    "route": {"net"},
     "ctrl": {"net"},
     "config": {"crypto", "net"},
     "seqstate": set(),
     "keying": set(),
     "hostif": {"net"},
     "log": set(),
-    "dataplane": {"flow", "esp", "ctrl", "config", "seqstate", "keying", "hostif", "log", "crypto", "net"},
+    "dataplane": {"flow", "route", "esp", "ctrl", "config", "seqstate", "keying", "hostif", "log", "crypto", "net"},
 }
 # The offline tools: no data plane, no ESP engine, no DPDK.
 APP_ALLOWED = {
