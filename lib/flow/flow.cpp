@@ -65,7 +65,7 @@ static bool is_prime(uint32_t n) noexcept {
 }
 
 std::unique_ptr<const SelectionTable> SelectionTable::build(std::span<const TunnelSpec> tunnels, uint64_t seed,
-                                                            uint32_t table_size) {
+                                                            uint32_t table_size, const TunnelMask* members) {
   if (tunnels.size() > kMaxTunnels)
     throw std::invalid_argument("selection table: " + std::to_string(tunnels.size()) + " tunnels, at most " +
                                 std::to_string(kMaxTunnels));
@@ -87,8 +87,9 @@ std::unique_ptr<const SelectionTable> SelectionTable::build(std::span<const Tunn
   uint64_t max_w = 0;
   for (size_t i = 0; i < tunnels.size(); ++i) {
     const TunnelSpec& s = tunnels[i];
-    t->rt_store_[i] = Rt{s.state, s.has_deadline, s.epoch, s.drain_deadline};
-    if (s.state != TunnelState::kUp || s.weight == 0) continue;
+    const bool out = members != nullptr && !members->test(i);
+    t->rt_store_[i] = Rt{s.state, s.has_deadline, out, s.epoch, s.drain_deadline};
+    if (out || s.state != TunnelState::kUp || s.weight == 0) continue;
     // The permutation depends on (seed, id) only, so a tunnel keeps its preferred slots across rebuilds.
     const uint64_t id = i;
     const XXH128_hash_t p = XXH3_128bits_withSeed(&id, sizeof id, seed);
@@ -292,6 +293,7 @@ inline TunnelId PinTable::assign_one(const SelectionTable& sel, uint64_t h, uint
         ++counters_.hits;
         return old;
       case SelectionTable::Verdict::kVoidDown: moved = &counters_.moved_down; break;
+      case SelectionTable::Verdict::kVoidRoute: moved = &counters_.moved_route; break;
       default: moved = &counters_.moved_drain; break;
     }
   }

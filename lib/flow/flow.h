@@ -33,6 +33,7 @@
 // may look fresh: pick a unit where that is weeks.
 #pragma once
 
+#include <bitset>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -52,6 +53,8 @@ inline constexpr uint32_t kMaxTableSize = 1u << 24;
 inline constexpr uint64_t kInvalidHash = 0;          // hash_burst's mark for an unparsable packet
 
 enum class TunnelState : uint8_t { kUp = 0, kDraining = 1, kDown = 2 };
+// A set of tunnel ids (the same type as route::TunnelSet: the tunnels that can reach a destination).
+using TunnelMask = std::bitset<kMaxTunnels>;
 const char* to_string(TunnelState s) noexcept;
 
 // Seeded flow hash, never kInvalidHash.
@@ -78,13 +81,18 @@ struct TunnelSpec {
 class SelectionTable {
  public:
   // What a pin hit finds when it checks its tunnel.
-  enum class Verdict : uint8_t { kKeep, kVoidDown, kVoidDrain };
+  enum class Verdict : uint8_t { kKeep, kVoidDown, kVoidDrain, kVoidRoute };
 
   // Throws std::invalid_argument on more than kMaxTunnels tunnels or a table size that is not a prime in
   // [kMinTableSize, kMaxTableSize]. Rebuilding with the same seed and specs gives the same table; a tunnel's
   // Maglev permutation depends only on (seed, tunnel id), which keeps disruption low across rebuilds.
+  // members: the table of one route's tunnel set (docs/ARCHITECTURE.md "Routes"): only those tunnels take new
+  // flows, and a pin on any other is void (kVoidRoute: its flow moves into the set). The permutations do not
+  // depend on the set, so tables of different sets nearly agree where they overlap (4 tunnels, one left out:
+  // 99.93 % of the slots the others own in the full table are theirs in the set's).
   static std::unique_ptr<const SelectionTable> build(std::span<const TunnelSpec> tunnels, uint64_t seed,
-                                                     uint32_t table_size = kMinTableSize);
+                                                     uint32_t table_size = kMinTableSize,
+                                                     const TunnelMask* members = nullptr);
 
   // The tunnel for a new flow, or kNoTunnel when no tunnel is up with weight > 0.
   TunnelId select(uint64_t hash) const noexcept {
@@ -96,6 +104,7 @@ class SelectionTable {
   Verdict check(TunnelId t, uint16_t epoch, uint32_t now) const noexcept {
     if (t >= n_tunnels_) return Verdict::kVoidDown;  // tunnel removed since the pin was made
     const Rt r = rt_[t];
+    if (r.out_of_set) [[unlikely]] return Verdict::kVoidRoute;
     if (r.state == TunnelState::kDown || r.epoch != epoch) return Verdict::kVoidDown;
     if (r.state == TunnelState::kDraining && r.has_deadline && int32_t(now - r.drain_deadline) >= 0)
       return Verdict::kVoidDrain;
@@ -114,7 +123,8 @@ class SelectionTable {
   // What a worker needs per tunnel on a pin hit, 8 bytes so 8 tunnels share a cache line.
   struct Rt {
     TunnelState state;
-    bool has_deadline;
+    bool has_deadline : 1;
+    bool out_of_set : 1;   // not in this table's route set (build's members)
     uint16_t epoch;
     uint32_t drain_deadline;
   };
@@ -148,6 +158,7 @@ struct alignas(64) SpreadCounters {
   uint64_t no_tunnel = 0;    // packets with no tunnel to go to (none up with weight > 0)
   uint64_t moved_down = 0;   // pins voided because their tunnel went down, flow placed elsewhere
   uint64_t moved_drain = 0;  // pins voided by a passed drain deadline
+  uint64_t moved_route = 0;  // pins voided because their tunnel left the set of the flow's route
   uint64_t moved_idle = 0;   // idle pins whose flow came back and landed on another tunnel
   uint64_t expired = 0;      // idle pins reclaimed (by their flow, by a new flow, or by expire())
   uint64_t evicted = 0;      // live pins pushed out because both candidate buckets were full (oldest first)
