@@ -159,7 +159,14 @@ std::string describe(const Gateway& g, const PmdConfig* pmd) {
   o += "inside port " + g.inside_port + "  next hop " + detail::format_mac(g.inside_mac) + "\n";
   o += "  prefixes routed into the tunnels:";
   for (const Prefix& p : g.inside_prefixes) o.append(" ").append(ip_text(p.addr)).append("/").append(std::to_string(p.len));
-  o += "\n";
+  o += " (every tunnel)\n";
+  for (const RouteCfg& rc : g.routes) {
+    o += "  route";
+    for (const Prefix& p : rc.prefixes) o.append(" ").append(ip_text(p.addr)).append("/").append(std::to_string(p.len));
+    o += " via";
+    for (uint32_t t : rc.tunnels) o += " " + g.tunnels[t].name;
+    o += "\n";
+  }
   char seed[32];
   std::snprintf(seed, sizeof seed, "0x%llx", static_cast<unsigned long long>(g.flow.seed));
   o += std::string("flow seed ") + seed + "  table " + std::to_string(g.flow.table_size) + "  pin idle " +

@@ -156,6 +156,16 @@ struct Prefix {
   uint8_t len = 0;
 };
 
+// [[route]]: inner prefixes that only some tunnels can reach (docs/ARCHITECTURE.md "Routes"). The [inside]
+// prefixes reach every tunnel; a [[route]] prefix, longest match first, only the tunnels it names (`tunnels`, or
+// every tunnel to one of its `devices`). Decrypted packets from a route's prefixes must arrive on one of them.
+struct RouteCfg {
+  std::vector<Prefix> prefixes;
+  std::vector<uint32_t> tunnels;   // indexes into Gateway::tunnels, sorted, unique, non-empty
+  int line = 0;
+};
+inline constexpr uint32_t kMaxRouteSets = 64;  // distinct tunnel sets (route::kMaxSets): [inside] counts as one
+
 struct Gateway {
   std::string name;             // [a-zA-Z0-9_-]{1,32}: it names the control block /dev/shm/meshgate.<name>
   Mode mode = Mode::kActiveActive;
@@ -168,6 +178,7 @@ struct Gateway {
   std::vector<Instance> instances;
   std::vector<Device> devices;
   std::vector<Tunnel> tunnels;
+  std::vector<RouteCfg> routes;  // [[route]]
   FlowSettings flow;
   LivenessGlobal liveness;
   MtuSettings mtu;
@@ -225,7 +236,7 @@ struct PmdConfig {
 //                spi-zero spi-range spi-unique cipher icv-length engine engine-cipher
 //                key-source key-hex key-length key-file key-reuse replay-window
 //                liveness-range probe-address probe-version probe-source tunnel-mtu mss-clamp icmp-rate
-//                inside-address encap udp-port
+//                inside-address encap udp-port route route-reference route-prefix route-sets
 //   pmd_config   eal-lcores worker-lcores worker-lcore-unique worker-is-main worker-lcore-not-enabled mbufs
 //                ports-required devargs devargs-unique env-unset env-syntax queues descriptors mtu host-port
 //                host-rate

@@ -328,6 +328,7 @@ std::optional<Gateway> load_gateway(const std::string& path, std::vector<Error>*
 
   detail::resolve_liveness(g, live_global, live_tunnels, device_bad_probe, sink);
   detail::resolve_mtu(g, mtu_keys, sink);
+  detail::read_routes(top, sink, &g);
 
   // Anything else at the top level (policy lists included) is an error.
   top.finish();

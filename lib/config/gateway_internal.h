@@ -34,6 +34,10 @@ bool is_prime(uint64_t n) noexcept;
 
 struct EncapKeys;
 
+// ---- routes (gateway_route.cpp) ----
+// Every [[route]] table, after the tunnels are read: prefixes, `devices` or `tunnels`, the limits of route sets.
+void read_routes(Reader& top, Sink& sink, Gateway* g);
+
 // ---- SAs and keys (gateway_sa.cpp) ----
 // Reads [tunnel.out] / [tunnel.in] (key files relative to base_dir); its NAT traversal keys into *encap.
 void read_sa(Reader& r, Sink& sink, const std::string& base_dir, bool inbound, SaSpec* sa, EncapKeys* encap);

@@ -1,0 +1,113 @@
+// [[route]] tables: prefixes that only some tunnels reach (config.h RouteCfg).
+#include <algorithm>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "config/gateway_internal.h"
+
+namespace mg::config::detail {
+
+void read_routes(Reader& top, Sink& sink, Gateway* g) {
+  const auto tables = array_of_tables(top, sink, "route");
+  std::vector<std::pair<Prefix, int>> seen;  // every prefix of every route, with its line
+  for (size_t i = 0; i < tables.size(); ++i) {
+    Reader r(sink, *tables[i], nth("route", i, *tables[i]));
+    RouteCfg rc;
+    rc.line = r.line();
+    bool ok = true;
+    if (const auto prefixes = r.str_array("prefixes", true)) {
+      if (prefixes->empty()) {
+        sink.add(r.line("prefixes"), "route-prefix", r.where() + ": `prefixes` is empty");
+        ok = false;
+      }
+      for (const std::string& s : *prefixes) {
+        Prefix p;
+        std::string why;
+        if (!parse_prefix(s, &p, &why)) {
+          sink.add(r.line("prefixes"), "route-prefix", r.where() + ": prefix \"" + s + "\" " + why);
+          ok = false;
+          continue;
+        }
+        const auto dup = std::find_if(seen.begin(), seen.end(), [&](const auto& q) {
+          return q.first.len == p.len && q.first.addr == p.addr;
+        });
+        if (dup != seen.end()) {
+          sink.add(r.line("prefixes"), "route-prefix",
+                   r.where() + ": prefix \"" + s + "\" is also routed on line " + std::to_string(dup->second) +
+                       " (one [[route]] per prefix: list all its devices or tunnels there)");
+          ok = false;
+          continue;
+        }
+        seen.emplace_back(p, r.line("prefixes"));
+        rc.prefixes.push_back(p);
+      }
+    } else {
+      ok = false;
+    }
+    const auto devices = r.str_array("devices");
+    const auto tunnels = r.str_array("tunnels");
+    std::set<uint32_t> set;
+    if (devices.has_value() == tunnels.has_value()) {
+      sink.add(rc.line, "route-reference",
+               r.where() + ": name the tunnels that reach these prefixes with either `devices` (every tunnel to "
+                           "those devices) or `tunnels`, not " + (devices ? "both" : "neither"));
+      ok = false;
+    } else if (devices) {
+      for (const std::string& d : *devices) {
+        const auto it = std::find_if(g->devices.begin(), g->devices.end(), [&](const Device& x) { return x.name == d; });
+        if (it == g->devices.end()) {
+          sink.add(r.line("devices"), "route-reference", r.where() + ": no [[device]] named \"" + d + "\"");
+          ok = false;
+          continue;
+        }
+        const uint32_t di = uint32_t(it - g->devices.begin());
+        size_t before = set.size();
+        for (uint32_t t = 0; t < g->tunnels.size(); ++t)
+          if (g->tunnels[t].device == di) set.insert(t);
+        if (set.size() == before) {
+          sink.add(r.line("devices"), "route-reference",
+                   r.where() + ": device \"" + d + "\" has no [[tunnel]] (or its tunnels are listed twice)");
+          ok = false;
+        }
+      }
+    } else {
+      for (const std::string& n : *tunnels) {
+        const auto it = std::find_if(g->tunnels.begin(), g->tunnels.end(), [&](const Tunnel& x) { return x.name == n; });
+        if (it == g->tunnels.end()) {
+          sink.add(r.line("tunnels"), "route-reference", r.where() + ": no [[tunnel]] named \"" + n + "\"");
+          ok = false;
+        } else if (!set.insert(uint32_t(it - g->tunnels.begin())).second) {
+          sink.add(r.line("tunnels"), "route-reference", r.where() + ": tunnel \"" + n + "\" is listed twice");
+          ok = false;
+        }
+      }
+    }
+    if (ok && set.empty()) {
+      sink.add(rc.line, "route-reference", r.where() + ": no tunnel reaches these prefixes");
+      ok = false;
+    }
+    r.finish();
+    if (!ok) continue;
+    rc.tunnels.assign(set.begin(), set.end());
+    g->routes.push_back(std::move(rc));
+  }
+  // Each distinct set of tunnels costs the data plane a selection table: the [inside] prefixes' (every tunnel) and
+  // one per other set.
+  std::set<std::vector<uint32_t>> sets;
+  std::vector<uint32_t> all(g->tunnels.size());
+  for (uint32_t t = 0; t < all.size(); ++t) all[t] = t;
+  sets.insert(all);
+  for (const RouteCfg& rc : g->routes) {
+    sets.insert(rc.tunnels);
+    if (sets.size() > kMaxRouteSets) {
+      sink.add(rc.line, "route-sets",
+               "[[route]] tables name more than " + std::to_string(kMaxRouteSets) +
+                   " distinct sets of tunnels (counting every tunnel, the [inside] prefixes' set); the first one too "
+                   "many is here");
+      break;
+    }
+  }
+}
+
+}  // namespace mg::config::detail
