@@ -209,7 +209,8 @@ void show(const c::Block& b, const Options& o, const std::string& what, const Sn
                 {"inside_tx", gc("inside_tx")},    {"outside_rx", gc("outside_rx")},
                 {"outside_tx", gc("outside_tx")},  {"flows_new", gc("flows_new")},
                 {"moved_down", gc("moved_down")},  {"moved_drain", gc("moved_drain")},
-                {"moved_idle", gc("moved_idle")},  {"evicted", gc("evicted")},
+                {"moved_idle", gc("moved_idle")},  {"moved_route", gc("moved_route")},
+                {"evicted", gc("evicted")},
                 {"commands_ok", gc("commands_ok")}, {"commands_rejected", gc("commands_rejected")},
                 {"updated_ns", g.updated_ns},      {"pending_commands", b.pending()},
                 {"mbufs_in_use", g.mbufs_in_use}};
@@ -223,8 +224,9 @@ void show(const c::Block& b, const Options& o, const std::string& what, const Sn
     t.row({"size", fmt::format("{} tunnels, {} instances, {} workers", g.n_tunnels, g.n_instances, g.n_workers)});
     t.row({"inside", fmt::format("rx {}  tx {}", gc("inside_rx"), gc("inside_tx"))});
     t.row({"outside", fmt::format("rx {}  tx {}", gc("outside_rx"), gc("outside_tx"))});
-    t.row({"flows", fmt::format("new {}  moved: down {} drain {} idle {}  evicted {}", gc("flows_new"),
-                                gc("moved_down"), gc("moved_drain"), gc("moved_idle"), gc("evicted"))});
+    t.row({"flows", fmt::format("new {}  moved: down {} drain {} idle {} route {}  evicted {}", gc("flows_new"),
+                                gc("moved_down"), gc("moved_drain"), gc("moved_idle"), gc("moved_route"),
+                                gc("evicted"))});
     t.row({"commands", fmt::format("ok {}  rejected {}  pending {}", gc("commands_ok"), gc("commands_rejected"),
                                    b.pending())});
     t.row({"mirror", "updated " + ago(g.updated_ns)});
@@ -322,7 +324,8 @@ void show(const c::Block& b, const Options& o, const std::string& what, const Sn
                       {"placed", tc(r, "placed")}, {"moved_in", tc(r, "moved_in")}});
       }
       json j = {{"tunnels", tj},          {"flows_new", gc("flows_new")},     {"moved_down", gc("moved_down")},
-                {"moved_drain", gc("moved_drain")}, {"moved_idle", gc("moved_idle")}, {"evicted", gc("evicted")}};
+                {"moved_drain", gc("moved_drain")}, {"moved_idle", gc("moved_idle")},
+                {"moved_route", gc("moved_route")}, {"evicted", gc("evicted")}};
       fmt::print("{}\n", j.dump(2));
       return;
     }
@@ -332,8 +335,8 @@ void show(const c::Block& b, const Options& o, const std::string& what, const Sn
       t.row({num(i), FIELD(r.name), num(tc(r, "pinned")), num(tc(r, "placed")), num(tc(r, "moved_in"))});
     }
     t.print();
-    fmt::print("\nnew flows {}  moved: down {}  drain {}  idle {}  evicted {}\n", gc("flows_new"), gc("moved_down"),
-               gc("moved_drain"), gc("moved_idle"), gc("evicted"));
+    fmt::print("\nnew flows {}  moved: down {}  drain {}  idle {}  route {}  evicted {}\n", gc("flows_new"),
+               gc("moved_down"), gc("moved_drain"), gc("moved_idle"), gc("moved_route"), gc("evicted"));
   } else if (what == "counters") {
     // The fixed keys and columns of earlier versions, then every counter the block carries, by its name.
     if (o.json) {

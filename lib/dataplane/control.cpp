@@ -11,9 +11,23 @@ void Dataplane::Impl::publish() {
   auto st = std::make_unique<State>();
   st->generation = ++generation;
   uint64_t moved = 0;
-  for (const auto& w : workers) moved += w->pins->counters().moved_down + w->pins->counters().moved_drain;
+  for (const auto& w : workers) {
+    const flow::SpreadCounters& c = w->pins->counters();
+    moved += c.moved_down + c.moved_drain + c.moved_route;
+  }
   moved_at_publish.store(moved, std::memory_order_relaxed);
   st->sel = flow::SelectionTable::build(model.specs(), gw.flow.seed, gw.flow.table_size);
+  // A selection table per route set (docs/ARCHITECTURE.md "Routes"); the set of every tunnel uses the one above.
+  st->routes = routes;
+  for (route::SetId s = 0; s < routes->sets(); ++s) {
+    const route::TunnelSet& members = routes->set(s);
+    if (members.count() == gw.tunnels.size()) {
+      st->by_set[s] = st->sel.get();
+      continue;
+    }
+    st->set_sel.push_back(flow::SelectionTable::build(model.specs(), gw.flow.seed, gw.flow.table_size, &members));
+    st->by_set[s] = st->set_sel.back().get();
+  }
   st->tunnels.resize(gw.tunnels.size());
   for (size_t t = 0; t < gw.tunnels.size(); ++t) {
     const auto& ct = gw.tunnels[t];

@@ -67,6 +67,7 @@ Dataplane::~Dataplane() {
   d.unregister_telemetry();
   d.close_ports();
   delete d.state.exchange(nullptr);
+  d.routes.reset();  // rte_lpm memory: before the EAL goes
   d.in_tables.clear();
   d.retiring_tables.clear();
   d.keying.reset();  // the socket file goes with it

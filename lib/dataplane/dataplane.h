@@ -182,8 +182,9 @@ struct CounterDef {
   X(flows_new, kCounter, "new flows pinned")                                                                   \
   X(moved_down, kCounter, "flows moved because their tunnel went down")                                        \
   X(moved_drain, kCounter, "flows moved because their tunnel's drain deadline passed")                         \
+  X(moved_route, kCounter, "flows moved because their tunnel left the set of their route's tunnels")         \
   X(moved_idle, kCounter, "idle pins on a draining tunnel released and placed again")                          \
-  X(moved_last_change, kKept, "flows moved (down, drain deadline) since the last published change")           \
+  X(moved_last_change, kKept, "flows moved (down, drain deadline, route) since the last published change")    \
   X(evicted, kCounter, "pins evicted from a full pin table")                                                   \
   X(expired, kCounter, "idle pins reclaimed by the workers' sweep")                                            \
   X(commands_ok, kCounter, "control commands applied")                                                         \

@@ -92,8 +92,7 @@ struct Dataplane::Impl {
   std::vector<uint16_t> instance_port;  // instance -> index into ports
   std::vector<std::unique_ptr<esp::Sa>> sa_out, sa_in;  // by tunnel
   std::vector<std::unique_ptr<esp::SaTable>> in_tables; // by outside index
-  std::vector<Prefix4> pfx4;
-  std::vector<Prefix6> pfx6;
+  std::shared_ptr<const route::Table> routes;  // [inside] prefixes (every tunnel) and [[route]] tables (setup.cpp)
   std::vector<std::unique_ptr<Worker>> workers;
   rte_rcu_qsbr* qsbr = nullptr;
   std::atomic<State*> state{nullptr};
@@ -201,6 +200,7 @@ struct Dataplane::Impl {
   uint32_t now_ms() const noexcept { return uint32_t((rte_get_tsc_cycles() - start_tsc) * 1000 / tsc_hz); }
 
   // setup.cpp
+  bool build_routes(std::string* err);
   int setup(std::string* err);
   int setup_ports(std::map<std::string, uint16_t>* by_name, std::string* err);
   int start_port(const PortRt& pr, const config::PortSpec& ps, std::string* err);

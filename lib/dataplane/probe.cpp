@@ -168,10 +168,10 @@ bool Dataplane::Impl::intercept(Worker& w, const State& st, rte_mbuf* m) noexcep
       icmp[1] != 0 || std::memcmp(v6 ? p + 24 : p + 16, rt.local, v6 ? 16 : 4) != 0)
     return false;
   // The inner selector of data (worker.cpp), so that an echo request cannot get an answer from where no data may
-  // come from: its source is in the [inside] prefixes, or it is the tunnel's own probe peer (probe addresses live
-  // only inside their tunnel and need not be in the prefixes).
+  // come from: its source is routed through this tunnel, or it is the tunnel's own probe peer (probe addresses
+  // live only inside their tunnel and need not be routed).
   const uint8_t* from = v6 ? p + 8 : p + 12;
-  if (!(v6 ? routed6(pfx6, from) : routed4(pfx4, net::load_be32(from))) &&
+  if (!source_ok(*st.routes, t, v6, from) &&
       std::memcmp(from, rt.probe_dst, v6 ? 16 : 4) != 0) {
     ++w.ctr.drops[size_t(Drop::kInnerSelector)];
     rte_pktmbuf_free(m);

@@ -20,6 +20,8 @@
 #include "esp/esp.h"
 #include "flow/flow.h"
 #include "net/local.h"
+#include "net/net.h"
+#include "route/route.h"
 
 namespace mg::dp {
 
@@ -27,29 +29,11 @@ inline constexpr uint16_t kBurst = 32;
 inline constexpr uint16_t kEthLen = 14;
 extern std::atomic<bool> g_stop;  // dataplane.cpp; request_stop() sets it from a signal handler
 
-struct Prefix4 {
-  uint32_t net, mask;
-};
-struct Prefix6 {
-  uint8_t net[16];
-  uint8_t len;
-};
-
-// Route-based selectors ([inside] prefixes): what goes into the tunnels (destination, outbound) and what may come
-// out of them (source, inbound: data in worker.cpp, echo requests the reflector answers in probe.cpp).
-inline bool routed4(const std::vector<Prefix4>& pfx, uint32_t a) noexcept {
-  for (const auto& p : pfx)
-    if ((a & p.mask) == p.net) return true;
-  return false;
-}
-inline bool routed6(const std::vector<Prefix6>& pfx, const uint8_t* a) noexcept {
-  for (const auto& p : pfx) {
-    const uint8_t full = p.len / 8, rem = p.len % 8;
-    if (std::memcmp(a, p.net, full) != 0) continue;
-    if (rem && ((a[full] ^ p.net[full]) & uint8_t(0xff << (8 - rem)))) continue;
-    return true;
-  }
-  return false;
+// The inner selector of what comes out of tunnel t (data in worker.cpp, echo requests the reflector answers in
+// probe.cpp): its source must be routed, by the longest match, through a set of tunnels that holds t.
+inline bool source_ok(const route::Table& rt, uint32_t t, bool v6, const uint8_t* src) noexcept {
+  const route::SetId s = v6 ? rt.lookup6(src) : rt.lookup4(net::load_be32(src));
+  return s != route::kNoRoute && rt.set(s).test(t);
 }
 
 // What a worker needs of a tunnel. The first cache line is the per-burst part; probe addresses (a few packets
@@ -79,6 +63,11 @@ static_assert(std::is_trivially_copyable_v<RtTunnel>);
 struct State {
   uint64_t generation = 0;
   std::unique_ptr<const flow::SelectionTable> sel;
+  // Where destinations go (lib/route): a set id per route, and the selection table of each set (sel itself for
+  // the set of every tunnel, else one of set_sel). The route table is shared by the states it did not change in.
+  std::shared_ptr<const route::Table> routes;
+  std::vector<std::unique_ptr<const flow::SelectionTable>> set_sel;
+  const flow::SelectionTable* by_set[route::kMaxSets] = {};
   std::vector<RtTunnel> tunnels;
   std::vector<esp::SaTable*> in_table;  // by outside-port index
   bool intercept = false;  // look at decrypted ICMP: probe replies (liveness with probes) or requests (reflect)

@@ -20,21 +20,38 @@ std::string eal_port_name(const std::string& devargs) { return devargs.substr(0,
 
 }  // namespace
 
+// The route table (lib/route, in EAL memory): the [inside] prefixes through every tunnel, each [[route]] through
+// its tunnels. The config loader checked each prefix and the number of sets; a refusal here is still reported.
+bool Dataplane::Impl::build_routes(std::string* err) {
+  std::vector<route::Route> rs;
+  auto add = [&](const config::Prefix& p, const route::TunnelSet& set) {
+    route::Route r;
+    r.family = p.addr.version;
+    std::memcpy(r.addr, p.addr.bytes, 16);
+    r.len = p.len;
+    r.tunnels = set;
+    rs.push_back(r);
+  };
+  route::TunnelSet all;
+  for (size_t t = 0; t < gw.tunnels.size(); ++t) all.set(t);
+  for (const auto& p : gw.inside_prefixes) add(p, all);
+  for (const auto& rc : gw.routes) {
+    route::TunnelSet set;
+    for (uint32_t t : rc.tunnels) set.set(t);
+    for (const auto& p : rc.prefixes) add(p, set);
+  }
+  std::string why;
+  auto table = route::Table::build(rs, uint32_t(gw.tunnels.size()), &why);
+  if (!table) {
+    *err = "routes: " + why;
+    return false;
+  }
+  routes = std::move(table);
+  return true;
+}
+
 int Dataplane::Impl::setup(std::string* err) {
   if (!seq_open(err)) return kExitConfig;
-  // Prefixes, in the forms the hot path compares.
-  for (const auto& px : gw.inside_prefixes) {
-    if (px.addr.version == 4) {
-      const uint32_t mask = px.len == 0 ? 0 : ~uint32_t(0) << (32 - px.len);
-      pfx4.push_back({net::load_be32(px.addr.bytes) & mask, mask});
-    } else {
-      Prefix6 p6{};
-      std::memcpy(p6.net, px.addr.bytes, 16);
-      p6.len = px.len;
-      pfx6.push_back(p6);
-    }
-  }
-
   // EAL: the pmd_config's arguments, one --vdev / -a per port, then the caller's extras.
   std::vector<std::string> args{"meshgate"};
   for (const auto& a : pmd.eal_args) args.push_back(a);
@@ -66,6 +83,7 @@ int Dataplane::Impl::setup(std::string* err) {
   }
   eal_up = true;
   tsc_hz = rte_get_tsc_hz();
+  if (!build_routes(err)) return kExitConfig;
   if (rte_pdump_init() != 0)
     log::warning(log::Type::kMain, "pdump unavailable ({}); dpdk-dumpcap will not attach", rte_strerror(rte_errno));
 

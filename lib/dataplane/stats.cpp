@@ -75,6 +75,7 @@ Stats Dataplane::Impl::collect() const {
     s.flows_new += pc.new_flows;
     s.moved_down += pc.moved_down;
     s.moved_drain += pc.moved_drain;
+    s.moved_route += pc.moved_route;
     s.moved_idle += pc.moved_idle;
     s.evicted += pc.evicted;
     s.expired += pc.expired;
@@ -91,7 +92,7 @@ Stats Dataplane::Impl::collect() const {
     }
   }
   // Raw (not yet less the clear-counters baseline) sums here, as moved_at_publish was taken.
-  const uint64_t moved = s.moved_down + s.moved_drain, at = moved_at_publish.load(std::memory_order_relaxed);
+  const uint64_t moved = s.moved_down + s.moved_drain + s.moved_route, at = moved_at_publish.load(std::memory_order_relaxed);
   s.moved_last_change = moved >= at ? moved - at : 0;
   std::lock_guard lk(snap_mu);  // resets swap SAs and tables under it
   for (size_t t = 0; t < s.tunnels.size(); ++t) {
@@ -179,7 +180,7 @@ nlohmann::json to_json(const Stats& s) {
     if (s.esp_table_drops[r]) tdrops[esp::to_string(esp::Drop(r))] = s.esp_table_drops[r];
   j["esp_unknown_sa_drops"] = tdrops;
   // The flow counters again, grouped as scripts have read them since the first release.
-  j["flows"] = {{"new", s.flows_new}, {"moved_down", s.moved_down}, {"moved_drain", s.moved_drain},
+  j["flows"] = {{"new", s.flows_new}, {"moved_down", s.moved_down}, {"moved_drain", s.moved_drain}, {"moved_route", s.moved_route},
                 {"moved_idle", s.moved_idle}, {"evicted", s.evicted}, {"expired", s.expired}};
   nlohmann::json ts = nlohmann::json::array();
   for (const auto& t : s.tunnels) {
@@ -242,9 +243,9 @@ std::string format_table(const Stats& s) {
     if (s.drops[r]) drops += fmt::format(" {}={}", kDropNames[r], s.drops[r]);
   for (size_t r = 0; r < esp::kDropCount; ++r)
     if (s.esp_table_drops[r]) drops += fmt::format(" {}={}", esp::to_string(esp::Drop(r)), s.esp_table_drops[r]);
-  o += fmt::format("drops:{} esp_out={} esp_in={}  flows new={} moved_down={} moved_drain={} evicted={}\n",
+  o += fmt::format("drops:{} esp_out={} esp_in={}  flows new={} moved_down={} moved_drain={} moved_route={} evicted={}\n",
                    drops.empty() ? " none" : drops, s.esp_out_drops, s.esp_in_drops, s.flows_new, s.moved_down,
-                   s.moved_drain, s.evicted);
+                   s.moved_drain, s.moved_route, s.evicted);
   return o;
 }
 

@@ -44,7 +44,11 @@ uint16_t Dataplane::Impl::outbound(Worker& w, const State& st, uint16_t q) noexc
   const uint8_t* l3[kBurst];
   uint32_t len[kBurst];
   rte_mbuf* ok[kBurst];
-  uint16_t k = 0;
+  // Destinations for the route lookup, by family: the packet's index in ok[] beside each.
+  uint32_t dst4[kBurst];
+  uint8_t dst6[kBurst][16];
+  uint16_t at4[kBurst], at6[kBurst];
+  uint16_t k = 0, n4 = 0, n6 = 0;
   for (uint16_t i = 0; i < n; ++i) {
     rte_mbuf* m = pkts[i];
     const uint8_t* e = rte_pktmbuf_mtod(m, const uint8_t*);
@@ -54,11 +58,17 @@ uint16_t Dataplane::Impl::outbound(Worker& w, const State& st, uint16_t q) noexc
     const bool v6 = e[12] == 0x86;
     if (rte_pktmbuf_data_len(m) < kEthLen + 20 || !is_ip_ethertype(e)) why = Drop::kInsideNotIp;
     else if (!inner_header_ok(p, l3len, v6)) why = Drop::kInsideMalformed;
-    else if (!(v6 ? routed6(pfx6, p + 24) : routed4(pfx4, net::load_be32(p + 16)))) why = Drop::kNotRouted;
     if (why != Drop::kCount) [[unlikely]] {
       ++w.ctr.drops[size_t(why)];
       rte_pktmbuf_free(m);
       continue;
+    }
+    if (v6) {
+      std::memcpy(dst6[n6], p + 24, 16);
+      at6[n6++] = k;
+    } else {
+      dst4[n4] = net::load_be32(p + 16);
+      at4[n4++] = k;
     }
     rte_pktmbuf_adj(m, kEthLen);
     // Ethernet pads short frames to 60 bytes: only the IP datagram goes into the tunnel.
@@ -70,9 +80,63 @@ uint16_t Dataplane::Impl::outbound(Worker& w, const State& st, uint16_t q) noexc
   }
   if (k == 0) return n;
 
+  // Routes (docs/ARCHITECTURE.md "Routes"): each destination's set of tunnels, one bulk lookup per family; what no
+  // route covers is dropped (not_routed).
+  route::SetId set[kBurst], got[kBurst];
+  if (n4) {
+    st.routes->lookup4_burst(dst4, n4, got);
+    for (uint16_t j = 0; j < n4; ++j) set[at4[j]] = got[j];
+  }
+  if (n6) {
+    st.routes->lookup6_burst(dst6, n6, got);
+    for (uint16_t j = 0; j < n6; ++j) set[at6[j]] = got[j];
+  }
+  uint16_t kept = 0;
+  bool one_set = true;
+  for (uint16_t i = 0; i < k; ++i) {
+    if (set[i] == route::kNoRoute) [[unlikely]] {
+      ++w.ctr.drops[size_t(Drop::kNotRouted)];
+      rte_pktmbuf_free(ok[i]);
+      continue;
+    }
+    l3[kept] = l3[i];
+    len[kept] = len[i];
+    set[kept] = set[i];
+    ok[kept++] = ok[i];
+  }
+  k = kept;
+  if (k == 0) return n;
+  for (uint16_t i = 1; i < k && one_set; ++i) one_set = set[i] == set[0];
+
   uint64_t hashes[kBurst];
   flow::TunnelId tun[kBurst];
-  w.pins->spread_burst(*st.sel, l3, len, k, now_ms(), hashes, tun);
+  const uint32_t now = now_ms();
+  if (one_set) [[likely]] {
+    w.pins->spread_burst(*st.by_set[set[0]], l3, len, k, now, hashes, tun);
+  } else {
+    // Several route sets in one burst: each set's packets through its own selection table, in arrival order.
+    uint8_t done[kBurst] = {};
+    for (uint16_t i = 0; i < k; ++i) {
+      if (done[i]) continue;
+      const uint8_t* gl3[kBurst];
+      uint32_t glen[kBurst];
+      uint16_t idx[kBurst], g = 0;
+      for (uint16_t j = i; j < k; ++j)
+        if (!done[j] && set[j] == set[i]) {
+          gl3[g] = l3[j];
+          glen[g] = len[j];
+          idx[g++] = j;
+          done[j] = 1;
+        }
+      uint64_t gh[kBurst];
+      flow::TunnelId gt[kBurst];
+      w.pins->spread_burst(*st.by_set[set[i]], gl3, glen, g, now, gh, gt);
+      for (uint16_t j = 0; j < g; ++j) {
+        hashes[idx[j]] = gh[j];
+        tun[idx[j]] = gt[j];
+      }
+    }
+  }
 
   // Group by tunnel, keeping each tunnel's packets in arrival order. A burst of one tunnel needs no grouping.
   bool one = tun[0] != flow::kNoTunnel;
@@ -207,8 +271,8 @@ uint16_t Dataplane::Impl::inbound(Worker& w, const State& st, uint16_t oidx, uin
     if (probing) w.busy[t] = now;
     const uint8_t* p = rte_pktmbuf_mtod(m, const uint8_t*);
     const bool v6 = (p[0] >> 4) == 6;
-    // Route-based selector: what comes out of a tunnel must come from the networks behind the tunnels.
-    if (!(v6 ? routed6(pfx6, p + 8) : routed4(pfx4, net::load_be32(p + 12)))) {
+    // Route-based selector: what comes out of a tunnel must come from a network routed through it.
+    if (!source_ok(*st.routes, t, v6, v6 ? p + 8 : p + 12)) {
       ++w.ctr.drops[size_t(Drop::kInnerSelector)];
       rte_pktmbuf_free(m);
       continue;
