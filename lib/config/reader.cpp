@@ -13,6 +13,38 @@
 
 namespace mg::config::detail {
 
+std::string hide_hex_runs(std::string m) {
+  auto hex = [&](size_t i) { return i < m.size() && std::isxdigit(static_cast<unsigned char>(m[i])) != 0; };
+  std::string out;
+  size_t i = 0;
+  while (i < m.size()) {
+    if (!hex(i)) {
+      out += m[i++];
+      continue;
+    }
+    // A plain run of hex digits, or byte pairs "aa:bb:..." (counted in digits).
+    size_t j = i;
+    while (hex(j)) ++j;
+    size_t digits = j - i, k = j;
+    if (digits == 2) {
+      size_t pairs = 1;
+      while (k < m.size() && m[k] == ':' && hex(k + 1) && hex(k + 2) && !hex(k + 3)) {
+        k += 3;
+        ++pairs;
+      }
+      if (pairs >= 8) {
+        out += "<" + std::to_string(pairs * 2) + " hex digits hidden>";
+        i = k;
+        continue;
+      }
+    }
+    if (digits >= 16) out += "<" + std::to_string(digits) + " hex digits hidden>";
+    else out.append(m, i, digits);
+    i = j;
+  }
+  return out;
+}
+
 namespace {
 
 const char* type_name(const toml::node& n) noexcept {

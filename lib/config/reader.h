@@ -15,13 +15,19 @@
 
 namespace mg::config::detail {
 
+// A message with what could be key material taken out: every run of 16 or more hex digits, and every run of 8 or
+// more hex byte pairs separated by ':', becomes "<N hex digits hidden>". Messages quote values from the file, and
+// a key written into the wrong field (`cipher = "<the key>"`) must not reach a log through them. Names, SPIs,
+// MACs and IPv6 addresses stay readable (IPv6 groups hold at most 4 digits).
+std::string hide_hex_runs(std::string message);
+
 // Collects errors for one file.
 class Sink {
  public:
   Sink(std::string file, std::vector<Error>* out) : file_(std::move(file)), out_(out) {}
   void add(int line, std::string rule, std::string message) {
     ++count_;
-    if (out_) out_->push_back(Error{file_, line, std::move(rule), std::move(message)});
+    if (out_) out_->push_back(Error{file_, line, std::move(rule), hide_hex_runs(std::move(message))});
   }
   const std::string& file() const noexcept { return file_; }
   size_t count() const noexcept { return count_; }

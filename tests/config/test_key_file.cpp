@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <string>
 
+#include "config/reader.h"
 #include "config_fixture.h"
 #include "crypto/key_file.h"
 
@@ -150,3 +151,31 @@ TEST_F(KeyFile, SymlinkToAGoodFileIsFollowed) {
 
 }  // namespace
 }  // namespace mg::config
+
+namespace mg::config::test {
+namespace {
+
+// A key written into the wrong field: the error quotes the value, without the key (reader.h hide_hex_runs).
+TEST_F(Config, KeyInAnotherFieldIsNotQuoted) {
+  const std::string key = "cac50a7dade96ed1ec61a4e4385bd81f7acb2005";
+  const std::string colons = "ca:c5:0a:7d:ad:e9:6e:d1:ec:61";
+  for (const std::string& k : {key, colons}) {
+    std::vector<Error> errors;
+    const std::string text = edit(gateway(), "cipher = \"aes-gcm-128\"", "cipher = \"" + k + "\"");
+    const std::string path = write("k.toml", text);
+    EXPECT_FALSE(load_gateway(path, &errors).has_value());
+    ASSERT_FALSE(errors.empty());
+    for (const Error& e : errors) {
+      EXPECT_EQ(e.format().find(k.substr(0, 16)), std::string::npos) << e.format();
+      if (e.rule == "cipher") EXPECT_NE(e.message.find("hex digits hidden"), std::string::npos) << e.message;
+    }
+  }
+  // What stays readable: MACs, SPIs, IPv6 addresses, short hex.
+  EXPECT_EQ(detail::hide_hex_runs("mac 02:00:00:00:00:01 spi 0x00001002 ip 2001:0db8:0000:0000:0000:0000:0000:0001"),
+            "mac 02:00:00:00:00:01 spi 0x00001002 ip 2001:0db8:0000:0000:0000:0000:0000:0001");
+  EXPECT_EQ(detail::hide_hex_runs("x 0123456789abcdef y"), "x <16 hex digits hidden> y");
+  EXPECT_EQ(detail::hide_hex_runs("0123456789abcde"), "0123456789abcde");
+}
+
+}  // namespace
+}  // namespace mg::config::test
