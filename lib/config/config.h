@@ -241,7 +241,8 @@ struct PmdConfig {
 //                ports-required devargs devargs-unique env-unset env-syntax queues descriptors mtu host-port
 //                host-rate
 //   cross_check  port-unknown tx-queues tunnel-mtu host-port
-// Messages never contain key material (not even from a TOML syntax error on a key line).
+// Messages never contain key material (not even from a TOML syntax error on a key line); runs of hex digits long
+// enough to be a key are hidden from every message (reader.h hide_hex_runs).
 struct Error {
   std::string file;
   int line = 0;
