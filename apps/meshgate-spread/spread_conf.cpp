@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdio>
 
 #include "config/config.h"
 
@@ -37,6 +38,13 @@ SpreadConf load_config(const std::string& path) {
   c.pin_capacity = g->flow.pin_capacity;
   for (const config::Tunnel& t : g->tunnels)
     c.tunnels.push_back({t.name, g->instances[t.instance].name, g->devices[t.device].name, t.weight});
+  // The tool models one selection table over every tunnel (no route lookup: it links no DPDK, and rte_lpm lives in
+  // DPDK); a file whose [[route]] tables restrict some prefixes would be predicted wrongly for their flows.
+  if (!g->routes.empty())
+    std::fprintf(stderr,
+                 "meshgate-spread: note: %s has %zu [[route]] table(s), which this tool does not model: every flow is "
+                 "placed over all tunnels, as for the [inside] prefixes\n",
+                 path.c_str(), g->routes.size());
   return c;
 }
 
