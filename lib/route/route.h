@@ -42,9 +42,7 @@ struct Route {
   TunnelSet tunnels;     // non-empty
 };
 
-// Parses "10.0.0.0/8" or "2001:db8::/32" into r (family, addr, len; host bits must be zero). false and *err on
-// anything else.
-bool parse_prefix(const std::string& text, Route* r, std::string* err);
+// "10.0.0.0/8", "2001:db8::/32": for messages. (Prefixes are parsed once, by lib/config.)
 std::string format_prefix(const Route& r);
 
 class Table {

@@ -16,10 +16,14 @@ namespace r = mg::route;
 
 namespace {
 
+// "ADDRESS/LENGTH" through inet_pton (the test's own parser: lib/config owns the product's).
 r::Route route(const std::string& prefix, std::initializer_list<int> tunnels) {
   r::Route x;
-  std::string err;
-  EXPECT_TRUE(r::parse_prefix(prefix, &x, &err)) << prefix << ": " << err;
+  const size_t slash = prefix.find('/');
+  const std::string addr = prefix.substr(0, slash);
+  x.family = addr.find(':') == std::string::npos ? 4 : 6;
+  EXPECT_EQ(inet_pton(x.family == 4 ? AF_INET : AF_INET6, addr.c_str(), x.addr), 1) << prefix;
+  x.len = uint8_t(std::stoi(prefix.substr(slash + 1)));
   for (int t : tunnels) x.tunnels.set(size_t(t));
   return x;
 }
@@ -59,25 +63,10 @@ const r::TunnelSet* oracle(const r::Table& t, int family, const uint8_t* a) {
 
 }  // namespace
 
-TEST(RoutePrefix, ParsesAndRefuses) {
-  r::Route x;
-  std::string err;
-  ASSERT_TRUE(r::parse_prefix("10.1.0.0/16", &x, &err)) << err;
-  EXPECT_EQ(x.family, 4);
-  EXPECT_EQ(x.len, 16);
-  EXPECT_EQ(r::format_prefix(x), "10.1.0.0/16");
-  ASSERT_TRUE(r::parse_prefix("2001:db8::/32", &x, &err)) << err;
-  EXPECT_EQ(x.family, 6);
-  EXPECT_EQ(r::format_prefix(x), "2001:db8::/32");
-  ASSERT_TRUE(r::parse_prefix("0.0.0.0/0", &x, &err)) << err;
-  for (const char* bad : {"10.0.0.0", "10.0.0.0/", "10.0.0.0/33", "2001:db8::/129", "10.0.0.0/8x", "10.0.0/8",
-                          "10.0.0.1/24", "/8", "10.0.0.0/-1", "10.0.0.0/0008"}) {
-    err.clear();
-    EXPECT_FALSE(r::parse_prefix(bad, &x, &err)) << bad;
-    EXPECT_FALSE(err.empty()) << bad;
-  }
-  EXPECT_FALSE(r::parse_prefix("10.1.2.3/16", &x, &err));
-  EXPECT_NE(err.find("10.1.0.0/16"), std::string::npos) << err;  // names the network meant
+TEST(RoutePrefix, Formats) {
+  EXPECT_EQ(r::format_prefix(route("10.1.0.0/16", {0})), "10.1.0.0/16");
+  EXPECT_EQ(r::format_prefix(route("2001:db8::/32", {0})), "2001:db8::/32");
+  EXPECT_EQ(r::format_prefix(route("0.0.0.0/0", {0})), "0.0.0.0/0");
 }
 
 TEST_F(RouteTest, LongestMatchAndMergedSets) {
