@@ -17,6 +17,8 @@ EXTRA=(liveness-unit keying service-hugepages log-unit)
 if [ $# -gt 0 ]; then SUITES=("$@"); EXTRA=(); fi
 # The targets those tests run: every build-tree file named on their command lines (meson's own list, so a test
 # added to a suite is built here without an edit).
+# An existing build dir is regenerated first, so its introspection knows tests added since it was configured.
+ninja -C "$BUILD" build.ninja >/dev/null
 mapfile -t TARGETS < <(/usr/bin/python3 scripts/suite_targets.py "$BUILD" "${SUITES[@]}" "${EXTRA[@]}")
 ninja -C "$BUILD" "${TARGETS[@]}"
 # halt_on_error: a UBSan report is a failure, not a line in a log nobody reads. detect_leaks=0: the EAL keeps
