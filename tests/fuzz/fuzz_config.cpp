@@ -104,6 +104,10 @@ std::vector<std::string> input_keys(std::string_view input) {
     if (at > 0 && (std::isalnum(static_cast<unsigned char>(input[at - 1])) || input[at - 1] == '_' ||
                    input[at - 1] == '-'))
       continue;
+    // In a comment ('#' earlier on its line) it is prose: "key_file = ... 00000000s" there is no key, and the
+    // all-zero SPI that describe() prints for an SA never read would look like one.
+    const size_t bol = input.rfind('\n', at) == std::string_view::npos ? 0 : input.rfind('\n', at) + 1;
+    if (input.substr(bol, at - bol).find('#') != std::string_view::npos) continue;
     if (input.substr(pos).starts_with("_file")) pos += 5;  // a key written where its file's path belongs
     size_t i = pos;
     while (i < input.size() && (input[i] == ' ' || input[i] == '\t')) ++i;
