@@ -214,6 +214,9 @@ std::string describe(const Gateway& g, const PmdConfig* pmd) {
     }
     o += "    " + liveness_text(g.liveness, t.liveness) + "\n";
     o += "    " + mtu_text(g, t, pmd) + "\n";
+    if (!t.interface.empty())
+      o += "    interface " + t.interface + "  " + ip_text(t.liveness.probe_source) + " peer " +
+           ip_text(t.liveness.probe_address) + "  up to " + std::to_string(t.interface_pps) + " pps per worker\n";
   }
   return o;
 }

@@ -141,8 +141,16 @@ struct Tunnel {
   // (swanctl's if_id_in/if_id_out); 0 = by its outer addresses (instance, device).
   bool ike = false;
   uint32_t if_id = 0;
+  // `interface = "NAME"`: a kernel interface (TUN, point-to-point) for the tunnel's inner addresses, so that the
+  // host's daemons (BIRD for BGP and BFD, ping) talk to the device through this tunnel alone (docs/ARCHITECTURE.md
+  // "Tunnel interfaces"). Its address is liveness.probe_source, its peer liveness.probe_address, both written in
+  // the file (never the outer addresses they fall back to). "" = none.
+  std::string interface;
+  uint32_t interface_pps = 10000;  // per worker: decrypted packets handed up to the interface (1..10000000)
+  int interface_line = 0;
   int line = 0;
 };
+inline constexpr size_t kMaxInterfaceName = 15;  // Linux IFNAMSIZ less its NUL
 
 struct FlowSettings {
   uint64_t seed = 0x6d657368676174ull;  // "meshgat"

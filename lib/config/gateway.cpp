@@ -304,6 +304,7 @@ std::optional<Gateway> load_gateway(const std::string& path, std::vector<Error>*
       }
       live_tunnels.push_back(std::move(tl));
       mtu_keys.push_back(detail::read_tunnel_mtu(r, sink, &t));
+      detail::read_tunnel_interface(r, sink, &t);
       r.finish();
 
       for (const Tunnel& o : g.tunnels) {
@@ -327,6 +328,7 @@ std::optional<Gateway> load_gateway(const std::string& path, std::vector<Error>*
   }
 
   detail::resolve_liveness(g, live_global, live_tunnels, device_bad_probe, sink);
+  detail::check_interfaces(g, live_tunnels, sink);
   detail::resolve_mtu(g, mtu_keys, sink);
   detail::read_routes(top, sink, &g);
 

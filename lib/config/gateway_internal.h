@@ -90,6 +90,13 @@ void read_liveness_tunnel(Reader& r, Sink& sink, LivenessKeys* k);
 void resolve_liveness(Gateway& g, const LivenessKeys& global, const std::vector<TunnelLiveness>& per,
                       const std::vector<bool>& device_bad_probe, Sink& sink);
 
+// ---- tunnel interfaces (gateway_interface.cpp) ----
+// `interface` and `interface_pps` of a [[tunnel]].
+void read_tunnel_interface(Reader& r, Sink& sink, Tunnel* t);
+// Once liveness is resolved: each interface's addresses were written (probe_source in [tunnel.liveness], a
+// probe_address there or in its [[device]]), of one IP version, and its name is unique.
+void check_interfaces(const Gateway& g, const std::vector<TunnelLiveness>& per, Sink& sink);
+
 // ---- MTU (gateway_mtu.cpp) ----
 // What a [[tunnel]] says about its MTU, for resolution once all tunnels are read.
 struct TunnelMtuKeys {

@@ -57,6 +57,7 @@ void Dataplane::Impl::publish() {
     r.local_set = ls.probe_source.version != 0;
     std::memcpy(r.local, ls.probe_source.bytes, 16);
     fill_mtu(r, uint32_t(t));
+    r.tunif = t < tunif.size() && tunif[t] != nullptr;
   }
   st->reflect = gw.liveness.reflect;
   st->intercept = gw.liveness.reflect || probing;

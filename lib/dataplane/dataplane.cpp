@@ -45,6 +45,7 @@ int Dataplane::create(config::Gateway g, config::PmdConfig p, Options o, std::un
   }
   if (const int rc = d.setup(err); rc != kExitOk) return rc;
   if (const int rc = d.setup_mtu(err); rc != kExitOk) return rc;
+  if (const int rc = d.tunif_setup(err); rc != kExitOk) return rc;
   if (!d.keying_open(err)) return kExitRuntime;
   d.publish();
   d.register_telemetry();
@@ -136,7 +137,7 @@ int Dataplane::run() {
   // this replaced cost 56-75 % of a core under load. The nap is as long as the other duties allow: 50 us while an
   // --event waits for a packet count (it fires within a burst or two of it), 1 ms while liveness, faults or timed
   // events need the clock, 5 ms otherwise (mirror every 100 ms, drain deadlines, the idle exit).
-  bool packet_events = false, clock_duties = d.live_any || !d.opt.faults.empty() || d.keying || d.any_host;
+  bool packet_events = false, clock_duties = d.live_any || !d.opt.faults.empty() || d.keying || d.any_host || d.any_tunif;
   for (const Event& ev : d.opt.events) (ev.at_s >= 0 ? clock_duties : packet_events) = true;
   while (!g_stop.load(std::memory_order_relaxed)) {
     const uint32_t nap_us = packet_events ? 50 : clock_duties ? 1000 : 5000;
@@ -158,6 +159,7 @@ int Dataplane::run() {
     if (d.ctrl) d.handle_commands();
     d.keying_poll();
     d.host_poll();
+    d.tunif_poll();
     d.host_tick();
     if (now >= next_mirror) {
       if (d.ctrl) d.refresh_mirror();
@@ -182,6 +184,7 @@ int Dataplane::run() {
   g_stop.store(true);
   rte_eal_mp_wait_lcore();
   d.host_drain();
+  d.tunif_drain();
 
   nlohmann::json port_stats = d.port_stats();
   // Queues drained: stop and close the ports (their RX rings give their mbufs back, pcap files are flushed).

@@ -55,8 +55,10 @@ enum class Drop : uint8_t {
   kFragFailed,       // inner IPv4 packet to fragment, but no mbuf for a fragment (or a header that cannot be split)
   kToHost,           // the host's (IKE to an instance, ARP/ND/ICMP for it) on a port without a kernel twin
                      // (pmd_config `host`): no exception path to hand it to
-  kHostRateLimited,  // the host's, over the port's `host_pps` (per worker): the kernel twin is not flooded
-  kHostQueueFull,    // the host's, but the ring to the main lcore (which writes to the twin) was full
+  kHostRateLimited,  // the host's, over the port's `host_pps` (per worker): the kernel twin is not flooded; or
+                     // for a tunnel's interface, over its `interface_pps`
+  kHostQueueFull,    // the host's (twin or tunnel interface), but the ring to the main lcore (which writes to the
+                     // kernel) was full
   kNoNextHop,        // the tunnel's next-hop MAC is to be learned from the kernel and is not known yet
   kCount
 };
@@ -140,7 +142,7 @@ struct CounterDef {
   X(reflected, kCounter, "echo replies sent back on the tunnel")                                               \
   X(probe_drops, kCounter, "probes or replies not sent (no mbuf, ESP refused, TX queue full too long)")        \
   X(probe_esp_refused, kCounter, "tries of a probe or reply its SA refused (also in esp_drops: not data)")       \
-  X(probes_deferred, kCounter, "probes or replies that found the TX queue full and waited")                    \
+  X(probes_deferred, kCounter, "probes, replies or interface packets that found the TX queue full and waited") \
   X(probe_rtt_sum_us, kCounter, "round trips of answered probes, summed (average = sum / probe_replies_in)")   \
   X(probe_rtt_max_us, kMax, "longest round trip of an answered probe")                                         \
   X(fault_drops, kCounter, "dropped by an injected black hole (both directions)")                            \
@@ -151,7 +153,10 @@ struct CounterDef {
   X(icmp_suppressed, kCounter, "too_big packets never answered: ICMP errors, non-unicast, later fragments")     \
   X(icmp_failed, kCounter, "too-big ICMP not sent: no mbuf or the inside TX queue was full")                   \
   X(fragmented, kCounter, "inner IPv4 packets without DF over the path MTU, fragmented before encryption")      \
-  X(fragments, kCounter, "fragments made of them, each its own ESP packet (in packets_out when sent)")
+  X(fragments, kCounter, "fragments made of them, each its own ESP packet (in packets_out when sent)")         \
+  X(to_kernel, kCounter, "decrypted packets for the tunnel's interface, handed toward it (BGP, BFD, ping)")    \
+  X(from_kernel, kCounter, "packets the tunnel's interface sent, encrypted into the tunnel and sent")          \
+  X(kernel_drops, kCounter, "packets of the tunnel's interface not sent (no mbuf, SA refused, held, TX full too long)")
 // Per tunnel, gathered by main from their owners: the SAs, the workers' pin tables, the liveness detector.
 #define MG_DP_TUNNEL_OTHER_COUNTERS(X)                                                                        \
   X(bytes_out, kCounter, "inner bytes encrypted by the outbound SA (tx_full ones included)")                   \
@@ -160,7 +165,9 @@ struct CounterDef {
   X(placed, kCounter, "flows placed on the tunnel (new and moved)")                                            \
   X(moved_in, kCounter, "flows moved here from another tunnel")                                                \
   X(flaps, kKept, "liveness verdicts up -> down")                                                              \
-  X(suppressions, kKept, "times flap damping suppressed the tunnel")
+  X(suppressions, kKept, "times flap damping suppressed the tunnel")                                          \
+  X(kernel_refused, kCounter, "datagrams the tunnel's interface sent that cannot go in (not IP, multicast, queue full)") \
+  X(kernel_unwritten, kCounter, "decrypted packets for the tunnel's interface that the kernel did not take")
 // Per worker (and summed for the gateway).
 #define MG_DP_WORKER_COUNTERS(X)                                                                              \
   X(inside_rx, kCounter, "packets received on the inside port")                                                \

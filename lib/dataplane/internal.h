@@ -2,6 +2,8 @@
 //   worker.cpp   the per-packet path: outbound, inbound, the worker loop
 //   mtu.cpp      what does not fit a tunnel: MSS clamping, too-big ICMP, IPv4 fragmentation before encryption
 //   probe.cpp    liveness probes, the reflector, the deferred probe queue
+//   host.cpp     the exception path: outside ports' kernel twins, next hops from the kernel
+//   tunif.cpp    tunnel interfaces: each tunnel's own kernel interface (BGP, BFD) in and out of that tunnel
 //   control.cpp  main's changes: publish (RCU), apply, operator commands, drains, events and faults
 //   liveness_poll.cpp  the watchdog ticks -> detector -> verdicts published like a command
 //   reset.cpp    instance reset: new SAs, inbound SA tables
@@ -197,6 +199,23 @@ struct Dataplane::Impl {
   // A worker's frames for the host of outside port oidx (Ethernet header in place): rate limit, then the ring.
   void host_up(Worker& w, uint16_t oidx, rte_mbuf* const pkts[], uint16_t n) noexcept;
 
+  // tunif.cpp: tunnel interfaces (config `interface`). By tunnel, its TUN (null: none). Workers hand decrypted
+  // packets for it to main through tunif_up (many producers, hash.usr = tunnel); main writes them to the kernel,
+  // reads what the kernel sends and gives it to the tunnel's worker (t % workers) through that worker's tdown.
+  std::vector<std::unique_ptr<hostif::Tun>> tunif;
+  struct TunIfCtr {
+    uint64_t refused = 0, unwritten = 0;
+  };
+  std::vector<TunIfCtr> tunif_ctr;  // by tunnel, main's (stats: kernel_refused, kernel_unwritten)
+  rte_ring* tunif_up = nullptr;
+  bool any_tunif = false;
+  int tunif_setup(std::string* err);  // after setup_mtu: the TUNs, their addresses, MTU and link; the rings
+  void tunif_poll() noexcept;         // main loop: up -> kernel, kernel -> the tunnels' workers
+  void tunif_drain() noexcept;        // after the workers stopped: rings emptied and freed, TUNs closed
+  // A decrypted packet on tunnel t with a kernel interface: true when it was the interface's (taken or dropped).
+  bool tunif_up_one(Worker& w, const State& st, uint32_t t, rte_mbuf* m) noexcept;
+  void tunif_send(Worker& w, const State& st) noexcept;  // a worker: its tunnels' kernel packets into the tunnels
+
   uint32_t now_ms() const noexcept { return uint32_t((rte_get_tsc_cycles() - start_tsc) * 1000 / tsc_hz); }
 
   // setup.cpp
@@ -236,7 +255,7 @@ struct Dataplane::Impl {
   void probe_start(Worker& w) noexcept;
   void probe_stop(Worker& w) noexcept;
   bool intercept(Worker& w, const State& st, rte_mbuf* m) noexcept;
-  void send_one(Worker& w, const RtTunnel& rt, uint32_t t, rte_mbuf* m, bool reflect) noexcept;
+  void send_one(Worker& w, const RtTunnel& rt, uint32_t t, rte_mbuf* m, CtlKind kind) noexcept;
   bool try_send(Worker& w, const RtTunnel& rt, TunnelCtr& tc, rte_mbuf* m) noexcept;
   void flush_ctl(Worker& w, const State& st) noexcept;
   void send_probes(Worker& w, const State& st) noexcept;

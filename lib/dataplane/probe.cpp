@@ -33,6 +33,15 @@ uint64_t xorshift(uint64_t& s) noexcept {
   return s;
 }
 
+// Each kind's counters: sent, and not sent in the end.
+uint64_t& sent_of(TunnelCtr& tc, uint8_t kind) noexcept {
+  return kind == uint8_t(CtlKind::kKernel) ? tc.from_kernel : kind == uint8_t(CtlKind::kReflect) ? tc.reflected
+                                                                                                 : tc.probes_out;
+}
+uint64_t& dropped_of(TunnelCtr& tc, uint8_t kind) noexcept {
+  return kind == uint8_t(CtlKind::kKernel) ? tc.kernel_drops : tc.probe_drops;
+}
+
 }  // namespace
 
 // First probes spread over one interval, so that tunnels (and workers) do not start in step.
@@ -49,31 +58,32 @@ void Dataplane::Impl::probe_start(Worker& w) noexcept {
 void Dataplane::Impl::probe_stop(Worker& w) noexcept {
   for (uint16_t i = 0; i < w.nctl; ++i) {
     rte_pktmbuf_free(w.ctl[i].m);
-    ++w.tctr[w.ctl[i].tunnel].probe_drops;
+    ++dropped_of(w.tctr[w.ctl[i].tunnel], w.ctl[i].kind);
   }
   w.nctl = 0;
 }
 
 // Encrypts one packet (an inner IP datagram) with tunnel t's outbound SA and sends it on its instance port; a
-// full TX queue defers it (flush_ctl). For probes and reflected replies only (a few per tunnel per interval),
-// never for data: the plaintext is copied first so that a refused packet can be encrypted again. Counts what it
-// sends or drops.
-void Dataplane::Impl::send_one(Worker& w, const RtTunnel& rt, uint32_t t, rte_mbuf* m, bool reflect) noexcept {
+// full TX queue defers it (flush_ctl). For probes, reflected replies and what a tunnel's kernel interface sends
+// (a few packets per tunnel per interval, BGP's and BFD's), never for data: the plaintext is copied first so
+// that a refused packet can be encrypted again. Counts what it sends or drops by kind.
+void Dataplane::Impl::send_one(Worker& w, const RtTunnel& rt, uint32_t t, rte_mbuf* m, CtlKind kind) noexcept {
   TunnelCtr& tc = w.tctr[t];
   rte_mbuf* keep = w.nctl < Worker::kCtlMax ? rte_pktmbuf_copy(m, pool, 0, UINT32_MAX) : nullptr;
   if (w.nctl == 0 && try_send(w, rt, tc, m)) {
     if (keep) rte_pktmbuf_free(keep);
-    ++(reflect ? tc.reflected : tc.probes_out);
+    ++sent_of(tc, uint8_t(kind));
     return;
   }
   if (w.nctl) rte_pktmbuf_free(m);  // older ones go first
   if (keep == nullptr) {
-    ++tc.probe_drops;
+    ++dropped_of(tc, uint8_t(kind));
     return;
   }
-  // Half an interval at most: later than that the next probe is due anyway.
+  // Half a liveness interval at most: later than that the next probe is due anyway. What the kernel sent waits
+  // as long (its protocols retransmit on their own clocks).
   const uint64_t wait = std::max<uint64_t>(tsc_hz / 1000, tsc_hz * probe_iv_ms[t] / 2000);
-  w.ctl[w.nctl++] = {keep, rte_get_tsc_cycles() + wait, t, uint8_t(reflect)};
+  w.ctl[w.nctl++] = {keep, rte_get_tsc_cycles() + wait, t, uint8_t(kind)};
   ++tc.probes_deferred;
 }
 
@@ -117,16 +127,16 @@ void Dataplane::Impl::flush_ctl(Worker& w, const State& st) noexcept {
     // would take a number the new SA takes too (same key, same IV).
     if (st.tunnels[c.tunnel].held) [[unlikely]] {
       rte_pktmbuf_free(c.m);
-      ++tc.probe_drops;
+      ++dropped_of(tc, c.kind);
       continue;
     }
     rte_mbuf* e = k == 0 ? rte_pktmbuf_copy(c.m, pool, 0, UINT32_MAX) : nullptr;  // in order: none after a refusal
     if (e != nullptr && try_send(w, st.tunnels[c.tunnel], tc, e)) {
       rte_pktmbuf_free(c.m);
-      ++(c.reflect ? tc.reflected : tc.probes_out);
+      ++sent_of(tc, c.kind);
     } else if (now >= c.until) {
       rte_pktmbuf_free(c.m);
-      ++tc.probe_drops;
+      ++dropped_of(tc, c.kind);
     } else {
       w.ctl[k++] = c;
     }
@@ -194,7 +204,7 @@ bool Dataplane::Impl::intercept(Worker& w, const State& st, rte_mbuf* m) noexcep
   // Ethernet padding must not go into the tunnel.
   const uint32_t ip_len = v6 ? 40u + net::load_be16(p + 4) : net::load_be16(p + 2);
   if (ip_len >= hl + 8 && ip_len < rte_pktmbuf_pkt_len(m)) rte_pktmbuf_trim(m, uint16_t(rte_pktmbuf_pkt_len(m) - ip_len));
-  send_one(w, rt, t, m, true);
+  send_one(w, rt, t, m, CtlKind::kReflect);
   return true;
 }
 
@@ -236,7 +246,7 @@ void Dataplane::Impl::send_probes(Worker& w, const State& st) noexcept {
           if (m) rte_pktmbuf_free(m);
           ++w.tctr[t].probe_drops;
         } else {
-          send_one(w, rt, t, m, false);
+          send_one(w, rt, t, m, CtlKind::kProbe);
         }
       }
     }

@@ -50,12 +50,13 @@ struct alignas(64) RtTunnel {
   uint16_t mss4, mss6;  // MSS clamp of SYNs per inner IP version; 0 = off
   uint8_t held;         // an instance reset is replacing `out`: nothing more may be encrypted with it
   uint8_t no_next_hop;  // the next-hop MAC comes from the kernel (exception path) and is not known yet: drop
+  uint8_t tunif;        // the tunnel has a kernel interface: decrypted packets to `local` go up to it (tunif.cpp)
   uint8_t probe_src[16], probe_dst[16];  // inner addresses of our probes (IPv4: the first 4 bytes)
   uint8_t local[16];    // reflector: our inner address on this tunnel (its probe_source)
   uint8_t icmp_src_ok;  // bit 0: icmp_src4 set, bit 1: icmp_src6 set
   uint8_t icmp_src4[4], icmp_src6[16];  // source of the too-big ICMP errors about this tunnel's packets
 };
-static_assert(offsetof(RtTunnel, mss6) < 64, "the per-burst fields share one cache line");
+static_assert(offsetof(RtTunnel, tunif) < 64, "the per-burst fields share one cache line");
 static_assert(sizeof(RtTunnel) == 128);
 static_assert(std::is_trivially_copyable_v<RtTunnel>);
 
@@ -130,12 +131,19 @@ struct Worker {
     rte_mbuf* m;      // inner packet, not yet encrypted
     uint64_t until;
     uint32_t tunnel;
-    uint8_t reflect;
+    uint8_t kind;     // CtlKind
   };
   static constexpr uint16_t kCtlMax = 32;
   CtlTx ctl[kCtlMax];
   uint16_t nctl = 0;
+  // Tunnel interfaces (tunif.cpp): what the kernel sent on the interfaces of this worker's tunnels (t % workers),
+  // from main; and per tunnel, the token bucket of what goes up to its interface (interface_pps).
+  rte_ring* tdown = nullptr;
+  std::vector<Pace> tpace;
 };
+
+// What a worker encrypts on its own besides data (probe.cpp send_one): each kind has its own counters.
+enum class CtlKind : uint8_t { kProbe, kReflect, kKernel };
 
 struct PortRt {
   std::string name;

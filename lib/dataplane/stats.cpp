@@ -48,6 +48,10 @@ Stats Dataplane::Impl::collect() const {
         else if (out && sa.needs_rekey()) v.state = "ended";
         ts.sas.push_back(v);
       });
+      if (t < tunif_ctr.size()) {
+        ts.kernel_refused = tunif_ctr[t].refused;
+        ts.kernel_unwritten = tunif_ctr[t].unwritten;
+      }
       if (t < tunnel_mtu.size()) {
         ts.mtu = tunnel_mtu[t].link;
         ts.path_mtu = tunnel_mtu[t].path;

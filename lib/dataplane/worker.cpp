@@ -267,6 +267,7 @@ uint16_t Dataplane::Impl::inbound(Worker& w, const State& st, uint16_t oidx, uin
     std::atomic<uint32_t>& pr = w.proof(t);
     if (pr.load(std::memory_order_relaxed) != now) pr.store(now, std::memory_order_relaxed);
     if (st.intercept && intercept(w, st, m)) continue;  // a probe reply or a request we reflected
+    if (st.tunnels[t].tunif && tunif_up_one(w, st, t, m)) [[unlikely]] continue;  // for the tunnel's interface
     // Traffic other than probe replies: the tunnel is busy and needs no probe. Worker-private, main never reads it.
     if (probing) w.busy[t] = now;
     const uint8_t* p = rte_pktmbuf_mtod(m, const uint8_t*);
@@ -317,6 +318,7 @@ int Dataplane::Impl::worker_main(Worker& w) {
     if ((++w.loops & 15) == 0) {
       if (probing && rte_get_tsc_cycles() >= w.probe_next) send_probes(w, *st);
       if (w.id == 0 && any_host) host_send_down(w);
+      if (w.tdown != nullptr && !rte_ring_empty(w.tdown)) tunif_send(w, *st);
       if (got == 0 || (w.loops & 1023) == 0) w.pins->expire(now_ms(), kSweepBuckets);
     }
     // Nothing of `st` is held past this point: main may free it once every worker has said so.

@@ -1,6 +1,6 @@
 // mg::hostif — the kernel side of the exception path: configures an outside port's kernel twin (a net_tap
 // interface carrying the port's MAC and the instance's IP) and asks the kernel how it would reach a peer, over one
-// rtnetlink socket (libmnl). No DPDK.
+// rtnetlink socket (libmnl); and makes each tunnel's own kernel interface (Tun). No DPDK.
 //
 // Main thread only (not thread-safe). Every public call is bounded: its requests share one deadline of
 // kCallTimeoutMs, after which it returns an error; nothing blocks main longer. Errors come back as text (the
@@ -31,6 +31,9 @@ class Netlink {
   // address could not source the kernel's own packets for a second or more. An IPv6 address already there with
   // another prefix length, or whose DAD failed, is an error (the kernel keys IPv6 addresses by address alone).
   bool add_address(int ifindex, const net::IpAddr& addr, uint8_t prefix_len, std::string* err);
+  // A point-to-point address: local/32 (/128) with `peer` on the far end, as `ip addr add LOCAL peer PEER` (the
+  // kernel routes PEER through the interface). For a tunnel interface (Tun), fresh: an existing one is an error.
+  bool add_peer_address(int ifindex, const net::IpAddr& local, const net::IpAddr& peer, std::string* err);
   // Link up or down (IFF_UP) and the MTU (0 = leave it). net_tap usually brings its link up itself; this makes
   // it certain.
   bool set_link(int ifindex, bool up, uint32_t mtu, std::string* err);
@@ -74,5 +77,38 @@ class Netlink {
 };
 
 const char* status_name(Netlink::NhStatus s) noexcept;
+
+// A tunnel's kernel interface: a TUN device (IFF_TUN | IFF_NO_PI, so whole IP datagrams and no link layer),
+// non-blocking, that lives as long as this object: it is not persistent, so the kernel removes it when the
+// descriptor closes and a gateway that died leaves none behind. Main thread only.
+class Tun {
+ public:
+  // Creates interface `name` (down, no address). An interface of that name already there is an error: the
+  // kernel would attach us to another's persistent TUN, and any other kind is not ours to take.
+  static std::unique_ptr<Tun> open(const std::string& name, std::string* err);
+  ~Tun();
+  Tun(const Tun&) = delete;
+  Tun& operator=(const Tun&) = delete;
+
+  const std::string& name() const noexcept { return name_; }
+  int ifindex() const noexcept { return ifindex_; }
+  int fd() const noexcept { return fd_; }
+  // One datagram the kernel sent on the interface into buf: its length, 0 when none is waiting, -1 on an error
+  // (errno set). A datagram longer than cap is cut to cap (the caller sized cap above the interface's MTU).
+  long read(uint8_t* buf, size_t cap) noexcept;
+  // One datagram up to the kernel, as if received on the interface. False (errno set) when the kernel refused it
+  // (interface down, a malformed datagram, no memory).
+  bool write(const uint8_t* p, size_t n) noexcept;
+  // net.ipv6.conf.NAME.disable_ipv6 (before the link comes up, so that no link-local address, router
+  // solicitation or MLD report is made): an interface for IPv4 inner addresses has no IPv6. True when set, or
+  // when the kernel has no IPv6 at all.
+  bool disable_ipv6(std::string* err) noexcept;
+
+ private:
+  Tun(int fd, int ifindex, std::string name) : fd_(fd), ifindex_(ifindex), name_(std::move(name)) {}
+  int fd_;
+  int ifindex_;
+  std::string name_;
+};
 
 }  // namespace mg::hostif

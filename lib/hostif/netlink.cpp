@@ -134,6 +134,31 @@ bool Netlink::add_address(int ifindex, const net::IpAddr& addr, uint8_t prefix_l
   return true;
 }
 
+bool Netlink::add_peer_address(int ifindex, const net::IpAddr& local, const net::IpAddr& peer, std::string* err) {
+  if (!check_addr("add_peer_address", local, err) || !check_addr("add_peer_address", peer, err)) return false;
+  const std::string what = "add address " + ip_text(local) + " peer " + ip_text(peer) + " to ifindex " +
+                           std::to_string(ifindex);
+  if (local.version != peer.version || ifindex <= 0) {
+    *err = what + ": " + (ifindex <= 0 ? "no such interface index" : "the two are of different IP versions");
+    return false;
+  }
+  nlmsghdr* n = s_->start(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL);
+  auto* ifa = static_cast<ifaddrmsg*>(mnl_nlmsg_put_extra_header(n, sizeof(ifaddrmsg)));
+  ifa->ifa_family = uint8_t(family_of(local));
+  ifa->ifa_prefixlen = uint8_t(local.version == 4 ? 32 : 128);  // the peer alone is on the other end
+  ifa->ifa_scope = RT_SCOPE_UNIVERSE;
+  ifa->ifa_index = uint32_t(ifindex);
+  const uint32_t flags = local.version == 6 ? IFA_F_NODAD : 0;  // a point-to-point link has no one to ask
+  ifa->ifa_flags = uint8_t(flags);
+  mnl_attr_put(n, IFA_LOCAL, addr_len(local), local.bytes);
+  mnl_attr_put(n, IFA_ADDRESS, addr_len(peer), peer.bytes);
+  mnl_attr_put_u32(n, IFA_FLAGS, flags);
+  const Reply r = s_->transact(n, Clock::now() + std::chrono::milliseconds(kCallTimeoutMs), {});
+  if (r.ok()) return true;
+  *err = describe(what, r);
+  return false;
+}
+
 bool Netlink::set_link(int ifindex, bool up, uint32_t mtu, std::string* err) {
   const std::string what = "set ifindex " + std::to_string(ifindex) + (up ? " up" : " down") +
                            (mtu != 0 ? " mtu " + std::to_string(mtu) : std::string());

@@ -20,15 +20,13 @@ Needs root (namespaces, taps). Exit 77 only when a Debian package it needs is mi
 import argparse
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
-from labutil import run, wait_for  # noqa: E402
+from labutil import NsLab, run  # noqa: E402
 
 SKIP = 77
 KEY_OUT = "cac50a7dade96ed1ec61a4e4385bd81f7acb2005"  # test keys, published here
@@ -36,72 +34,19 @@ KEY_IN = "38614b8c7db9090e5e8a68dcb3a793ae5b1a187b"
 HOST_PPS = 100
 
 
-class Lab:
+class Lab(NsLab):
     def __init__(self, meshgate):
-        tag = str(os.getpid())
-        self.gw, self.dev = "mgx-gw-" + tag, "mgx-dev-" + tag
-        self.dir = tempfile.mkdtemp(prefix="mg-exception-")
+        super().__init__("mgx")
         self.meshgate = meshgate
-        self.name = "mgexc" + tag
-        self.mg = None
-        for ns in (self.gw, self.dev):
-            run(["ip", "netns", "add", ns])
-            self.ns(ns, "ip", "link", "set", "lo", "up")
-        for side in ("a", "b"):
-            run(["ip", "link", "add", "vo-" + side, "netns", self.gw, "type", "veth", "peer", "name", "vp-" + side,
-                 "netns", self.dev])
-            # meshgate's side: the kernel of its namespace must not answer on the port DPDK owns (it would, for the
-            # twin's address, and every ARP and echo would be answered twice): no ARP, no IPv6, and strict reverse
-            # path filtering drops the IPv4 it would otherwise take (it has no route out of this interface).
-            self.ns(self.gw, "ip", "link", "set", "vo-" + side, "arp", "off")
-            self.ns(self.gw, "sysctl", "-qw", "net.ipv6.conf.vo-%s.disable_ipv6=1" % side,
-                    "net.ipv4.conf.vo-%s.rp_filter=1" % side)
-            for ns, ifc in ((self.gw, "vo-" + side), (self.dev, "vp-" + side)):
-                self.ns(ns, "ip", "link", "set", ifc, "up")
-                # Frames that cross net_af_packet carry whatever checksum the sender's kernel left to offload.
-                self.ns(ns, "ethtool", "-K", ifc, "tx", "off")
         self.ns(self.dev, "ip", "addr", "add", "192.0.2.2/24", "dev", "vp-a")
         self.ns(self.dev, "ip", "addr", "add", "198.51.100.2/24", "dev", "vp-b")
         self.dev_mac = self.mac(self.dev, "vp-a")
         self.port_mac = self.mac(self.gw, "vo-a")
 
-    def ns(self, ns, *cmd, check=True, timeout=30):
-        return run(["ip", "netns", "exec", ns] + list(cmd), check=check, timeout=timeout)
-
-    def mac(self, ns, ifc):
-        return json.loads(run(["ip", "-n", ns, "-j", "link", "show", ifc]).stdout)[0]["address"]
-
     def start(self):
-        pmd = os.path.join(self.dir, "pmd.toml")
-        with open(pmd, "w") as f:
-            f.write("""[eal]
-args = ["--no-huge", "-m", "512", "--no-pci", "-l", "0-1", "--file-prefix", "%s"]
-[workers]
-lcores = [1]
-mbufs = 8191
-[[port]]
-name = "inside"
-devargs = "net_tap0,iface=mgx-in"
-rx_desc = 256
-tx_desc = 256
-[[port]]
-name = "out-a"
-devargs = "net_af_packet0,iface=vo-a"
-host = "host-a"
-host_pps = %d
-rx_desc = 256
-tx_desc = 256
-[[port]]
-name = "host-a"
-devargs = "net_tap1,iface=mgx-a"
-rx_desc = 256
-tx_desc = 256
-[[port]]
-name = "out-b"
-devargs = "net_af_packet1,iface=vo-b"
-rx_desc = 256
-tx_desc = 256
-""" % (self.name, HOST_PPS))
+        pmd = self.write_pmd([("inside", "net_tap0,iface=mgx-in", ""),
+                              ("out-a", "net_af_packet0,iface=vo-a", 'host = "host-a"\nhost_pps = %d\n' % HOST_PPS),
+                              ("host-a", "net_tap1,iface=mgx-a", ""), ("out-b", "net_af_packet1,iface=vo-b", "")])
         cfg = os.path.join(self.dir, "gw.toml")
         os.makedirs(os.path.join(self.dir, "state"))
         with open(cfg, "w") as f:
@@ -151,40 +96,12 @@ spi = 0x2002
 cipher = "aes-gcm-128"
 key = "229beaef5a21009ba6d9fbc350a05cd82382d58c"
 """ % (pmd, os.path.join(self.dir, "state"), KEY_OUT, KEY_IN))
-        self.report = os.path.join(self.dir, "report.json")
-        self.log = open(os.path.join(self.dir, "meshgate.log"), "w")
-        self.mg = subprocess.Popen(["ip", "netns", "exec", self.gw, self.meshgate, "-c", cfg, "--control-name",
-                                    self.name, "--stats-json", self.report, "--duration", "600"],
-                                   stdout=self.log, stderr=subprocess.STDOUT)
         # meshgate's stdout is a file here (block-buffered): the twin itself says when the exception path is up.
-        wait_for(lambda: self.mg.poll() is not None or self.twin_addressed(), 60, "meshgate's twin with its address")
-        assert self.mg.poll() is None, "meshgate exited:\n" + self.log_text()
+        self.start_meshgate(self.meshgate, cfg, self.twin_addressed, "meshgate's twin with its address")
 
     def twin_addressed(self):
         r = run(["ip", "-n", self.gw, "-j", "addr", "show", "mgx-a"], check=False)
         return r.returncode == 0 and "192.0.2.1" in r.stdout
-
-    def log_text(self):
-        with open(self.log.name) as f:
-            return f.read()
-
-    def stop(self):
-        if self.mg and self.mg.poll() is None:
-            self.mg.send_signal(signal.SIGINT)
-            try:
-                self.mg.wait(60)
-            except subprocess.TimeoutExpired:
-                self.mg.kill()
-                self.mg.wait()
-        return self.mg.returncode if self.mg else None
-
-    def close(self):
-        self.stop()
-        for ns in (self.gw, self.dev):
-            run(["ip", "netns", "del", ns], check=False)
-        run(["rm", "-rf", "/var/run/dpdk/" + self.name], check=False)
-        if os.environ.get("MG_KEEP") != "1":
-            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 HELPER = r"""
