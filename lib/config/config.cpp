@@ -167,6 +167,9 @@ std::string describe(const Gateway& g, const PmdConfig* pmd) {
     for (uint32_t t : rc.tunnels) o += " " + g.tunnels[t].name;
     o += "\n";
   }
+  if (g.routing.kernel_table != 0)
+    o += "  routes learned from kernel table " + std::to_string(g.routing.kernel_table) + " (through the tunnels' "
+         "interfaces), at most one update per " + std::to_string(g.routing.update_interval_ms) + " ms\n";
   char seed[32];
   std::snprintf(seed, sizeof seed, "0x%llx", static_cast<unsigned long long>(g.flow.seed));
   o += std::string("flow seed ") + seed + "  table " + std::to_string(g.flow.table_size) + "  pin idle " +

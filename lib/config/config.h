@@ -172,7 +172,17 @@ struct RouteCfg {
   std::vector<uint32_t> tunnels;   // indexes into Gateway::tunnels, sorted, unique, non-empty
   int line = 0;
 };
-inline constexpr uint32_t kMaxRouteSets = 64;  // distinct tunnel sets (route::kMaxSets): [inside] counts as one
+inline constexpr uint32_t kMaxRouteSets = 64;
+
+// [routing]: routes learned at run time (docs/ARCHITECTURE.md "Routes from the kernel"). A routing daemon (BIRD)
+// puts what it learned over the tunnels (BGP on their interfaces) into kernel table `kernel_table`; meshgate
+// watches it, and each route whose output interfaces are tunnels' `interface`s reaches the destination through
+// those tunnels, beside the static [inside] prefixes and [[route]] tables (longest match first).
+struct RoutingSettings {
+  uint32_t kernel_table = 0;       // 0 = learn nothing; else 1..0xffffffff but 255 (the kernel's local table)
+  uint32_t update_interval_ms = 20;  // changes within this long are one new route table (1..10000)
+  int line = 0;                    // of the [routing] table, 0 when absent
+};  // distinct tunnel sets (route::kMaxSets): [inside] counts as one
 
 struct Gateway {
   std::string name;             // [a-zA-Z0-9_-]{1,32}: it names the control block /dev/shm/meshgate.<name>
@@ -187,6 +197,7 @@ struct Gateway {
   std::vector<Device> devices;
   std::vector<Tunnel> tunnels;
   std::vector<RouteCfg> routes;  // [[route]]
+  RoutingSettings routing;       // [routing]
   FlowSettings flow;
   LivenessGlobal liveness;
   MtuSettings mtu;

@@ -331,6 +331,7 @@ std::optional<Gateway> load_gateway(const std::string& path, std::vector<Error>*
   detail::check_interfaces(g, live_tunnels, sink);
   detail::resolve_mtu(g, mtu_keys, sink);
   detail::read_routes(top, sink, &g);
+  detail::read_routing(top, sink, &g);
 
   // Anything else at the top level (policy lists included) is an error.
   top.finish();

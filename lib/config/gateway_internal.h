@@ -37,6 +37,8 @@ struct EncapKeys;
 // ---- routes (gateway_route.cpp) ----
 // Every [[route]] table, after the tunnels are read: prefixes, `devices` or `tunnels`, the limits of route sets.
 void read_routes(Reader& top, Sink& sink, Gateway* g);
+// [routing] (gateway_route.cpp), once the tunnels are read: learning needs a tunnel with an `interface`.
+void read_routing(Reader& top, Sink& sink, Gateway* g);
 
 // ---- SAs and keys (gateway_sa.cpp) ----
 // Reads [tunnel.out] / [tunnel.in] (key files relative to base_dir); its NAT traversal keys into *encap.

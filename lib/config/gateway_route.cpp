@@ -110,4 +110,29 @@ void read_routes(Reader& top, Sink& sink, Gateway* g) {
   }
 }
 
+void read_routing(Reader& top, Sink& sink, Gateway* g) {
+  const toml::table* t = top.subtable("routing");
+  if (t == nullptr) return;
+  Reader r(sink, *t, "[routing]");
+  RoutingSettings& s = g->routing;
+  s.line = r.line();
+  if (const auto v = r.ranged("kernel_table", 1, 0xffffffffll, "routing")) {
+    if (*v == 255)
+      sink.add(r.line("kernel_table"), "routing",
+               "[routing] `kernel_table` = 255 is the kernel's local table (its own addresses): choose a table of "
+               "its own for the routes meshgate learns, e.g. 100");
+    else
+      s.kernel_table = uint32_t(*v);
+  }
+  if (const auto v = r.ranged("update_interval_ms", 1, 10000, "routing")) s.update_interval_ms = uint32_t(*v);
+  r.finish();
+  const bool any_if = std::any_of(g->tunnels.begin(), g->tunnels.end(), [](const Tunnel& x) {
+    return !x.interface.empty();
+  });
+  if (s.kernel_table != 0 && !any_if)
+    sink.add(r.line("kernel_table"), "routing",
+             "[routing] `kernel_table`: a learned route reaches the tunnels whose `interface` it goes out of, and no "
+             "[[tunnel]] has an `interface`");
+}
+
 }  // namespace mg::config::detail

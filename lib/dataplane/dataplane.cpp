@@ -46,6 +46,10 @@ int Dataplane::create(config::Gateway g, config::PmdConfig p, Options o, std::un
   if (const int rc = d.setup(err); rc != kExitOk) return rc;
   if (const int rc = d.setup_mtu(err); rc != kExitOk) return rc;
   if (const int rc = d.tunif_setup(err); rc != kExitOk) return rc;
+  if (!d.routes_setup(err)) {
+    *err = "[routing] kernel_table: " + *err;
+    return kExitPort;
+  }
   if (!d.keying_open(err)) return kExitRuntime;
   d.publish();
   d.register_telemetry();
@@ -69,6 +73,7 @@ Dataplane::~Dataplane() {
   d.close_ports();
   delete d.state.exchange(nullptr);
   d.routes.reset();  // rte_lpm memory: before the EAL goes
+  d.kr.watch.reset();
   d.in_tables.clear();
   d.retiring_tables.clear();
   d.keying.reset();  // the socket file goes with it
@@ -160,6 +165,7 @@ int Dataplane::run() {
     d.keying_poll();
     d.host_poll();
     d.tunif_poll();
+    d.routes_poll();
     d.host_tick();
     if (now >= next_mirror) {
       if (d.ctrl) d.refresh_mirror();

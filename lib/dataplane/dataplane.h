@@ -195,7 +195,11 @@ struct CounterDef {
   X(evicted, kCounter, "pins evicted from a full pin table")                                                   \
   X(expired, kCounter, "idle pins reclaimed by the workers' sweep")                                            \
   X(commands_ok, kCounter, "control commands applied")                                                         \
-  X(commands_rejected, kCounter, "control commands refused or invalid")
+  X(commands_rejected, kCounter, "control commands refused or invalid")                                        \
+  X(route_updates, kCounter, "route tables built from the kernel table ([routing] kernel_table) and published")  \
+  X(route_updates_failed, kCounter, "kernel table reads or route tables that failed (the previous table stays)") \
+  X(routes_learned, kKept, "routes of the kernel table in use now (through tunnels' interfaces)")             \
+  X(routes_refused, kKept, "routes of the kernel table not usable now (not through a tunnel's interface, not unicast)")
 
 #define MG_DP_COUNTER_MEMBER(name, kind, text) uint64_t name = 0;
 struct TunnelWorkerCounters {

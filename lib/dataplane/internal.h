@@ -4,6 +4,7 @@
 //   probe.cpp    liveness probes, the reflector, the deferred probe queue
 //   host.cpp     the exception path: outside ports' kernel twins, next hops from the kernel
 //   tunif.cpp    tunnel interfaces: each tunnel's own kernel interface (BGP, BFD) in and out of that tunnel
+//   kroute.cpp   the route table: static routes and those learned from a kernel table
 //   control.cpp  main's changes: publish (RCU), apply, operator commands, drains, events and faults
 //   liveness_poll.cpp  the watchdog ticks -> detector -> verdicts published like a command
 //   reset.cpp    instance reset: new SAs, inbound SA tables
@@ -218,8 +219,20 @@ struct Dataplane::Impl {
 
   uint32_t now_ms() const noexcept { return uint32_t((rte_get_tsc_cycles() - start_tsc) * 1000 / tsc_hz); }
 
-  // setup.cpp
-  bool build_routes(std::string* err);
+  // kroute.cpp: the route table: static routes ([inside], [[route]]) and those learned from a kernel table
+  // ([routing] kernel_table), rebuilt and published when that table changes (at most once per update_interval_ms).
+  struct KernelRoutes {
+    std::unique_ptr<hostif::RouteWatch> watch;
+    bool dirty = false;
+    uint64_t next_tsc = 0;
+    uint64_t updates = 0, failed = 0, learned = 0, refused = 0;
+    std::string last_err;  // said once per different error
+  } kr;
+  // The table of the static routes and `learned` (merged by prefix: a prefix in both reaches the union of tunnels).
+  bool build_routes(const std::vector<route::Route>& learned, std::string* err);
+  bool routes_setup(std::string* err);  // after tunif_setup: the watch, and the table's routes as they are now
+  void routes_poll();                   // main loop
+  void learn_routes();                  // read the kernel table, build, publish (or keep the old table, counted)
   int setup(std::string* err);
   int setup_ports(std::map<std::string, uint16_t>* by_name, std::string* err);
   int start_port(const PortRt& pr, const config::PortSpec& ps, std::string* err);

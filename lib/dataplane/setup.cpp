@@ -20,36 +20,6 @@ std::string eal_port_name(const std::string& devargs) { return devargs.substr(0,
 
 }  // namespace
 
-// The route table (lib/route, in EAL memory): the [inside] prefixes through every tunnel, each [[route]] through
-// its tunnels. The config loader checked each prefix and the number of sets; a refusal here is still reported.
-bool Dataplane::Impl::build_routes(std::string* err) {
-  std::vector<route::Route> rs;
-  auto add = [&](const config::Prefix& p, const route::TunnelSet& set) {
-    route::Route r;
-    r.family = p.addr.version;
-    std::memcpy(r.addr, p.addr.bytes, 16);
-    r.len = p.len;
-    r.tunnels = set;
-    rs.push_back(r);
-  };
-  route::TunnelSet all;
-  for (size_t t = 0; t < gw.tunnels.size(); ++t) all.set(t);
-  for (const auto& p : gw.inside_prefixes) add(p, all);
-  for (const auto& rc : gw.routes) {
-    route::TunnelSet set;
-    for (uint32_t t : rc.tunnels) set.set(t);
-    for (const auto& p : rc.prefixes) add(p, set);
-  }
-  std::string why;
-  auto table = route::Table::build(rs, uint32_t(gw.tunnels.size()), &why);
-  if (!table) {
-    *err = "routes: " + why;
-    return false;
-  }
-  routes = std::move(table);
-  return true;
-}
-
 int Dataplane::Impl::setup(std::string* err) {
   if (!seq_open(err)) return kExitConfig;
   // EAL: the pmd_config's arguments, one --vdev / -a per port, then the caller's extras.
@@ -83,7 +53,7 @@ int Dataplane::Impl::setup(std::string* err) {
   }
   eal_up = true;
   tsc_hz = rte_get_tsc_hz();
-  if (!build_routes(err)) return kExitConfig;
+  if (!build_routes({}, err)) return kExitConfig;
   if (rte_pdump_init() != 0)
     log::warning(log::Type::kMain, "pdump unavailable ({}); dpdk-dumpcap will not attach", rte_strerror(rte_errno));
 

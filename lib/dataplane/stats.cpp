@@ -15,6 +15,10 @@ Stats Dataplane::Impl::collect() const {
   s.elapsed_s = tsc_hz ? double(rte_get_tsc_cycles() - start_tsc) / double(tsc_hz) : 0;
   s.commands_ok = cmds_ok;
   s.commands_rejected = cmds_rejected;
+  s.route_updates = kr.updates;
+  s.route_updates_failed = kr.failed;
+  s.routes_learned = kr.learned;
+  s.routes_refused = kr.refused;
   s.tunnels.resize(gw.tunnels.size());
   {
     std::lock_guard lk(snap_mu);

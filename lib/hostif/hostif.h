@@ -11,12 +11,22 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "net/net.h"
 
 namespace mg::hostif {
 
 inline constexpr int kCallTimeoutMs = 200;
+
+// One route of a kernel table, as dump_routes reads it.
+struct KernelRoute {
+  net::IpAddr dst;        // the prefix (version 4 or 6); all zero for a default route
+  uint8_t len = 0;        // prefix length
+  uint8_t type = 0;       // RTN_UNICAST, RTN_BLACKHOLE, ...
+  bool nh_object = false; // its next hops are a nexthop object (RTA_NH_ID), not read here
+  std::vector<int> oifs;  // output interfaces: RTA_OIF, or each of RTA_MULTIPATH's next hops
+};
 
 class Netlink {
  public:
@@ -69,6 +79,10 @@ class Netlink {
   // use. False and *err (when given) if the kernel refused the request.
   bool refresh(int ifindex, const net::IpAddr& via, std::string* err = nullptr);
 
+  // Every IPv4 and IPv6 route of kernel table `table` (routes.cpp), within timeout_ms (a table of 100 k routes
+  // dumps in well under a second). False and *err when the kernel refused or did not finish in time.
+  bool dump_routes(uint32_t table, int timeout_ms, std::vector<KernelRoute>* out, std::string* err);
+
   struct Sock;  // the socket and its request/reply loop (sock.h)
 
  private:
@@ -77,6 +91,24 @@ class Netlink {
 };
 
 const char* status_name(Netlink::NhStatus s) noexcept;
+
+// Changes of one kernel routing table: a non-blocking socket in the IPv4 and IPv6 route notification groups.
+// Main thread only.
+class RouteWatch {
+ public:
+  static std::unique_ptr<RouteWatch> open(uint32_t table, std::string* err);
+  ~RouteWatch();
+  RouteWatch(const RouteWatch&) = delete;
+  RouteWatch& operator=(const RouteWatch&) = delete;
+  // Reads every notification waiting; true when one was about the table, or when the kernel dropped some
+  // (ENOBUFS: anything may have changed). Never blocks.
+  bool changed() noexcept;
+
+ private:
+  RouteWatch(struct mnl_socket* nl, uint32_t table) : nl_(nl), table_(table) {}
+  struct mnl_socket* nl_;
+  uint32_t table_;
+};
 
 // A tunnel's kernel interface: a TUN device (IFF_TUN | IFF_NO_PI, so whole IP datagrams and no link layer),
 // non-blocking, that lives as long as this object: it is not persistent, so the kernel removes it when the

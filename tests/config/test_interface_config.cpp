@@ -51,5 +51,20 @@ TEST_F(Config, TunnelInterfaceErrors) {
   bad_gw(first("interface = 7 #@\n", kInner), "type", "interface");
 }
 
+TEST_F(Config, RoutingKernelTable) {
+  const Gateway g = good_gw(first("interface = \"mg-a1\"\n", kInner) + "[routing]\nkernel_table = 100\n");
+  EXPECT_EQ(g.routing.kernel_table, 100u);
+  EXPECT_EQ(g.routing.update_interval_ms, 20u);
+  EXPECT_NE(describe(g, nullptr).find("routes learned from kernel table 100"), std::string::npos);
+  EXPECT_EQ(good_gw(gateway()).routing.kernel_table, 0u);
+  bad_gw(gateway() + "[routing]\nkernel_table = 100 #@\n", "routing", "no [[tunnel]] has an `interface`");
+  bad_gw(first("interface = \"mg-a1\"\n", kInner) + "[routing]\nkernel_table = 255 #@\n", "routing", "local table");
+  bad_gw(first("interface = \"mg-a1\"\n", kInner) + "[routing]\nkernel_table = 0 #@\n", "routing", "kernel_table");
+  bad_gw(first("interface = \"mg-a1\"\n", kInner) + "[routing]\nkernel_table = 100\nupdate_interval_ms = 0 #@\n",
+         "routing", "update_interval_ms");
+  bad_gw(first("interface = \"mg-a1\"\n", kInner) + "[routing]\nkernel_table = 100\nlearn = true #@\n",
+         "unknown-key", "learn");
+}
+
 }  // namespace
 }  // namespace mg::config::test
