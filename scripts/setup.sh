@@ -13,6 +13,7 @@ PKGS=(
   libpcap-dev libxxhash-dev libmnl-dev
   python3-scapy tshark iproute2 iputils-ping
   python3-prometheus-client prometheus help2man   # suite ctl: metrics parsers (promtool); man pages at build time
+  bird2                      # suite routing: BGP and BFD over the tunnels' interfaces
   ethtool tcpdump            # ike/tests e2e lab: checksum offload off on veths, captures of the ESP on the wire
   clang libclang-rt-14-dev
   # ike/: charon and its peer for the tests; what scripts/strongswan-src.sh needs to configure strongSwan's source
