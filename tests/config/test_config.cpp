@@ -1064,6 +1064,7 @@ class Shipped : public ::testing::Test {
 TEST_F(Shipped, GatewayFilesLoadAndMatchTheirPmdConfig) {
   struct Want { const char* file; Mode mode; size_t inst, dev, tun; };
   for (const Want w : {Want{"configs/gateway-dual.toml", Mode::kActiveActive, 2, 2, 4},
+                       Want{"configs/gateway-bgp.toml", Mode::kActiveActive, 2, 2, 4},
                        Want{"configs/gateway-single.toml", Mode::kActiveActive, 2, 1, 2},
                        Want{"configs/gateway-standby.toml", Mode::kActiveStandby, 2, 2, 4},
                        Want{"configs/gateway-liveness.toml", Mode::kActiveActive, 2, 2, 4}}) {
@@ -1104,7 +1105,7 @@ TEST_F(Shipped, EveryGatewayFileIsChecked) {
     std::vector<Error> errs;
     EXPECT_TRUE(load_gateway(e.path().string(), &errs).has_value()) << all(errs);
   }
-  EXPECT_EQ(n, 5u) << "configs/ has a new or removed gateway file: update GatewayFilesLoadAndMatchTheirPmdConfig";
+  EXPECT_EQ(n, 6u) << "configs/ has a new or removed gateway file: update GatewayFilesLoadAndMatchTheirPmdConfig";
 }
 
 // The IKE example: the dual design, every tunnel keyed at run time, each with its own if_id, no key in the file.

@@ -230,6 +230,10 @@ def main():
         print("FAIL: needs root (network namespaces, TUN)")
         return 1
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("terminated"))
+    # The example shipped for configs/gateway-bgp.toml parses (bird -p: configuration check only).
+    example = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "configs", "bird-gateway.conf")
+    r = run(["bird", "-p", "-c", example], check=False)
+    assert r.returncode == 0, "configs/bird-gateway.conf: " + r.stderr
     lab = Lab(args.meshgate, args.meshgatectl)
     try:
         lab.start()
