@@ -170,6 +170,9 @@ std::string describe(const Gateway& g, const PmdConfig* pmd) {
   if (g.routing.kernel_table != 0)
     o += "  routes learned from kernel table " + std::to_string(g.routing.kernel_table) + " (through the tunnels' "
          "interfaces), at most one update per " + std::to_string(g.routing.update_interval_ms) + " ms\n";
+  if (g.routing.announce_table != 0)
+    o += "  routes announced in kernel table " + std::to_string(g.routing.announce_table) +
+         " (each prefix while a tunnel of its set takes new flows)\n";
   char seed[32];
   std::snprintf(seed, sizeof seed, "0x%llx", static_cast<unsigned long long>(g.flow.seed));
   o += std::string("flow seed ") + seed + "  table " + std::to_string(g.flow.table_size) + "  pin idle " +

@@ -181,6 +181,10 @@ inline constexpr uint32_t kMaxRouteSets = 64;
 struct RoutingSettings {
   uint32_t kernel_table = 0;       // 0 = learn nothing; else 1..0xffffffff but 255 (the kernel's local table)
   uint32_t update_interval_ms = 20;  // changes within this long are one new route table (1..10000)
+  // Kernel table where meshgate keeps the prefixes this box can reach now, for the routing daemon to announce
+  // towards the inside (docs/ARCHITECTURE.md "Announcing"): each route's prefix while a tunnel of its set takes new
+  // flows, out of that tunnel's interface (so that the route dies with the process). 0 = none; not 253..255.
+  uint32_t announce_table = 0;
   int line = 0;                    // of the [routing] table, 0 when absent
 };  // distinct tunnel sets (route::kMaxSets): [inside] counts as one
 

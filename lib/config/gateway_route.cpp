@@ -125,6 +125,17 @@ void read_routing(Reader& top, Sink& sink, Gateway* g) {
       s.kernel_table = uint32_t(*v);
   }
   if (const auto v = r.ranged("update_interval_ms", 1, 10000, "routing")) s.update_interval_ms = uint32_t(*v);
+  if (const auto v = r.ranged("announce_table", 1, 0xffffffffll, "routing")) {
+    if (*v >= 253 && *v <= 255)
+      sink.add(r.line("announce_table"), "routing",
+               "[routing] `announce_table` = " + std::to_string(*v) + " is one of the kernel's own tables (default, "
+               "main, local): choose a table of its own for what meshgate announces, e.g. 101");
+    else if (s.kernel_table != 0 && uint32_t(*v) == s.kernel_table)
+      sink.add(r.line("announce_table"), "routing",
+               "[routing] `announce_table` is also `kernel_table`: meshgate would learn its own announcements");
+    else
+      s.announce_table = uint32_t(*v);
+  }
   r.finish();
   const bool any_if = std::any_of(g->tunnels.begin(), g->tunnels.end(), [](const Tunnel& x) {
     return !x.interface.empty();
@@ -133,6 +144,10 @@ void read_routing(Reader& top, Sink& sink, Gateway* g) {
     sink.add(r.line("kernel_table"), "routing",
              "[routing] `kernel_table`: a learned route reaches the tunnels whose `interface` it goes out of, and no "
              "[[tunnel]] has an `interface`");
+  if (s.announce_table != 0 && !any_if)
+    sink.add(r.line("announce_table"), "routing",
+             "[routing] `announce_table`: an announced route goes out of a tunnel's `interface` (so that it dies with "
+             "meshgate), and no [[tunnel]] has an `interface`");
 }
 
 }  // namespace mg::config::detail

@@ -63,6 +63,8 @@ void Dataplane::Impl::publish() {
   st->intercept = gw.liveness.reflect || probing;
   for (auto& t : in_tables) st->in_table.push_back(t.get());
   State* old = state.exchange(st.release(), std::memory_order_acq_rel);
+  // What the routing daemon announces follows at once: the workers already use the new state.
+  announce_sync();
   if (old != nullptr) {
     // Returns once every online worker has passed a quiescent state after the store above.
     if (qsbr != nullptr) rte_rcu_qsbr_synchronize(qsbr, RTE_QSBR_THRID_INVALID);

@@ -50,6 +50,10 @@ int Dataplane::create(config::Gateway g, config::PmdConfig p, Options o, std::un
     *err = "[routing] kernel_table: " + *err;
     return kExitPort;
   }
+  if (!d.announce_setup(err)) {
+    *err = "[routing] announce_table: " + *err;
+    return kExitPort;
+  }
   if (!d.keying_open(err)) return kExitRuntime;
   d.publish();
   d.register_telemetry();
@@ -190,6 +194,7 @@ int Dataplane::run() {
   g_stop.store(true);
   rte_eal_mp_wait_lcore();
   d.host_drain();
+  d.announce_clear();
   d.tunif_drain();
 
   nlohmann::json port_stats = d.port_stats();

@@ -199,7 +199,10 @@ struct CounterDef {
   X(route_updates, kCounter, "route tables built from the kernel table ([routing] kernel_table) and published")  \
   X(route_updates_failed, kCounter, "kernel table reads or route tables that failed (the previous table stays)") \
   X(routes_learned, kKept, "routes of the kernel table in use now (through tunnels' interfaces)")             \
-  X(routes_refused, kKept, "routes of the kernel table not usable now (not through a tunnel's interface, not unicast)")
+  X(routes_refused, kKept, "routes of the kernel table not usable now (not through a tunnel's interface, not unicast)") \
+  X(routes_announced, kKept, "prefixes in the announce table now ([routing] announce_table)")                  \
+  X(announce_changes, kCounter, "routes added, moved or removed in the announce table")                        \
+  X(announce_failed, kCounter, "changes of the announce table the kernel refused (tried again at the next change)")
 
 #define MG_DP_COUNTER_MEMBER(name, kind, text) uint64_t name = 0;
 struct TunnelWorkerCounters {

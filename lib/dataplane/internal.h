@@ -5,6 +5,7 @@
 //   host.cpp     the exception path: outside ports' kernel twins, next hops from the kernel
 //   tunif.cpp    tunnel interfaces: each tunnel's own kernel interface (BGP, BFD) in and out of that tunnel
 //   kroute.cpp   the route table: static routes and those learned from a kernel table
+//   announce.cpp the prefixes this box can reach now, in a kernel table for the routing daemon to announce
 //   control.cpp  main's changes: publish (RCU), apply, operator commands, drains, events and faults
 //   liveness_poll.cpp  the watchdog ticks -> detector -> verdicts published like a command
 //   reset.cpp    instance reset: new SAs, inbound SA tables
@@ -26,6 +27,8 @@
 #include <rte_ring.h>
 
 #include <algorithm>
+#include <array>
+#include <tuple>
 #include <atomic>
 #include <condition_variable>
 #include <map>
@@ -231,6 +234,24 @@ struct Dataplane::Impl {
   // The table of the static routes and `learned` (merged by prefix: a prefix in both reaches the union of tunnels).
   bool build_routes(const std::vector<route::Route>& learned, std::string* err);
   bool routes_setup(std::string* err);  // after tunif_setup: the watch, and the table's routes as they are now
+  // announce.cpp: [routing] announce_table, the prefixes this box can reach now (synced by publish()).
+  struct Announce {
+    struct Key {
+      uint8_t family;
+      std::array<uint8_t, 16> addr;
+      uint8_t len;
+      bool operator<(const Key& o) const noexcept {
+        return std::tie(family, addr, len) < std::tie(o.family, o.addr, o.len);
+      }
+    };
+    bool on = false;
+    std::map<Key, int> now;  // announced: prefix -> the interface it goes out of
+    uint64_t changes = 0, failed = 0;
+    std::string last_err;
+  } ann;
+  bool announce_setup(std::string* err);  // before the first publish: leftovers of an earlier run removed
+  void announce_sync();                   // publish(): the table made to match the state
+  void announce_clear() noexcept;         // at stop, before the interfaces go
   void routes_poll();                   // main loop
   void learn_routes();                  // read the kernel table, build, publish (or keep the old table, counted)
   int setup(std::string* err);

@@ -19,11 +19,16 @@ namespace mg::hostif {
 
 inline constexpr int kCallTimeoutMs = 200;
 
+// The rtm_protocol of the routes meshgate installs (an unassigned value in iproute2's rt_protos): a routing
+// daemon's filters can tell them apart (BIRD: krt_source = 200), and leftovers of a crashed run are found by it.
+inline constexpr uint8_t kRouteProtocol = 200;
+
 // One route of a kernel table, as dump_routes reads it.
 struct KernelRoute {
   net::IpAddr dst;        // the prefix (version 4 or 6); all zero for a default route
   uint8_t len = 0;        // prefix length
   uint8_t type = 0;       // RTN_UNICAST, RTN_BLACKHOLE, ...
+  uint8_t protocol = 0;   // who installed it (rtm_protocol: RTPROT_BOOT, 12 bird, kRouteProtocol meshgate, ...)
   bool nh_object = false; // its next hops are a nexthop object (RTA_NH_ID), not read here
   std::vector<int> oifs;  // output interfaces: RTA_OIF, or each of RTA_MULTIPATH's next hops
 };
@@ -82,6 +87,10 @@ class Netlink {
   // Every IPv4 and IPv6 route of kernel table `table` (routes.cpp), within timeout_ms (a table of 100 k routes
   // dumps in well under a second). False and *err when the kernel refused or did not finish in time.
   bool dump_routes(uint32_t table, int timeout_ms, std::vector<KernelRoute>* out, std::string* err);
+
+  // Adds or replaces (add) or deletes (!add) dst/len in `table` as a route of protocol kRouteProtocol out of oif
+  // (a point-to-point interface: no gateway). Deleting a route that is not there is a success.
+  bool set_route(uint32_t table, const net::IpAddr& dst, uint8_t len, int oif, bool add, std::string* err);
 
   struct Sock;  // the socket and its request/reply loop (sock.h)
 

@@ -38,6 +38,7 @@ void take_route(const nlmsghdr* n, uint32_t table, std::vector<KernelRoute>* out
   r.dst.version = rt->rtm_family == AF_INET ? 4 : 6;
   r.len = rt->rtm_dst_len;
   r.type = rt->rtm_type;
+  r.protocol = rt->rtm_protocol;
   const uint32_t alen = r.dst.version == 4 ? 4 : 16;
   if (at.tb[RTA_DST] != nullptr && mnl_attr_get_payload_len(at.tb[RTA_DST]) == alen)
     std::memcpy(r.dst.bytes, mnl_attr_get_payload(at.tb[RTA_DST]), alen);
@@ -77,6 +78,30 @@ bool Netlink::dump_routes(uint32_t table, int timeout_ms, std::vector<KernelRout
     }
   }
   return true;
+}
+
+bool Netlink::set_route(uint32_t table, const net::IpAddr& dst, uint8_t len, int oif, bool add, std::string* err) {
+  const std::string what = std::string(add ? "add" : "delete") + " route " + ip_text(dst) + "/" +
+                           std::to_string(len) + " in table " + std::to_string(table);
+  if ((dst.version != 4 && dst.version != 6) || len > (dst.version == 4 ? 32 : 128) || (add && oif <= 0)) {
+    *err = what + ": bad prefix or interface";
+    return false;
+  }
+  nlmsghdr* n = s_->start(add ? RTM_NEWROUTE : RTM_DELROUTE, add ? NLM_F_CREATE | NLM_F_REPLACE : 0);
+  auto* rt = static_cast<rtmsg*>(mnl_nlmsg_put_extra_header(n, sizeof(rtmsg)));
+  rt->rtm_family = uint8_t(family_of(dst));
+  rt->rtm_dst_len = len;
+  rt->rtm_table = table < 256 ? uint8_t(table) : RT_TABLE_UNSPEC;
+  rt->rtm_protocol = kRouteProtocol;
+  rt->rtm_scope = add ? RT_SCOPE_LINK : RT_SCOPE_NOWHERE;
+  rt->rtm_type = RTN_UNICAST;
+  mnl_attr_put_u32(n, RTA_TABLE, table);
+  mnl_attr_put(n, RTA_DST, addr_len(dst), dst.bytes);
+  if (add) mnl_attr_put_u32(n, RTA_OIF, uint32_t(oif));
+  const Reply r = s_->transact(n, Clock::now() + std::chrono::milliseconds(kCallTimeoutMs), {});
+  if (r.ok() || (!add && r.io.empty() && r.error == ESRCH)) return true;
+  *err = describe(what, r);
+  return false;
 }
 
 std::unique_ptr<RouteWatch> RouteWatch::open(uint32_t table, std::string* err) {

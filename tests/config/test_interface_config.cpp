@@ -66,5 +66,16 @@ TEST_F(Config, RoutingKernelTable) {
          "unknown-key", "learn");
 }
 
+TEST_F(Config, RoutingAnnounceTable) {
+  const Gateway g = good_gw(first("interface = \"mg-a1\"\n", kInner) + "[routing]\nannounce_table = 101\n");
+  EXPECT_EQ(g.routing.announce_table, 101u);
+  EXPECT_NE(describe(g, nullptr).find("routes announced in kernel table 101"), std::string::npos);
+  bad_gw(gateway() + "[routing]\nannounce_table = 101 #@\n", "routing", "no [[tunnel]] has an `interface`");
+  bad_gw(first("interface = \"mg-a1\"\n", kInner) + "[routing]\nannounce_table = 254 #@\n", "routing",
+         "the kernel's own tables");
+  bad_gw(first("interface = \"mg-a1\"\n", kInner) + "[routing]\nkernel_table = 100\nannounce_table = 100 #@\n",
+         "routing", "would learn its own announcements");
+}
+
 }  // namespace
 }  // namespace mg::config::test

@@ -16,7 +16,11 @@ Checked, in this order:
      not routed; a decrypted packet whose source is routed through the other tunnel is dropped (inner_selector);
   6. a flood of 2000 route changes is coalesced (far fewer route tables than changes), no packet of the steady
      [inside] flows is lost meanwhile, and the table settles on the last state;
-  7. exit 0 with every mbuf back.
+  7. announcing (table 101): each prefix while a tunnel of its set takes new flows, out of that tunnel's interface;
+     a tunnel down withdraws what only it reached, a drain moves the routes to another tunnel's interface, and the
+     time from the command to the kernel's table is reported;
+  8. exit 0 with every mbuf back and nothing left in table 101; a route of ours left there by an earlier run is
+     removed at start, and after kill -9 the kernel has removed every announced route with the interfaces.
 Needs root (namespaces, TUN, TAP). Exit 77 only when a Debian package it needs is missing."""
 import argparse
 import json
@@ -111,7 +115,7 @@ class Lab(NsLab):
     def start(self):
         pmd = self.write_pmd([("inside", "net_tap0,iface=mgk-in", ""), ("out-a", "net_af_packet0,iface=vo-a", ""),
                               ("out-b", "net_af_packet1,iface=vo-b", "")])
-        os.makedirs(os.path.join(self.dir, "state"))
+        os.makedirs(os.path.join(self.dir, "state"), exist_ok=True)
         tunnels = ""
         for t, i, n, spi in (("a-1", "gw-a", "a", 1), ("b-1", "gw-b", "b", 2)):
             tunnels += """[[tunnel]]
@@ -143,6 +147,7 @@ prefixes = ["10.1.0.0/16"]
 next_hop_mac = "02:00:00:00:00:01"
 [routing]
 kernel_table = 100
+announce_table = 101
 [[instance]]
 name = "gw-a"
 ipv4 = "192.0.2.1"
@@ -313,12 +318,43 @@ def main():
         print("6. 2000 route changes: %d route tables published; 320 of 320 [inside] packets delivered meanwhile" %
               n_updates)
 
+        # 7. Announcing.
+        def announced():
+            out = run(["ip", "-n", lab.gw, "-j", "route", "show", "table", "101"]).stdout
+            return {r["dst"]: r.get("dev") for r in json.loads(out or "[]") if r.get("protocol") in ("200", 200)}
+
+        assert announced() == {"10.1.0.0/16": "mgk-a1", "10.128.0.0/16": "mgk-b1"}, announced()
+        ms = []
+        for cmd, want in ((("tunnel", "b-1", "down"), {"10.1.0.0/16": "mgk-a1"}),
+                          (("tunnel", "b-1", "up"), {"10.1.0.0/16": "mgk-a1", "10.128.0.0/16": "mgk-b1"}),
+                          (("tunnel", "a-1", "drain"), {"10.1.0.0/16": "mgk-b1", "10.128.0.0/16": "mgk-b1"}),
+                          (("tunnel", "a-1", "up"), {"10.1.0.0/16": "mgk-a1", "10.128.0.0/16": "mgk-b1"})):
+            t0 = time.monotonic()
+            run([lab.ctl, "--gateway", lab.name] + list(cmd))
+            wait_for(lambda: announced() == want, 30, "table 101 = %s after %s" % (want, cmd))
+            ms.append((time.monotonic() - t0) * 1000)
+        assert lab.counters()["gateway"]["routes_announced"] == 2
+        print("7. announced: %s; b-1 down withdrew 10.128/16, a-1 drain moved 10.1/16 to mgk-b1; command to kernel "
+              "table %s ms (meshgatectl and ip route polling included)" % (announced(), " ".join("%.0f" % x for x in ms)))
+
         dev.stdin.write("end\n")
         dev.stdin.flush()
         rc = lab.stop()
         assert rc == 0, "meshgate exit %s:\n%s" % (rc, lab.log_text()[-3000:])
         rep = json.load(open(lab.report))
         assert rep["mbufs_in_use_at_exit"] == 0, rep["mbufs_in_use_at_exit"]
+        assert announced() == {}, announced()
+
+        # 8. A leftover of ours is removed at start; kill -9 leaves nothing announced.
+        lab.route("add", "10.250.0.0/16", "dev", "lo", "table", "101", "proto", "200")
+        lab.start()
+        # Table 100's route through mgk-b1 went with the first run's interfaces: only the static prefix is back.
+        wait_for(lambda: announced() == {"10.1.0.0/16": "mgk-a1"}, 30, "announced again")
+        assert "1 left by an earlier run removed" in lab.log_text(), lab.log_text()[-2000:]
+        lab.mg.kill()
+        lab.mg.wait(30)
+        wait_for(lambda: announced() == {}, 30, "no announcement after kill -9")
+        print("8. clean stop: table 101 empty; a stale route of ours removed at start; kill -9: table 101 empty")
         print("routes from the kernel: all checks passed")
         return 0
     except Exception:
