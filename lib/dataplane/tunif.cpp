@@ -55,10 +55,10 @@ int Dataplane::Impl::tunif_setup(std::string* err) {
     // The kernel fragments or says "too big" (PMTU) itself above the tunnel's path MTU; nothing it sends then
     // needs the MTU step, and every datagram fits one mbuf with room for the encapsulation.
     const uint32_t mtu = std::min<uint32_t>(tunnel_mtu[t].path, room);
-    if (local.version == 4 && !tun->disable_ipv6(err)) {
-      *err = fmt::format("tunnel '{}': interface '{}': {}", ct.name, ct.interface, *err);
-      return kExitPort;
-    }
+    // Without it (a read-only /proc/sys in a container) the kernel's IPv6 chatter on the interface (router
+    // solicitations, MLD) is only refused as multicast and counted: said, not fatal.
+    if (local.version == 4 && !tun->disable_ipv6(err))
+      log::warning(log::Type::kHost, "tunnel {}: interface {}: IPv6 left on: {}", ct.name, ct.interface, *err);
     if (!nl->set_link(tun->ifindex(), false, mtu, err) || !nl->add_peer_address(tun->ifindex(), local, peer, err) ||
         !nl->set_link(tun->ifindex(), true, 0, err)) {
       *err = fmt::format("tunnel '{}': interface '{}': {}", ct.name, ct.interface, *err);
