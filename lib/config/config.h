@@ -196,7 +196,10 @@ struct Gateway {
                                         // into the tunnels (route-based); others are dropped as not routed
   uint8_t inside_mac[6] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff};  // [inside] next_hop_mac for decrypted packets
   net::IpAddr inside_ipv4, inside_ipv6;  // [inside] ipv4 / ipv6: the gateway's address on the inside network, the
-                                         // source of the ICMP errors it sends there (version 0 when absent)
+                                         // source of the ICMP errors it sends there (version 0 when absent), and
+                                         // the address of the inside port's kernel twin when it has one
+  uint8_t inside_ipv4_prefix_len = 32;   // [inside] ipv4_prefix_len / ipv6_prefix_len: their on-link prefixes on
+  uint8_t inside_ipv6_prefix_len = 128;  // the inside twin (e.g. 30 for a router on the other end of a /30)
   std::vector<Instance> instances;
   std::vector<Device> devices;
   std::vector<Tunnel> tunnels;

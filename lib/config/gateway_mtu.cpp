@@ -59,6 +59,8 @@ TunnelMtuKeys read_tunnel_mtu(Reader& r, Sink& sink, Tunnel* t) {
 
 void read_inside_addresses(Reader& r, Sink& sink, Gateway* g) {
   read_ips(r, sink, &g->inside_ipv4, &g->inside_ipv6, "inside-address", "the source of ICMP errors");
+  if (const auto v = r.ranged("ipv4_prefix_len", 1, 32, "prefix")) g->inside_ipv4_prefix_len = uint8_t(*v);
+  if (const auto v = r.ranged("ipv6_prefix_len", 1, 128, "prefix")) g->inside_ipv6_prefix_len = uint8_t(*v);
 }
 
 void resolve_mtu(Gateway& g, const std::vector<TunnelMtuKeys>& keys, Sink& sink) {

@@ -349,8 +349,15 @@ bool cross_check(const Gateway& g, const PmdConfig& p, std::vector<Error>* error
     if (s.host.empty()) continue;
     bool outside = false;
     for (const Instance& i : g.instances) outside |= i.port == s.name;
-    if (!outside)
-      ps.add(s.line, "host-port", "[[port]] \"" + s.name + "\" has a `host` twin but is no instance's port; only outside ports have one");
+    if (s.name == g.inside_port) {
+      // The inside twin carries the gateway's inside address: ARP/ND, BGP and BFD with the inside router.
+      if (g.inside_ipv4.version == 0 && g.inside_ipv6.version == 0)
+        gs.add(0, "host-port", "[[port]] \"" + s.name + "\" (the inside port) has a `host` twin, which carries the "
+                               "gateway's inside address: set [inside] `ipv4` and/or `ipv6`");
+    } else if (!outside) {
+      ps.add(s.line, "host-port", "[[port]] \"" + s.name + "\" has a `host` twin but is neither the inside port nor an "
+                                  "instance's port");
+    }
   }
   const size_t workers = p.worker_lcores.size();
   for (const PortSpec& s : p.ports)

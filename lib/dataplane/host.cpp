@@ -22,10 +22,13 @@ std::string mac_text(const uint8_t* m) {
 }  // namespace
 
 int Dataplane::Impl::host_setup(std::string* err) {
-  host.resize(outside.size());
+  // One slot per outside port, by outside index, and the inside port's last (inside_slot()).
+  host.resize(outside.size() + 1);
+  for (size_t o = 0; o < outside.size(); ++o) host[o].port = outside[o];
+  host[inside_slot()].port = inside;
   main_pctr.resize(ports.size());
-  host_ring_full.assign(outside.size(), 0);
-  for (auto& w : workers) w->hpace.resize(outside.size());
+  host_ring_full.assign(host.size(), 0);
+  for (auto& w : workers) w->hpace.resize(host.size());
   std::map<std::string, uint16_t> by_name;
   for (size_t i = 0; i < ports.size(); ++i) by_name[ports[i].name] = uint16_t(i);
   // Every outside port knows its instance's addresses: without a twin, what is the host's is still counted as such.
@@ -35,8 +38,11 @@ int Dataplane::Impl::host_setup(std::string* err) {
     if (in.ipv4.version == 4) std::memcpy(host[o].local.v4, in.ipv4.bytes, 4), host[o].local.has4 = true;
     if (in.ipv6.version == 6) std::memcpy(host[o].local.v6, in.ipv6.bytes, 16), host[o].local.has6 = true;
   }
-  for (size_t o = 0; o < outside.size(); ++o) {
-    const config::PortSpec& ps = pmd.ports[outside[o]];
+  HostPort& ih = host[inside_slot()];
+  if (gw.inside_ipv4.version == 4) std::memcpy(ih.local.v4, gw.inside_ipv4.bytes, 4), ih.local.has4 = true;
+  if (gw.inside_ipv6.version == 6) std::memcpy(ih.local.v6, gw.inside_ipv6.bytes, 16), ih.local.has6 = true;
+  for (size_t o = 0; o < host.size(); ++o) {
+    const config::PortSpec& ps = pmd.ports[host[o].port];
     if (ps.host.empty()) continue;
     HostPort& hp = host[o];
     hp.twin = by_name.at(ps.host);
@@ -59,38 +65,44 @@ int Dataplane::Impl::host_setup(std::string* err) {
       return kExitPort;
     }
     // The twin is the port as the kernel sees it: same MAC (ARP answers and IKE leave with it), same MTU.
-    rte_ether_addr mac = ports[outside[o]].mac;
+    rte_ether_addr mac = ports[hp.port].mac;
     if (int rc = rte_eth_dev_default_mac_addr_set(tw.id, &mac); rc != 0) {
       *err = fmt::format("port '{}': cannot give its twin '{}' the port's MAC: {}", ps.name, ps.host, rte_strerror(-rc));
       return kExitPort;
     }
     ports[hp.twin].mac = mac;
     uint16_t mtu = 0;
-    rte_eth_dev_get_mtu(ports[outside[o]].id, &mtu);
-    for (uint32_t i = 0; i < gw.instances.size(); ++i) {
-      if (instance_port[i] != outside[o]) continue;
+    rte_eth_dev_get_mtu(ports[hp.port].id, &mtu);
+    // Its addresses: the instances' on an outside port, the gateway's [inside] ones on the inside port.
+    struct Addr {
+      std::string whose;
+      net::IpAddr a;
+      uint8_t len;
+    };
+    std::vector<Addr> addrs;
+    if (o == inside_slot()) {
+      if (gw.inside_ipv4.version == 4) addrs.push_back({"[inside]", gw.inside_ipv4, gw.inside_ipv4_prefix_len});
+      if (gw.inside_ipv6.version == 6) addrs.push_back({"[inside]", gw.inside_ipv6, gw.inside_ipv6_prefix_len});
+    }
+    for (uint32_t i = 0; i < gw.instances.size() && o != inside_slot(); ++i) {
+      if (instance_port[i] != hp.port) continue;
       const config::Instance& in = gw.instances[i];
-      if (!nl) {
-        nl = hostif::Netlink::open(err);
-        if (!nl) return kExitPort;
-      }
-      if (!nl->set_link(hp.ifindex, true, mtu, err)) {
-        *err = fmt::format("port '{}': twin '{}': {}", ps.name, ps.host, *err);
+      if (in.ipv4.version == 4) addrs.push_back({"instance '" + in.name + "'", in.ipv4, in.ipv4_prefix_len});
+      if (in.ipv6.version == 6) addrs.push_back({"instance '" + in.name + "'", in.ipv6, in.ipv6_prefix_len});
+    }
+    if (!nl) {
+      nl = hostif::Netlink::open(err);
+      if (!nl) return kExitPort;
+    }
+    if (!nl->set_link(hp.ifindex, true, mtu, err)) {
+      *err = fmt::format("port '{}': twin '{}': {}", ps.name, ps.host, *err);
+      return kExitPort;
+    }
+    for (const Addr& a : addrs)
+      if (!nl->add_address(hp.ifindex, a.a, a.len, err)) {
+        *err = fmt::format("{}: address on twin '{}': {}", a.whose, ps.host, *err);
         return kExitPort;
       }
-      if (in.ipv4.version == 4) {
-        if (!nl->add_address(hp.ifindex, in.ipv4, in.ipv4_prefix_len, err)) {
-          *err = fmt::format("instance '{}': address on twin '{}': {}", in.name, ps.host, *err);
-          return kExitPort;
-        }
-      }
-      if (in.ipv6.version == 6) {
-        if (!nl->add_address(hp.ifindex, in.ipv6, in.ipv6_prefix_len, err)) {
-          *err = fmt::format("instance '{}': address on twin '{}': {}", in.name, ps.host, *err);
-          return kExitPort;
-        }
-      }
-    }
     const std::string up = fmt::format("mg_up_{}", o), down = fmt::format("mg_dn_{}", o);
     hp.up = rte_ring_create(up.c_str(), kRingSize, int(rte_socket_id()), RING_F_SC_DEQ);
     hp.down = rte_ring_create(down.c_str(), kRingSize, int(rte_socket_id()), RING_F_SP_ENQ | RING_F_SC_DEQ);
@@ -99,6 +111,7 @@ int Dataplane::Impl::host_setup(std::string* err) {
       return kExitEal;
     }
     any_host = true;
+    if (o == inside_slot()) inside_twin = true;
     log::info(log::Type::kHost, "port {}: exception path through '{}' (kernel ifindex {}), MAC {}, MTU {}", ps.name,
               ps.host, hp.ifindex, mac_text(mac.addr_bytes), mtu);
   }
@@ -113,7 +126,7 @@ int Dataplane::Impl::host_setup(std::string* err) {
   return kExitOk;
 }
 
-void Dataplane::Impl::host_up(Worker& w, uint16_t oidx, rte_mbuf* const pkts[], uint16_t n) noexcept {
+void Dataplane::Impl::host_up(Worker& w, size_t oidx, rte_mbuf* const pkts[], uint16_t n) noexcept {
   const HostPort& hp = host[oidx];
   Pace& p = w.hpace[oidx];
   const uint64_t t = rte_get_tsc_cycles();
@@ -126,7 +139,7 @@ void Dataplane::Impl::host_up(Worker& w, uint16_t oidx, rte_mbuf* const pkts[], 
   const uint16_t q = uint16_t(rte_ring_mp_enqueue_burst(hp.up, reinterpret_cast<void* const*>(pkts), k, nullptr));
   w.ctr.drops[size_t(Drop::kHostRateLimited)] += n - k;
   w.ctr.drops[size_t(Drop::kHostQueueFull)] += k - q;
-  w.pctr[outside[oidx]].to_host += q;
+  w.pctr[hp.port].to_host += q;
   for (uint16_t i = q; i < n; ++i) rte_pktmbuf_free(pkts[i]);
 }
 
@@ -136,7 +149,7 @@ void Dataplane::Impl::host_send_down(Worker& w) noexcept {
     if (hp.down == nullptr || rte_ring_empty(hp.down)) continue;
     rte_mbuf* pkts[kBurst];
     const uint16_t n = uint16_t(rte_ring_sc_dequeue_burst(hp.down, reinterpret_cast<void**>(pkts), kBurst, nullptr));
-    const uint16_t port = outside[o];
+    const uint16_t port = hp.port;
     const uint16_t s = rte_eth_tx_burst(ports[port].id, w.id, pkts, n);
     for (uint16_t i = s; i < n; ++i) rte_pktmbuf_free(pkts[i]);
     w.pctr[port].from_host += s;

@@ -172,16 +172,19 @@ struct Dataplane::Impl {
   // the kernel sends and gives it to worker 0 through `down`, who sends it out the port on its own TX queue (the
   // port's queues are the workers'). Set up before the workers run; only the rings change after.
   struct HostPort {
+    uint16_t port = 0;            // the port it serves (index into ports)
     uint16_t twin = UINT16_MAX;   // index into ports; UINT16_MAX: none
     int ifindex = 0;              // the twin's kernel interface
     rte_ring* up = nullptr;
     rte_ring* down = nullptr;
-    net::LocalAddrs local;        // the instance's addresses on this port
+    net::LocalAddrs local;        // the instances' addresses on this port (the inside port: [inside] ipv4 / ipv6)
     uint64_t pps = 0;             // per worker
   };
-  std::vector<HostPort> host;            // by outside index
+  std::vector<HostPort> host;            // by outside index, then the inside port's (inside_slot())
+  size_t inside_slot() const noexcept { return outside.size(); }
+  bool inside_twin = false;              // the inside port has a twin: its host's frames go up (worker.cpp)
   std::vector<PortCtr> main_pctr;        // by port index: main's share of the port counters (the twins' traffic)
-  std::vector<uint64_t> host_ring_full;  // by outside index: kernel frames the ring to worker 0 refused (main)
+  std::vector<uint64_t> host_ring_full;  // by host slot: kernel frames the ring to worker 0 refused (main)
   bool any_host = false;
   std::unique_ptr<hostif::Netlink> nl;
   // Next hops learned from the kernel, by tunnel: a device without a static `next_hop_mac` whose tunnel's instance
@@ -201,7 +204,7 @@ struct Dataplane::Impl {
   void host_drain() noexcept;        // after the workers stopped: frames left in the rings go back to the pool
   void host_send_down(Worker& w) noexcept;  // worker 0: frames from the kernel out their port
   // A worker's frames for the host of outside port oidx (Ethernet header in place): rate limit, then the ring.
-  void host_up(Worker& w, uint16_t oidx, rte_mbuf* const pkts[], uint16_t n) noexcept;
+  void host_up(Worker& w, size_t oidx, rte_mbuf* const pkts[], uint16_t n) noexcept;
 
   // tunif.cpp: tunnel interfaces (config `interface`). By tunnel, its TUN (null: none). Workers hand decrypted
   // packets for it to main through tunif_up (many producers, hash.usr = tunnel); main writes them to the kernel,

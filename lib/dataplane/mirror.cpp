@@ -155,7 +155,7 @@ void Dataplane::Impl::refresh_mirror() {
     ctrl::PortInfo r{};
     ctrl::copy_name(r.name, sizeof(r.name), ports[i].name);
     for (size_t o = 0; o < host.size(); ++o)
-      if (outside[o] == i && host[o].twin != UINT16_MAX) ctrl::copy_name(r.host, sizeof(r.host), ports[host[o].twin].name);
+      if (host[o].port == i && host[o].twin != UINT16_MAX) ctrl::copy_name(r.host, sizeof(r.host), ports[host[o].twin].name);
     r.port_id = ports[i].id;
     size_t k = 0;
     const rte_eth_stats es = i < pmd_seen.size() ? pmd_seen[i] : rte_eth_stats{};

@@ -111,7 +111,7 @@ struct Worker {
   // Too-big ICMP token bucket (mtu.cpp): credit in 1/tsc_hz tokens, gaining icmp_rate per TSC cycle.
   uint64_t icmp_credit = 0, icmp_last = 0;
   std::vector<Pace> opace;   // per outside-port index
-  std::vector<Pace> hpace;   // per outside-port index: frames handed to the kernel twin (host_pps)
+  std::vector<Pace> hpace;   // per host slot (outside ports, then the inside): frames handed to a twin (host_pps)
   uint32_t idle_loops = 0;   // loops in a row without a packet: the pin sweep runs in those
   std::atomic<bool> polling{false};  // set once the worker entered its loop (READY=1 waits for every worker)
   // Probes: tunnels t with t % workers == id are this worker's to probe; due times in TSC cycles.

@@ -300,7 +300,7 @@ nlohmann::json Dataplane::Impl::port_stats() {
     const PortWorkerCounters pw = port_worker_totals(i);
     for (const auto& c : kPortCounters) j[c.name] = pw.*c.member;
     for (size_t o = 0; o < host.size(); ++o)
-      if (outside[o] == i && host[o].twin != UINT16_MAX) {
+      if (host[o].port == i && host[o].twin != UINT16_MAX) {
         j["host"] = ports[host[o].twin].name;
         j["host_ring_full"] = host_ring_full[o];  // kernel frames lost between main and worker 0
       }

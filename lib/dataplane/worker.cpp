@@ -29,6 +29,20 @@ bool inner_header_ok(const uint8_t* p, uint32_t l3len, bool v6) noexcept {
   return (p[0] >> 4) == 4 && ihl >= 20 && ihl <= l3len && tot >= ihl && tot <= l3len;
 }
 
+// A frame on the inside port that is the host's when that port has a kernel twin: ARP for the gateway's inside
+// address, IP to it (BGP, BFD, ping from the inside router), IPv6 to the link (ND, link-local).
+bool inside_host_frame(const uint8_t* e, uint32_t len, const net::LocalAddrs& la) noexcept {
+  if (len < kEthLen + 20) return false;
+  const uint16_t type = net::load_be16(e + 12);
+  const uint8_t* p = e + kEthLen;
+  if (type == net::kEtherArp) return net::arp_for_us(p, len - kEthLen, la);
+  if (type == 0x0800) return la.has4 && std::memcmp(p + 16, la.v4, 4) == 0;
+  if (type != 0x86dd || len < kEthLen + 40) return false;
+  const uint8_t* dst = p + 24;
+  return (la.has6 && std::memcmp(dst, la.v6, 16) == 0) || (dst[0] == 0xfe && (dst[1] & 0xc0) == 0x80) ||
+         (dst[0] == 0xff && (dst[1] & 0x0f) == 0x02);
+}
+
 }  // namespace
 
 uint16_t Dataplane::Impl::outbound(Worker& w, const State& st, uint16_t q) noexcept {
@@ -49,9 +63,16 @@ uint16_t Dataplane::Impl::outbound(Worker& w, const State& st, uint16_t q) noexc
   uint8_t dst6[kBurst][16];
   uint16_t at4[kBurst], at6[kBurst];
   uint16_t k = 0, n4 = 0, n6 = 0;
+  rte_mbuf* up[kBurst];
+  uint16_t nup = 0;
   for (uint16_t i = 0; i < n; ++i) {
     rte_mbuf* m = pkts[i];
     const uint8_t* e = rte_pktmbuf_mtod(m, const uint8_t*);
+    // The inside twin's (docs/ARCHITECTURE.md "The exception path"): the inside router's ARP, BGP and BFD.
+    if (inside_twin && inside_host_frame(e, rte_pktmbuf_data_len(m), host[inside_slot()].local)) [[unlikely]] {
+      up[nup++] = m;
+      continue;
+    }
     Drop why = Drop::kCount;
     const uint32_t l3len = rte_pktmbuf_data_len(m) - kEthLen;
     const uint8_t* p = e + kEthLen;
@@ -78,6 +99,7 @@ uint16_t Dataplane::Impl::outbound(Worker& w, const State& st, uint16_t q) noexc
     len[k] = rte_pktmbuf_pkt_len(m);
     ok[k++] = m;
   }
+  if (nup) [[unlikely]] host_up(w, inside_slot(), up, nup);
   if (k == 0) return n;
 
   // Routes (docs/ARCHITECTURE.md "Routes"): each destination's set of tunnels, one bulk lookup per family; what no

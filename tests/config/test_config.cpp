@@ -1010,14 +1010,27 @@ TEST_F(Config, PmdHostTwin) {
   bad_pmd(edit(with, "devargs = \"net_null1\"", "devargs = \"net_null1\"\nhost_pps = 0 #@"), "host-rate",
           "1..10000000");
 
-  // A twin cannot be a port the gateway uses, and only outside ports have one.
+  // A twin cannot be a port the gateway uses. The inside port may have one, which carries [inside] ipv4 / ipv6.
   errs.clear();
   p = pmd(edit(twin, "devargs = \"net_null0\"", "devargs = \"net_null0\"\nhost = \"host-a\""), &errs);
   ASSERT_TRUE(p.has_value()) << (errs.empty() ? "" : errs[0].format());
   EXPECT_FALSE(cross_check(good_gw(gateway()), *p, &errs));
   ASSERT_FALSE(errs.empty());
   EXPECT_EQ(errs.back().rule, "host-port");
-  EXPECT_NE(errs.back().message.find("no instance's port"), std::string::npos) << errs.back().message;
+  EXPECT_NE(errs.back().message.find("set [inside] `ipv4` and/or `ipv6`"), std::string::npos) << errs.back().message;
+  errs.clear();
+  const Gateway with_inside = good_gw(edit(gateway(), "port = \"inside\"\n",
+                                           "port = \"inside\"\nipv4 = \"192.168.100.1\"\nipv4_prefix_len = 30\n"));
+  EXPECT_EQ(with_inside.inside_ipv4_prefix_len, 30);
+  EXPECT_TRUE(cross_check(with_inside, *p, &errs)) << (errs.empty() ? "" : errs[0].format());
+  errs.clear();
+  p = pmd(base_pmd() + "[[port]]\nname = \"spare\"\ndevargs = \"net_null5\"\nhost = \"host-a\"\n"
+                       "[[port]]\nname = \"host-a\"\ndevargs = \"net_tap0\"\n", &errs);
+  ASSERT_TRUE(p.has_value()) << (errs.empty() ? "" : errs[0].format());
+  EXPECT_FALSE(cross_check(good_gw(gateway()), *p, &errs));
+  ASSERT_FALSE(errs.empty());
+  EXPECT_NE(errs.back().message.find("neither the inside port nor an instance's port"), std::string::npos)
+      << errs.back().message;
   errs.clear();
   p = pmd(edit(base_pmd(), "devargs = \"net_null1\"", "devargs = \"net_null1\"\nhost = \"out-b\""), &errs);
   ASSERT_TRUE(p.has_value()) << (errs.empty() ? "" : errs[0].format());

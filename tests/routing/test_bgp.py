@@ -14,8 +14,10 @@ Checked, in this order:
   3. tunnel a-1's wire cut (its veth down): BFD notices, BIRD withdraws, meshgate's table follows: 10.128 is not
      routed any more, every flow to 10.129 uses b-2; the time from the cut to meshgate's new route table is reported;
   4. the wire back: the session returns and so do the routes;
-  5. announcing ([routing] announce_table = 101): a third BIRD, the inside router ("lan" namespace, a plain veth),
-     learns from the near BIRD what the near meshgate can reach now; `tunnel a-1 down` / `up` twenty times: each
+  5. announcing ([routing] announce_table = 101): a third BIRD, the inside router ("lan" namespace, on the near
+     meshgate's inside port, a net_af_packet port whose kernel twin carries the gateway's inside address
+     192.168.100.1/30), learns from the near BIRD what the near meshgate can reach now, and its kernel routes the
+     inside hosts' traffic (steps 2 and 3) through the gateway; `tunnel a-1 down` / `up` twenty times: each
      withdraws and re-announces 10.128/16 at the inside router (command to the router's log: p50 and p99 reported);
      then a-1's wire cut again: meshgate's liveness verdict (20 ms x 3) withdraws 10.128/16 at the inside router
      before BFD (5 x 100 ms) would (verdict to the router's log reported);
@@ -38,21 +40,24 @@ SKIP = 77
 KEYS = {"a_out": "4b1d2c3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c", "a_in": "c9b8a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d2c1b0",
         "b_out": "0a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6e7f8a9b", "b_in": "9f8e7d6c5b4a39281706f5e4d3c2b1a09f8e7d6c"}
 
+# Inside traffic, from the inside router's namespace: its kernel routes what its BIRD learned from the gateway
+# (through the gateway's inside address, whose ARP the inside twin answers) into meshgate's inside port.
 SEND = r"""
-import sys
-from scapy.all import Ether, IP, UDP, Raw, sendp, conf
-conf.verb = 0
-dst, first, count, mac = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-sendp([Ether(src='02:00:00:00:00:01', dst=mac) / IP(src='10.1.200.1', dst=dst) / UDP(sport=40000, dport=first + i) /
-       Raw(b'x' * 32) for i in range(count)], iface='mgn-in', inter=0.002)
+import socket, sys, time
+dst, first, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(('10.1.200.1', 40000))
+for i in range(count):
+    s.sendto(b'x' * 32, (dst, first + i))
+    time.sleep(0.002)
 """
 
 
-def gateway_toml(name, pmd, state, inside, mine, theirs, tunnels, routing):
+def gateway_toml(name, pmd, state, inside, mine, theirs, tunnels, routing, inside_extra=""):
     """A gateway file: instances `mine` (name, ip, port), devices `theirs` (name, ip, mac), tunnels (name, instance,
     device, interface, local, peer, out key, out spi, in key, in spi)."""
     t = '[gateway]\nname = "%s"\npmd_config = "%s"\nstate_dir = "%s"\n' % (name, pmd, state)
-    t += '[inside]\nport = "inside"\nprefixes = ["%s"]\nnext_hop_mac = "02:00:00:00:00:01"\n' % inside
+    t += '[inside]\nport = "inside"\nprefixes = ["%s"]\nnext_hop_mac = "02:00:00:00:00:01"\n%s' % (inside, inside_extra)
     t += routing
     for n, ip, port in mine:
         t += '[[instance]]\nname = "%s"\nipv4 = "%s"\nport = "%s"\n' % (n, ip, port)
@@ -102,6 +107,7 @@ router id 10.255.0.3;
 log "%(dir)s/bird-lan.log" all;
 timeformat log "%%F %%T.%%3f";
 protocol device { scan time 1; }
+protocol kernel { ipv4 { import none; export all; }; }   # the inside hosts' traffic follows the gateway's routes
 protocol bgp to_gw {
   local as 65100; neighbor 192.168.100.1 as 65000;
   hold time 6; keepalive time 2; connect retry time 1;
@@ -143,7 +149,21 @@ class Lab(NsLab):
     def start(self):
         mac = {s: self.mac(self.gw, "vo-" + s) for s in "ab"}
         fmac = {s: self.mac(self.dev, "vp-" + s) for s in "ab"}
-        near_pmd = self.write_pmd([("inside", "net_tap0,iface=mgn-in", ""), ("out-a", "net_af_packet0,iface=vo-a", ""),
+        # The inside router: a namespace of its own, on meshgate's inside port (lan0, DPDK's: that kernel keeps off
+        # it), which has a kernel twin (mgn-tw) with the gateway's inside address 192.168.100.1/30.
+        run(["ip", "netns", "add", self.lan])
+        run(["ip", "link", "add", "lan0", "netns", self.gw, "type", "veth", "peer", "name", "lan1", "netns", self.lan])
+        self.ns(self.gw, "ip", "link", "set", "lan0", "arp", "off")
+        self.ns(self.gw, "sysctl", "-qw", "net.ipv6.conf.lan0.disable_ipv6=1", "net.ipv4.conf.lan0.rp_filter=1")
+        for ns, ifc in ((self.gw, "lan0"), (self.lan, "lan1")):
+            self.ns(ns, "ip", "link", "set", ifc, "up")
+            self.ns(ns, "ethtool", "-K", ifc, "tx", "off")
+        self.ns(self.lan, "ip", "link", "set", "lo", "up")
+        self.ns(self.lan, "ip", "addr", "add", "192.168.100.2/30", "dev", "lan1")
+        self.ns(self.lan, "ip", "addr", "add", "10.1.200.1/32", "dev", "lo")   # the inside hosts' source
+        near_pmd = self.write_pmd([("inside", "net_af_packet2,iface=lan0", 'host = "inside-twin"\n'),
+                                   ("inside-twin", "net_tap0,iface=mgn-tw", ""),
+                                   ("out-a", "net_af_packet0,iface=vo-a", ""),
                                    ("out-b", "net_af_packet1,iface=vo-b", "")])
         far_dir = os.path.join(self.dir, "far")
         os.makedirs(far_dir)
@@ -169,7 +189,8 @@ class Lab(NsLab):
                  ("b-2", "gw-b", "d2", "mgn-b2", "169.254.11.1", "169.254.11.2", KEYS["b_out"], 0x1002, KEYS["b_in"],
                   0x2002)],
                 "[routing]\nkernel_table = 100\nannounce_table = 101\n"
-                "[liveness]\ninterval_ms = 20\nmultiplier = 3\nhold_down_ms = 500\n"))
+                "[liveness]\ninterval_ms = 20\nmultiplier = 3\nhold_down_ms = 500\n",
+                inside_extra='ipv4 = "192.168.100.1"\nipv4_prefix_len = 30\n'))
         far = os.path.join(far_dir, "far.toml")
         with open(far, "w") as f:
             f.write(gateway_toml(
@@ -191,14 +212,6 @@ class Lab(NsLab):
         wait_for(lambda: self.far.poll() is not None or run(["ip", "-n", self.dev, "link", "show", "mgf-b2"],
                                                               check=False).returncode == 0, 60, "the far meshgate")
         assert self.far.poll() is None, "far meshgate exited: " + open(self.far_log.name).read()[-3000:]
-        self.ns(self.gw, "ip", "link", "set", "mgn-in", "up")
-        self.inside_mac = self.mac(self.gw, "mgn-in")
-        # The inside router: a namespace of its own on a plain veth (the inside port's kernel twin is not built yet).
-        run(["ip", "netns", "add", self.lan])
-        run(["ip", "link", "add", "lan0", "netns", self.gw, "type", "veth", "peer", "name", "lan1", "netns", self.lan])
-        for ns, ifc, a in ((self.gw, "lan0", "192.168.100.1/30"), (self.lan, "lan1", "192.168.100.2/30")):
-            self.ns(ns, "ip", "addr", "add", a, "dev", ifc)
-            self.ns(ns, "ip", "link", "set", ifc, "up")
         for ns, text, tag in ((self.gw, BIRD_NEAR, "near"), (self.dev, BIRD_FAR, "far"), (self.lan, BIRD_LAN, "lan")):
             conf = os.path.join(self.dir, "bird-%s.conf" % tag)
             with open(conf, "w") as f:
@@ -227,8 +240,8 @@ class Lab(NsLab):
         return {t["name"]: t["packets_in"] for t in self.counters(self.name + "f")["tunnels"]}
 
     def send(self, dst, first, count):
-        run(["ip", "netns", "exec", self.gw, "/usr/bin/python3", "-c", SEND, dst, str(first), str(count),
-             self.inside_mac], timeout=120)
+        run(["ip", "netns", "exec", self.lan, "/usr/bin/python3", "-c", SEND, dst, str(first), str(count)],
+            timeout=120)
 
     def close(self):
         for b in self.birds:
@@ -277,6 +290,10 @@ def latencies(starts, ends):
     return out
 
 
+def lan_kernel(lab):
+    return run(["ip", "-n", lab.lan, "route", "show"]).stdout
+
+
 def table100(lab):
     return run(["ip", "-n", lab.gw, "route", "show", "table", "100"]).stdout
 
@@ -311,6 +328,11 @@ def main():
         wait_for(lambda: lab.counters(lab.name)["gateway"]["routes_learned"] == 2 and
                  "nexthop" in table100(lab), 60, "two routes learned, one multipath")
         print("   table 100:\n" + "".join("     " + x + "\n" for x in table100(lab).splitlines()))
+        # The inside router's kernel routes the prefixes its BGP session through the inside twin brought.
+        wait_for(lambda: all(p in lan_kernel(lab) for p in ("10.128.0.0/16", "10.129.0.0/16")), 90,
+                 "the inside router routing 10.128/16 and 10.129/16 to the gateway")
+        print("   inside router (BGP through meshgate's inside port and its twin): " +
+              "; ".join(x for x in lan_kernel(lab).splitlines() if "bird" in x))
         before = lab.far_in()
         lab.send("10.128.0.5", 1000, 32)
         wait_for(lambda: lab.far_in()["1-a"] - before["1-a"] >= 32, 30, "32 packets on 1-a")
