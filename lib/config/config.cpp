@@ -222,7 +222,9 @@ std::string describe(const Gateway& g, const PmdConfig* pmd) {
     o += "    " + mtu_text(g, t, pmd) + "\n";
     if (!t.interface.empty())
       o += "    interface " + t.interface + "  " + ip_text(t.liveness.probe_source) + " peer " +
-           ip_text(t.liveness.probe_address) + "  up to " + std::to_string(t.interface_pps) + " pps per worker\n";
+           ip_text(t.liveness.probe_address) + "  up to " + std::to_string(t.interface_pps) + " pps per worker" +
+           (t.announce_table ? "  device prefixes in table " + std::to_string(t.announce_table) : std::string()) +
+           "\n";
   }
   return o;
 }

@@ -148,6 +148,10 @@ struct Tunnel {
   std::string interface;
   uint32_t interface_pps = 10000;  // per worker: decrypted packets handed up to the interface (1..10000000)
   int interface_line = 0;
+  // `announce_table`: the kernel table where [routing] device_prefixes are kept for this tunnel's device while the
+  // tunnel is up (0 = none; needs `interface`; one table per tunnel, none of the kernel's own or [routing]'s).
+  uint32_t announce_table = 0;
+  int announce_line = 0;
   int line = 0;
 };
 inline constexpr size_t kMaxInterfaceName = 15;  // Linux IFNAMSIZ less its NUL
@@ -172,7 +176,7 @@ struct RouteCfg {
   std::vector<uint32_t> tunnels;   // indexes into Gateway::tunnels, sorted, unique, non-empty
   int line = 0;
 };
-inline constexpr uint32_t kMaxRouteSets = 64;
+inline constexpr uint32_t kMaxRouteSets = 64;  // distinct tunnel sets (route::kMaxSets): [inside] counts as one
 
 // [routing]: routes learned at run time (docs/ARCHITECTURE.md "Routes from the kernel"). A routing daemon (BIRD)
 // puts what it learned over the tunnels (BGP on their interfaces) into kernel table `kernel_table`; meshgate
@@ -185,8 +189,12 @@ struct RoutingSettings {
   // towards the inside (docs/ARCHITECTURE.md "Announcing"): each route's prefix while a tunnel of its set takes new
   // flows, out of that tunnel's interface (so that the route dies with the process). 0 = none; not 253..255.
   uint32_t announce_table = 0;
+  // `device_prefixes`: the networks behind this gateway that the devices should send into the tunnels. Each tunnel
+  // with an `announce_table` of its own has them there, out of its interface, while the tunnel is up (not draining,
+  // not down by the operator, liveness or a lost SA): the routing daemon announces them to that tunnel's device.
+  std::vector<Prefix> device_prefixes;
   int line = 0;                    // of the [routing] table, 0 when absent
-};  // distinct tunnel sets (route::kMaxSets): [inside] counts as one
+};
 
 struct Gateway {
   std::string name;             // [a-zA-Z0-9_-]{1,32}: it names the control block /dev/shm/meshgate.<name>

@@ -27,6 +27,17 @@ void read_tunnel_interface(Reader& r, Sink& sink, Tunnel* t) {
                r.where() + " `interface` = \"" + *n + "\" is not a kernel interface name: 1 to " +
                    std::to_string(kMaxInterfaceName) + " of letters, digits, '_', '.', '-'");
   }
+  if (const auto v = r.ranged("announce_table", 1, 0xffffffffll, "tunnel-interface")) {
+    t->announce_table = uint32_t(*v);
+    t->announce_line = r.line("announce_table");
+    if (*v >= 253 && *v <= 255)
+      sink.add(t->announce_line, "tunnel-interface",
+               r.where() + " `announce_table` = " + std::to_string(*v) + " is one of the kernel's own tables (default, "
+               "main, local): choose a table of its own");
+    if (!r.table().get("interface"))
+      sink.add(t->announce_line, "tunnel-interface",
+               r.where() + " `announce_table`: its routes go out of the tunnel's `interface`, which it has not");
+  }
   if (const auto pps = r.ranged("interface_pps", 1, 10000000, "tunnel-interface")) {
     t->interface_pps = uint32_t(*pps);
     if (!r.table().get("interface"))

@@ -8,6 +8,8 @@
 
 namespace mg::config::detail {
 
+void check_tunnel_announce(const Gateway& g, Sink& sink);
+
 void read_routes(Reader& top, Sink& sink, Gateway* g) {
   const auto tables = array_of_tables(top, sink, "route");
   std::vector<std::pair<Prefix, int>> seen;  // every prefix of every route, with its line
@@ -112,7 +114,10 @@ void read_routes(Reader& top, Sink& sink, Gateway* g) {
 
 void read_routing(Reader& top, Sink& sink, Gateway* g) {
   const toml::table* t = top.subtable("routing");
-  if (t == nullptr) return;
+  if (t == nullptr) {
+    check_tunnel_announce(*g, sink);
+    return;
+  }
   Reader r(sink, *t, "[routing]");
   RoutingSettings& s = g->routing;
   s.line = r.line();
@@ -125,6 +130,14 @@ void read_routing(Reader& top, Sink& sink, Gateway* g) {
       s.kernel_table = uint32_t(*v);
   }
   if (const auto v = r.ranged("update_interval_ms", 1, 10000, "routing")) s.update_interval_ms = uint32_t(*v);
+  if (const auto prefixes = r.str_array("device_prefixes")) {
+    for (const std::string& text : *prefixes) {
+      Prefix p;
+      std::string why;
+      if (parse_prefix(text, &p, &why)) s.device_prefixes.push_back(p);
+      else sink.add(r.line("device_prefixes"), "route-prefix", "[routing] `device_prefixes`: \"" + text + "\" " + why);
+    }
+  }
   if (const auto v = r.ranged("announce_table", 1, 0xffffffffll, "routing")) {
     if (*v >= 253 && *v <= 255)
       sink.add(r.line("announce_table"), "routing",
@@ -144,10 +157,30 @@ void read_routing(Reader& top, Sink& sink, Gateway* g) {
     sink.add(r.line("kernel_table"), "routing",
              "[routing] `kernel_table`: a learned route reaches the tunnels whose `interface` it goes out of, and no "
              "[[tunnel]] has an `interface`");
+  check_tunnel_announce(*g, sink);
   if (s.announce_table != 0 && !any_if)
     sink.add(r.line("announce_table"), "routing",
              "[routing] `announce_table`: an announced route goes out of a tunnel's `interface` (so that it dies with "
              "meshgate), and no [[tunnel]] has an `interface`");
+}
+
+// Each tunnel's own announce table: distinct, none of [routing]'s, and something to put there.
+void check_tunnel_announce(const Gateway& g, Sink& sink) {
+  const RoutingSettings& s = g.routing;
+  for (size_t i = 0; i < g.tunnels.size(); ++i) {
+    const Tunnel& t = g.tunnels[i];
+    if (t.announce_table == 0) continue;
+    bool clash = t.announce_table == s.kernel_table || t.announce_table == s.announce_table;
+    for (size_t j = 0; j < i; ++j) clash |= g.tunnels[j].announce_table == t.announce_table;
+    if (clash)
+      sink.add(t.announce_line, "routing",
+               "tunnel \"" + t.name + "\" `announce_table` " + std::to_string(t.announce_table) +
+                   " is also another tunnel's or [routing]'s table: one table per purpose");
+    if (s.device_prefixes.empty())
+      sink.add(t.announce_line, "routing",
+               "tunnel \"" + t.name + "\" `announce_table`: [routing] `device_prefixes` (what the devices should send "
+               "into the tunnels) is empty or missing");
+  }
 }
 
 }  // namespace mg::config::detail

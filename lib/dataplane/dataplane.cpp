@@ -51,7 +51,7 @@ int Dataplane::create(config::Gateway g, config::PmdConfig p, Options o, std::un
     return kExitPort;
   }
   if (!d.announce_setup(err)) {
-    *err = "[routing] announce_table: " + *err;
+    *err = "announce tables: " + *err;
     return kExitPort;
   }
   if (!d.keying_open(err)) return kExitRuntime;

@@ -247,13 +247,22 @@ struct Dataplane::Impl {
         return std::tie(family, addr, len) < std::tie(o.family, o.addr, o.len);
       }
     };
+    struct Table {
+      uint32_t id;                // the kernel table
+      uint32_t tunnel;            // UINT32_MAX: [routing] announce_table; else this tunnel's device_prefixes
+      std::map<Key, int> now;     // announced: prefix -> the interface it goes out of
+    };
     bool on = false;
-    std::map<Key, int> now;  // announced: prefix -> the interface it goes out of
+    std::vector<Table> tables;
     uint64_t changes = 0, failed = 0;
     std::string last_err;
+    size_t inside_routes() const noexcept {
+      return !tables.empty() && tables[0].tunnel == UINT32_MAX ? tables[0].now.size() : 0;
+    }
   } ann;
   bool announce_setup(std::string* err);  // before the first publish: leftovers of an earlier run removed
-  void announce_sync();                   // publish(): the table made to match the state
+  void announce_sync();                   // publish(): the tables made to match the state
+  void announce_apply(Announce::Table& tb, const std::map<Announce::Key, int>& want);
   void announce_clear() noexcept;         // at stop, before the interfaces go
   void routes_poll();                   // main loop
   void learn_routes();                  // read the kernel table, build, publish (or keep the old table, counted)

@@ -19,7 +19,7 @@ Stats Dataplane::Impl::collect() const {
   s.route_updates_failed = kr.failed;
   s.routes_learned = kr.learned;
   s.routes_refused = kr.refused;
-  s.routes_announced = ann.now.size();
+  s.routes_announced = ann.inside_routes();
   s.announce_changes = ann.changes;
   s.announce_failed = ann.failed;
   s.tunnels.resize(gw.tunnels.size());

@@ -77,5 +77,22 @@ TEST_F(Config, RoutingAnnounceTable) {
          "routing", "would learn its own announcements");
 }
 
+TEST_F(Config, TunnelAnnounceTable) {
+  const std::string routing = "[routing]\ndevice_prefixes = [\"172.16.0.0/12\"]\n";
+  const Gateway g = good_gw(first("interface = \"mg-a1\"\nannounce_table = 1001\n", kInner) + routing);
+  EXPECT_EQ(g.tunnels[0].announce_table, 1001u);
+  ASSERT_EQ(g.routing.device_prefixes.size(), 1u);
+  EXPECT_EQ(g.routing.device_prefixes[0].len, 12);
+  EXPECT_NE(describe(g, nullptr).find("device prefixes in table 1001"), std::string::npos);
+  bad_gw(first("announce_table = 1001 #@\n", kInner) + routing, "tunnel-interface", "which it has not");
+  bad_gw(first("interface = \"mg-a1\"\nannounce_table = 254 #@\n", kInner) + routing, "tunnel-interface",
+         "the kernel's own tables");
+  bad_gw(first("interface = \"mg-a1\"\nannounce_table = 1001 #@\n", kInner), "routing", "`device_prefixes`");
+  bad_gw(first("interface = \"mg-a1\"\nannounce_table = 101 #@\n", kInner) + routing + "announce_table = 101\n",
+         "routing", "one table per purpose");
+  bad_gw(first("interface = \"mg-a1\"\n", kInner) + "[routing]\ndevice_prefixes = [\"172.16.0.1/12\"] #@\n",
+         "route-prefix", "device_prefixes");
+}
+
 }  // namespace
 }  // namespace mg::config::test
