@@ -107,7 +107,12 @@ std::vector<std::string> input_keys(std::string_view input) {
     // In a comment ('#' earlier on its line) it is prose: "key_file = ... 00000000s" there is no key, and the
     // all-zero SPI that describe() prints for an SA never read would look like one.
     const size_t bol = input.rfind('\n', at) == std::string_view::npos ? 0 : input.rfind('\n', at) + 1;
-    if (input.substr(bol, at - bol).find('#') != std::string_view::npos) continue;
+    const std::string_view before = input.substr(bol, at - bol);
+    if (before.find('#') != std::string_view::npos) continue;
+    // Inside a string (an odd number of quotes before it on its line: `prefixes = ["x:key=..."]`) it is text of
+    // another value, which errors may quote; a key of that value's own is caught by its hex-run rule.
+    if (std::count(before.begin(), before.end(), '"') % 2 == 1 || std::count(before.begin(), before.end(), '\'') % 2 == 1)
+      continue;
     if (input.substr(pos).starts_with("_file")) pos += 5;  // a key written where its file's path belongs
     size_t i = pos;
     while (i < input.size() && (input[i] == ' ' || input[i] == '\t')) ++i;
