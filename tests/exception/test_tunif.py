@@ -270,7 +270,10 @@ def main():
         allowed = 64 + PPS * (flood_s + 1)
         passed = a["to_kernel"] - 5
         assert 64 <= passed <= allowed, (passed, allowed, flood_s)
-        assert drops.get("host_rate_limited", 0) == flood - passed, (drops, flood, passed)
+        # Every flood frame meshgate got either passed or was rate-limited; on a busy host the veth's packet socket
+        # may lose a few before meshgate reads them (the kernel's, not counted by meshgate).
+        limited = drops.get("host_rate_limited", 0)
+        assert flood * 0.95 <= passed + limited <= flood, (drops, flood, passed)
         assert drops.get("host_queue_full", 0) == 0, drops
         assert drops.get("inner_selector", 0) == 2, drops  # the spoofed source on a-1, the packet on b-1
         assert a["kernel_refused"] >= 2, a  # the multicast echoes
